@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test` (each runs `setup` first).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Steadies the allocator's share of timing noise (see bench/README in docs/performance.md).
+export MALLOC_MMAP_THRESHOLD_ := 4294967296
+export MALLOC_TRIM_THRESHOLD_ := 4294967296
+
+.PHONY: setup test test-fast bench demo lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,serve]'
+	touch $(STAMP)
+
+# Two pytest workers on two cores, one intra-op thread each.
+test: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q
+
+test-fast: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
+
+bench: setup
+	$(PY) -m fcos bench
+
+demo: setup
+	$(PY) -m fcos demo --out runs/demo
+
+lint: setup
+	$(PY) -m ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

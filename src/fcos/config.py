@@ -1,0 +1,242 @@
+"""Typed configuration for the FCOS detector.
+
+Every default lives here, grouped by the stage of the data flow it configures:
+input transform -> backbone -> fpn -> head -> points -> assignment -> loss -> decoding.
+Configs are frozen dataclasses; derive variants with :func:`dataclasses.replace` or
+:func:`override`, and build the two named presets with :func:`official` and :func:`torchvision`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AssignConfig",
+    "BackboneConfig",
+    "DecodeConfig",
+    "FCOSConfig",
+    "FPNConfig",
+    "HeadConfig",
+    "InputConfig",
+    "LossConfig",
+    "PRESETS",
+    "PointsConfig",
+    "STRIDES",
+    "official",
+    "override",
+    "preset",
+    "torchvision",
+]
+
+INF = math.inf
+# FPN levels P3..P7: one stride per level, fixed by the architecture (paper, Sec. 3.2).
+STRIDES: tuple[int, ...] = (8, 16, 32, 64, 128)
+# Paper Sec. 3.2: a point at level i regresses a box only if max(l, t, r, b) lies in m_{i-1}..m_i.
+DEFAULT_SIZE_RANGES: tuple[tuple[float, float], ...] = (
+    (-1.0, 64.0),
+    (64.0, 128.0),
+    (128.0, 256.0),
+    (256.0, 512.0),
+    (512.0, INF),
+)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """Resize / normalize / pad done inside the model (torchvision's GeneralizedRCNNTransform rule)."""
+
+    min_size: int = 800  # shorter side target
+    max_size: int = 1333  # longer side cap
+    # Training picks the shorter side uniformly from these (multi-scale); empty = (min_size,).
+    train_min_sizes: tuple[int, ...] = ()
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, images in [0, 1]
+    std: tuple[float, float, float] = IMAGENET_STD
+    size_divisible: int = 32  # pad the batch so P3..P5 divide the image exactly
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    name: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
+    weights: str | None = None  # local ImageNet state dict; nothing is ever downloaded
+    # Stages frozen from the input side: 0 = none, 1 = stem, 2 = stem + layer1 (official freeze_at=2).
+    # "auto" (-1) freezes stem + layer1 only when `weights` is given: freezing a random init is pointless.
+    frozen_stages: int = -1
+    # "frozen" (FrozenBatchNorm2d, official with ImageNet weights), "bn" (trainable), "auto":
+    # frozen with weights, trainable from scratch (frozen random BN would mean no normalisation at all).
+    norm: Literal["auto", "frozen", "bn"] = "auto"
+
+
+@dataclass(frozen=True)
+class FPNConfig:
+    channels: int = 256
+    extra_from: Literal["p5", "c5"] = "p5"  # source of P6/P7: P5 (FCOS paper) or C5 (RetinaNet)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    num_convs: int = 4  # conv3x3 + GroupNorm + ReLU per tower
+    norm_groups: int = 32
+    prior_prob: float = 0.01  # classification bias init (focal loss paper)
+    centerness_on_reg: bool = True  # "improvements": centerness predicted from the regression tower
+    norm_reg_targets: bool = True  # relu(x) * stride (True) or exp(x) in pixels (paper's original)
+    learnable_scales: bool = True  # a learnable scalar per level multiplies the regression output
+
+
+@dataclass(frozen=True)
+class PointsConfig:
+    """Where the feature-map points sit in the padded input image."""
+
+    # Official FCOS puts point (i, j) at (j * s + s // 2, i * s + s // 2); torchvision at (j * s, i * s).
+    offset: float = 0.5  # in units of stride
+    # torchvision derives each level's step as padded_size // feature_size (61 instead of 64 for P6
+    # at 800 px), while the official code uses the nominal stride. Only the torchvision preset sets this.
+    step_from_shape: bool = False
+
+
+@dataclass(frozen=True)
+class AssignConfig:
+    size_ranges: tuple[tuple[float, float], ...] = DEFAULT_SIZE_RANGES
+    # True: lo <= max(ltrb) <= hi (official); False: lo < max(ltrb) < hi (torchvision).
+    ranges_inclusive: bool = True
+    # 0 = the whole box is positive (paper); > 0 = only points within radius * stride of the box
+    # centre, clipped to the box ("center sampling" improvement, radius 1.5).
+    center_sampling_radius: float = 1.5
+    # Ambiguous points go to the smallest box. "torchvision" reproduces its float32 key 1e8 - area,
+    # which ties boxes whose areas differ by less than the float32 spacing at 1e8 (8 px^2).
+    tie_break: Literal["min_area", "torchvision"] = "min_area"
+    # Upper bound on (image, box, candidate point) triples held at once; larger batches are chunked.
+    max_pairs: int = 4_000_000
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    box_loss: Literal["iou", "linear_iou", "giou", "diou", "ciou"] = "giou"
+    # Official improvement: weight each positive's box loss by its centerness target and normalise
+    # by the sum of those targets instead of the positive count.
+    box_weight_by_centerness: bool = True
+    cls_weight: float = 1.0
+    box_weight: float = 1.0
+    centerness_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    score_thresh: float = 0.05
+    # "cls": threshold sigmoid(cls) (official); "score": threshold sqrt(cls * ctr) (torchvision).
+    threshold_on: Literal["cls", "score"] = "cls"
+    topk_per_level: int = 1000  # candidates kept per level before NMS
+    nms_thresh: float = 0.6
+    max_detections: int = 100  # per image, after NMS
+    min_box_size: float = 0.0  # boxes narrower or shorter than this (input px) are dropped
+
+
+@dataclass(frozen=True)
+class FCOSConfig:
+    num_classes: int = 80  # foreground classes; labels are 0 .. num_classes - 1
+    input: InputConfig = field(default_factory=InputConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    fpn: FPNConfig = field(default_factory=FPNConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
+    assign: AssignConfig = field(default_factory=AssignConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    preset: str = "official"  # informational: the preset this config started from
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        if len(self.assign.size_ranges) != len(STRIDES):
+            raise ValueError(f"assign.size_ranges needs one range per level ({len(STRIDES)})")
+        if self.fpn.channels % self.head.norm_groups:
+            raise ValueError(
+                f"fpn.channels ({self.fpn.channels}) must be divisible by head.norm_groups ({self.head.norm_groups})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FCOSConfig:
+        return _from_dict(cls, data)
+
+
+def _from_dict(kind: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from plain dicts/lists, rejecting unknown keys."""
+    names = {f.name: f for f in dataclasses.fields(kind)}
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} field(s): {sorted(unknown)}")
+    defaults = kind()
+    values = {}
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
+            values[name] = _from_dict(type(default), value)
+        elif isinstance(value, list):
+            values[name] = _to_tuple(value)
+        else:
+            values[name] = value
+    return kind(**values)
+
+
+def _to_tuple(value: Any) -> Any:
+    return tuple(_to_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def override(config: FCOSConfig, **changes: Any) -> FCOSConfig:
+    """Copy of `config` with dotted-path changes, e.g. ``override(cfg, **{"head.num_convs": 2})``."""
+    nested: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in changes.items():
+        group, _, name = key.partition(".")
+        if name:
+            nested.setdefault(group, {})[name] = value
+        else:
+            top[key] = value
+    for group, values in nested.items():
+        top[group] = dataclasses.replace(getattr(config, group), **values)
+    return dataclasses.replace(config, **top)
+
+
+def official(num_classes: int = 80, backbone: str = "resnet50", **changes: Any) -> FCOSConfig:
+    """Official FCOS with its "improvements" (FCOS_imprv configs, FCOS journal version Table 7):
+    centerness on the regression branch, stride-normalised targets, center sampling r=1.5, GIoU,
+    box loss weighted by centerness targets; inference threshold 0.05, top 1000 per level, NMS 0.6, 100 dets.
+    """
+    base = FCOSConfig(num_classes=num_classes, backbone=BackboneConfig(name=backbone), preset="official")
+    return override(base, **changes)
+
+
+def torchvision(num_classes: int = 91, backbone: str = "resnet50", **changes: Any) -> FCOSConfig:
+    """The exact semantics and defaults of ``torchvision.models.detection.FCOS`` (fcos_resnet50_fpn)."""
+    base = FCOSConfig(
+        num_classes=num_classes,
+        backbone=BackboneConfig(name=backbone),
+        head=HeadConfig(learnable_scales=False),
+        points=PointsConfig(offset=0.0, step_from_shape=True),
+        assign=AssignConfig(ranges_inclusive=False, tie_break="torchvision"),
+        loss=LossConfig(box_weight_by_centerness=False),
+        decode=DecodeConfig(score_thresh=0.2, threshold_on="score"),
+        preset="torchvision",
+    )
+    return override(base, **changes)
+
+
+PRESETS: dict[str, Callable[..., FCOSConfig]] = {"official": official, "torchvision": torchvision}
+
+
+def preset(name: str, **kwargs: Any) -> FCOSConfig:
+    """Build a named preset: ``preset("official", num_classes=3, backbone="resnet18")``."""
+    try:
+        return PRESETS[name](**kwargs)
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None

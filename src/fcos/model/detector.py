@@ -1,0 +1,151 @@
+"""The FCOS detector: transform -> backbone -> fpn -> head; training: assigner + criterion; eval: decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fcos.assign import assign_targets, stack_targets
+from fcos.config import STRIDES, FCOSConfig
+from fcos.losses import FCOSCriterion
+from fcos.model.backbone import ResNetBackbone
+from fcos.model.fpn import FPN
+from fcos.model.head import FCOSHead, HeadOutputs
+from fcos.model.points import Points, make_points
+from fcos.model.transform import ImageBatch, InputTransform
+from fcos.postprocess import Decoder
+
+__all__ = ["FCOS"]
+
+
+class FCOS(nn.Module):
+    """FCOS with torchvision's detector interface.
+
+    ``model(images, targets)`` in training mode returns ``{"classification", "bbox_regression",
+    "bbox_ctrness"}``; in eval mode ``model(images)`` returns one ``{"boxes", "scores", "labels"}``
+    per image, boxes xyxy in that image's own pixel coordinates.
+
+    Args:
+        images: list of [3, H_i, W_i] float tensors in [0, 1] (uint8 in [0, 255] is accepted too).
+        targets: list of {"boxes": [N_i, 4] xyxy float, "labels": [N_i] int64 in [0, num_classes)}.
+    """
+
+    def __init__(self, config: FCOSConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.strides = STRIDES
+        self.transform = InputTransform(config.input)
+        self.backbone = ResNetBackbone(config.backbone)
+        self.fpn = FPN(self.backbone.out_channels, config.fpn)
+        self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides)
+        self.criterion = FCOSCriterion(config.loss)
+        self.decoder = Decoder(config.decode)
+        self.last_stats: dict[str, int] = {}  # counts from the latest training forward, for logging
+
+    @classmethod
+    def from_torchvision(cls, tv_model: nn.Module) -> FCOS:
+        """An :class:`FCOS` (preset ``torchvision``) computing exactly what ``tv_model`` computes."""
+        from fcos.convert import from_torchvision
+
+        return from_torchvision(tv_model)
+
+    def forward(
+        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        images = _check_images(images, self.config.num_classes)
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode (call model.eval() for inference)")
+            targets = _check_targets(targets, len(images), self.config.num_classes)
+        batch, targets = self.transform(images, targets)
+        _check_batch(batch, max(self.strides))
+        outputs = self.head(self.fpn(self.backbone(batch.tensor)))
+        points = self.points(outputs, batch.tensor.shape[-2:])
+        if self.training:
+            assert targets is not None
+            return self.loss(outputs, points, targets)
+        detections = self.decoder(outputs, points, batch.image_sizes)
+        return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
+
+    def forward_batch(self, batch: ImageBatch) -> HeadOutputs:
+        """Raw head outputs for an already transformed batch (export and benchmarks)."""
+        return self.head(self.fpn(self.backbone(batch.tensor)))
+
+    def points(self, outputs: HeadOutputs, padded_size: Sequence[int]) -> Points:
+        shape = (int(padded_size[0]), int(padded_size[1]))
+        return make_points(outputs.level_shapes, self.strides, shape, self.config.points, outputs.cls_logits.device)
+
+    def loss(self, outputs: HeadOutputs, points: Points, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
+        boxes, labels, valid = stack_targets(targets, outputs.cls_logits.device)
+        assignment = assign_targets(points, boxes, labels, valid, self.config.assign)
+        self.last_stats = {
+            "num_positive": int(assignment.positive.sum()),
+            "num_degenerate": assignment.num_degenerate,
+        }
+        return self.criterion(outputs, assignment)
+
+
+def _check_images(images: Any, num_classes: int) -> list[Tensor]:
+    if isinstance(images, Tensor):
+        if images.dim() != 4:
+            raise ValueError(f"images must be a list of [3, H, W] tensors or a [B, 3, H, W] tensor, got shape {tuple(images.shape)}")
+        images = list(images)
+    if not isinstance(images, list | tuple) or len(images) == 0:
+        raise ValueError("images must be a non-empty list of [3, H, W] tensors")
+    checked = []
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor):
+            raise ValueError(f"images[{i}] is a {type(image).__name__}, expected a torch.Tensor")
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"images[{i}] must have shape [3, H, W] (RGB), got {tuple(image.shape)}")
+        if image.dtype == torch.uint8:
+            image = image.float() / 255.0
+        elif not image.is_floating_point():
+            raise ValueError(f"images[{i}] has dtype {image.dtype}; expected a float tensor in [0, 1] or uint8")
+        if image.shape[1] < 1 or image.shape[2] < 1:
+            raise ValueError(f"images[{i}] is empty: shape {tuple(image.shape)}")
+        checked.append(image)
+    return checked
+
+
+def _check_targets(targets: Any, num_images: int, num_classes: int) -> list[dict[str, Tensor]]:
+    if not isinstance(targets, list | tuple) or len(targets) != num_images:
+        got = len(targets) if isinstance(targets, list | tuple) else type(targets).__name__
+        raise ValueError(f"expected one target dict per image ({num_images}), got {got}")
+    checked = []
+    for i, target in enumerate(targets):
+        if not isinstance(target, dict) or "boxes" not in target or "labels" not in target:
+            raise ValueError(f"targets[{i}] must be a dict with 'boxes' and 'labels'")
+        boxes, labels = torch.as_tensor(target["boxes"]), torch.as_tensor(target["labels"])
+        if boxes.numel() == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"targets[{i}]['boxes'] must have shape [N, 4], got {tuple(boxes.shape)}")
+        if labels.dim() != 1 or labels.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"targets[{i}] has {boxes.shape[0]} boxes but labels of shape {tuple(labels.shape)}"
+            )
+        if not boxes.is_floating_point():
+            boxes = boxes.float()
+        if labels.is_floating_point() or labels.dtype == torch.bool:
+            raise ValueError(f"targets[{i}]['labels'] must be integers, got {labels.dtype}")
+        if not torch.isfinite(boxes).all():
+            raise ValueError(f"targets[{i}]['boxes'] contains NaN or infinite coordinates")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"targets[{i}]['labels'] must lie in [0, {num_classes}), got min {int(labels.min())} max {int(labels.max())}"
+            )
+        checked.append({**target, "boxes": boxes, "labels": labels.long()})
+    return checked
+
+
+def _check_batch(batch: ImageBatch, min_side: int) -> None:
+    for i, (h, w) in enumerate(batch.image_sizes):
+        if min(h, w) < min_side:
+            raise ValueError(
+                f"images[{i}] is {batch.original_sizes[i][0]}x{batch.original_sizes[i][1]} and resizes to {h}x{w}; "
+                f"both sides must reach the largest stride ({min_side} px) after resizing"
+            )

@@ -1,0 +1,96 @@
+"""Shared FCOS head: classification, box regression and centerness for every FPN level.
+
+The head returns raw outputs only; assignment, losses and decoding live elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fcos.config import HeadConfig
+
+__all__ = ["FCOSHead", "HeadOutputs", "Scale"]
+
+
+@dataclass
+class HeadOutputs:
+    """Head outputs of all levels concatenated along the point axis (P = sum of H_l * W_l)."""
+
+    cls_logits: Tensor  # [B, P, C]
+    box_ltrb: Tensor  # [B, P, 4] predicted distances to the box sides, in input pixels
+    centerness: Tensor  # [B, P] logits
+    level_shapes: list[tuple[int, int]]  # (H_l, W_l) per level
+
+
+class Scale(nn.Module):
+    """Learnable scalar multiplying one level's regression output (official FCOS ``Scale``)."""
+
+    def __init__(self, init: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def _tower(channels: int, num_convs: int, groups: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(num_convs):
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class FCOSHead(nn.Module):
+    """[P3..P7] each [B, C_fpn, H_l, W_l] -> :class:`HeadOutputs`.
+
+    Two towers of ``num_convs`` x (conv3x3, GroupNorm, ReLU) shared across levels; box distances are
+    relu(scale_l * x) * stride_l with normalised targets (official "improvements") or exp(scale_l * x).
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, config: HeadConfig, strides: Sequence[int]) -> None:
+        super().__init__()
+        self.config = config
+        self.num_classes = num_classes
+        self.strides = tuple(strides)
+        self.cls_tower = _tower(in_channels, config.num_convs, config.norm_groups)
+        self.box_tower = _tower(in_channels, config.num_convs, config.norm_groups)
+        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.box_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.scales = nn.ModuleList(Scale() for _ in strides) if config.learnable_scales else None
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.zeros_(module.bias)
+        # Focal-loss prior: every location starts as background with probability 1 - prior_prob.
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - config.prior_prob) / config.prior_prob))
+
+    def forward(self, features: Sequence[Tensor]) -> HeadOutputs:
+        cls_all, box_all, ctr_all, shapes = [], [], [], []
+        for level, x in enumerate(features):
+            cls_feat = self.cls_tower(x)
+            box_feat = self.box_tower(x)
+            cls_all.append(_flatten(self.cls_logits(cls_feat)))
+            box_all.append(_flatten(self._distances(self.box_pred(box_feat), level)))
+            ctr_feat = box_feat if self.config.centerness_on_reg else cls_feat
+            ctr_all.append(_flatten(self.centerness(ctr_feat)).squeeze(-1))
+            shapes.append((x.shape[-2], x.shape[-1]))
+        return HeadOutputs(torch.cat(cls_all, 1), torch.cat(box_all, 1), torch.cat(ctr_all, 1), shapes)
+
+    def _distances(self, raw: Tensor, level: int) -> Tensor:
+        if self.scales is not None:
+            raw = self.scales[level](raw)
+        if self.config.norm_reg_targets:
+            return F.relu(raw) * self.strides[level]
+        return raw.exp()
+
+
+def _flatten(x: Tensor) -> Tensor:
+    """[B, K, H, W] -> [B, H * W, K] (row-major points, the order of :mod:`fcos.model.points`)."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])

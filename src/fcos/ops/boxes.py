@@ -1,0 +1,85 @@
+"""Pure box math on tensors.
+
+Conventions: boxes are ``xyxy`` in pixels (x0 < x1, y0 < y1, no "+1" widths); FCOS distances are
+``ltrb`` = (left, top, right, bottom) from a point to the four sides of a box.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
+
+__all__ = [
+    "BoxLoss",
+    "box_area",
+    "boxes_to_ltrb",
+    "centerness_from_ltrb",
+    "clip_boxes",
+    "ltrb_iou_loss",
+    "ltrb_to_boxes",
+]
+
+BoxLoss = Literal["iou", "linear_iou", "giou", "diou", "ciou"]
+_EPS = 1e-7  # torchvision.ops' epsilon for the IoU family
+
+
+def box_area(boxes: Tensor) -> Tensor:
+    """boxes: [..., 4] xyxy -> [...] area (w * h; negative for inverted boxes)."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def boxes_to_ltrb(points: Tensor, boxes: Tensor) -> Tensor:
+    """points: [..., 2] xy, boxes: [..., 4] xyxy (broadcastable) -> [..., 4] distances to the sides."""
+    x, y = points[..., 0], points[..., 1]
+    return torch.stack((x - boxes[..., 0], y - boxes[..., 1], boxes[..., 2] - x, boxes[..., 3] - y), dim=-1)
+
+
+def ltrb_to_boxes(points: Tensor, ltrb: Tensor) -> Tensor:
+    """Inverse of :func:`boxes_to_ltrb`: points [..., 2], ltrb [..., 4] -> boxes [..., 4] xyxy."""
+    return torch.cat((points - ltrb[..., :2], points + ltrb[..., 2:]), dim=-1)
+
+
+def clip_boxes(boxes: Tensor, size_hw: Tensor) -> Tensor:
+    """Clip xyxy boxes [..., 4] to [0, w] x [0, h]; size_hw: [..., 2] (height, width), broadcastable."""
+    wh = size_hw.flip(-1).to(boxes.dtype)
+    return torch.minimum(boxes.clamp(min=0), torch.cat((wh, wh), dim=-1))
+
+
+def centerness_from_ltrb(ltrb: Tensor) -> Tensor:
+    """Paper Eq. 3: sqrt(min(l,r)/max(l,r) * min(t,b)/max(t,b)). ltrb: [..., 4] (all > 0) -> [...]."""
+    lr = ltrb[..., 0::2]
+    tb = ltrb[..., 1::2]
+    ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values) * (tb.min(dim=-1).values / tb.max(dim=-1).values)
+    return ratio.sqrt()
+
+
+def ltrb_iou_loss(pred: Tensor, target: Tensor, kind: BoxLoss = "giou") -> Tensor:
+    """Per-element IoU-family loss between two sets of distances from the same points.
+
+    pred, target: [N, 4] ltrb (>= 0) -> [N]. Both boxes are placed around the origin, which is
+    exact for every member of the family (each is translation invariant) and keeps coordinates small.
+    ``iou`` is UnitBox's -ln(IoU) used by the FCOS paper; ``linear_iou`` is 1 - IoU.
+    """
+    pred_boxes = torch.cat((-pred[:, :2], pred[:, 2:]), dim=1)
+    target_boxes = torch.cat((-target[:, :2], target[:, 2:]), dim=1)
+    if kind == "giou":
+        return generalized_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
+    if kind == "diou":
+        return distance_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
+    if kind == "ciou":
+        return complete_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
+    # Both boxes contain the point, so the intersection is min-sum along each axis.
+    inter = (torch.minimum(pred[:, 0], target[:, 0]) + torch.minimum(pred[:, 2], target[:, 2])) * (
+        torch.minimum(pred[:, 1], target[:, 1]) + torch.minimum(pred[:, 3], target[:, 3])
+    )
+    area_pred = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
+    area_target = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
+    iou = inter / (area_pred + area_target - inter + _EPS)
+    if kind == "iou":
+        return -iou.clamp(min=_EPS).log()
+    if kind == "linear_iou":
+        return 1.0 - iou
+    raise ValueError(f"unknown box loss {kind!r}; choose from iou, linear_iou, giou, diou, ciou")
