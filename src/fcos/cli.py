@@ -32,6 +32,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
+
+
+@command("bench", "run benchmarks (JSON lines, ours vs torchvision measured in the same run)", _bench_args)
+def _bench(args: argparse.Namespace) -> int:
+    from fcos.bench import run_benchmarks
+
+    run_benchmarks(args.names or None, quick=args.quick)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

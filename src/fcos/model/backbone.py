@@ -76,7 +76,7 @@ class ResNetBackbone(nn.Module):
 
 def _stage_channels(stage: nn.Sequential) -> int:
     last = stage[-1]
-    return last.bn3.num_features if hasattr(last, "bn3") else last.bn2.num_features
+    return last.conv3.out_channels if hasattr(last, "conv3") else last.conv2.out_channels
 
 
 def load_imagenet_weights(trunk: nn.Module, path: str | Path) -> None:
@@ -90,7 +90,10 @@ def load_imagenet_weights(trunk: nn.Module, path: str | Path) -> None:
         raise ValueError(f"cannot load backbone weights {path}: {exc}") from exc
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = trunk.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"backbone weights {path} do not match the architecture: {exc}") from exc
     missing = [k for k in missing if not k.startswith("fc.") and not k.endswith("num_batches_tracked")]
     if missing or unexpected:
         raise ValueError(

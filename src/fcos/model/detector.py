@@ -130,6 +130,8 @@ def _check_targets(targets: Any, num_images: int, num_classes: int) -> list[dict
             )
         if not boxes.is_floating_point():
             boxes = boxes.float()
+        if labels.numel() == 0:
+            labels = labels.reshape(0).long()  # torch.tensor([]) is float32: harmless when empty
         if labels.is_floating_point() or labels.dtype == torch.bool:
             raise ValueError(f"targets[{i}]['labels'] must be integers, got {labels.dtype}")
         if not torch.isfinite(boxes).all():

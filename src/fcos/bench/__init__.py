@@ -1,0 +1,24 @@
+"""Benchmarks: each module's ``run(quick)`` prints JSON lines ``{"name", "ours", "reference", "unit",
+"ratio", "params", ...}`` with the reference measured in the same process on the same inputs."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["BENCHMARKS", "run_benchmarks"]
+
+# name -> module under fcos.bench
+BENCHMARKS: dict[str, str] = {
+    "assign_loss": "assign_loss",
+}
+
+
+def run_benchmarks(names: list[str] | None = None, quick: bool = False) -> list[dict[str, Any]]:
+    unknown = set(names or []) - set(BENCHMARKS)
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(BENCHMARKS)}")
+    records: list[dict[str, Any]] = []
+    for name in names or list(BENCHMARKS):
+        records += importlib.import_module(f"fcos.bench.{BENCHMARKS[name]}").run(quick=quick)
+    return records

@@ -1,0 +1,81 @@
+"""Measurement helpers: warmed-up median wall time and peak resident memory of a callable.
+
+Peak memory is the rise of the process's resident-set high-water mark (VmHWM) over its resident
+size just before the call, after returning freed heap pages to the OS (malloc_trim) and resetting
+the mark (/proc/self/clear_refs, Linux >= 4.0). Both sides of a comparison are measured the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["emit", "peak_memory_mb", "time_ms"]
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def time_ms(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 7, min_time_s: float = 0.0) -> float:
+    """Median milliseconds of ``fn()`` over ``repeat`` runs (at least ``min_time_s`` in total) after warm-up."""
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < repeat or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+        if len(samples) >= 10 * repeat:
+            break
+    return statistics.median(samples)
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        match = re.search(rf"^{key}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
+    """Peak additional resident memory (MiB) while running ``fn()`` once; None where unsupported."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    fn()
+    peak = _status_kb("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(0.0, (peak - before) / 1024.0)
+
+
+def emit(name: str, ours: float, reference: float | None, unit: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Print one JSON line. ratio = reference / ours (> 1: ours is faster or smaller)."""
+    record: dict[str, Any] = {
+        "name": name,
+        "ours": round(ours, 3),
+        "reference": None if reference is None else round(reference, 3),
+        "unit": unit,
+        "ratio": None if not reference or not ours else round(reference / ours, 3),
+        "params": params,
+    }
+    if unit == "ms":
+        record["ours_ms"], record["reference_ms"] = record["ours"], record["reference"]
+    record.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in extra.items()})
+    print(json.dumps(record), flush=True)
+    sys.stdout.flush()
+    return record
