@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -92,10 +93,10 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             raise AssertionError(f"assign_loss outputs differ: {ours_value} vs {ref_value}")
         repeat = 3 if quick else 9
         for train in (False, True):
-            ours_ms = time_ms(lambda: case.ours(train), warmup=1 if quick else 3, repeat=repeat)
-            ref_ms = time_ms(lambda: case.reference(train), warmup=1 if quick else 2, repeat=repeat if boxes < 1000 else 3)
-            ours_mb = peak_memory_mb(lambda: case.ours(train))
-            ref_mb = peak_memory_mb(lambda: case.reference(train))
+            ours, ref = partial(case.ours, train), partial(case.reference, train)
+            ours_ms = time_ms(ours, warmup=1 if quick else 3, repeat=repeat)
+            ref_ms = time_ms(ref, warmup=1 if quick else 2, repeat=repeat if boxes < 1000 else 3)
+            ours_mb, ref_mb = peak_memory_mb(ours), peak_memory_mb(ref)
             records.append(
                 emit(
                     "assign_loss" + ("_backward" if train else ""),
