@@ -1,0 +1,120 @@
+"""Checkpoints: atomic writes, safe loads (``torch.load(weights_only=True)``), model reconstruction.
+
+A checkpoint is a plain dict of tensors and Python primitives:
+``{"format", "version", "model", "config", "class_names", "category_ids", ...training state}``.
+It carries the config (architecture, preprocessing, decoding) and class names, so evaluation,
+prediction, export and serving need no extra flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fcos.config import FCOSConfig
+from fcos.model.backbone import resolve_frozen_stages, resolve_norm
+
+__all__ = [
+    "CheckpointError",
+    "inference_config",
+    "load_checkpoint",
+    "load_model",
+    "model_checkpoint",
+    "save_checkpoint",
+]
+
+FORMAT = "fcos-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, untrusted or not an fcos checkpoint."""
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    A process killed mid-write leaves the previous file intact (at worst a stray ``.tmp``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``: tensors and primitives only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc) or "weights_only" in str(exc):
+            raise CheckpointError(
+                f"refusing to load {path}: it contains pickled Python objects, not only tensors and plain data "
+                "(an untrusted file could run code). Re-save it from trusted code with fcos, or export its state_dict."
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt: {exc}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an fcos checkpoint (no format tag); expected a file written by fcos")
+    for key in ("model", "config"):
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} entry")
+    return state
+
+
+def model_checkpoint(model: torch.nn.Module, class_names: list[str], category_ids: list[int] | None = None) -> dict[str, Any]:
+    """The part of a checkpoint needed for inference: weights, config, class names."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    return {
+        "model": model.state_dict(),
+        "config": model.config.to_dict(),
+        "class_names": list(class_names),
+        "category_ids": list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1)),
+    }
+
+
+def inference_config(config: FCOSConfig) -> FCOSConfig:
+    """The config with the backbone's ImageNet weights file dropped (its tensors are in the state dict)
+    and the "auto" norm / freezing choices that depended on that file made explicit."""
+    bb = config.backbone
+    resolved = dataclasses.replace(bb, weights=None, norm=resolve_norm(bb), frozen_stages=resolve_frozen_stages(bb))
+    return dataclasses.replace(config, backbone=resolved)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the FCOS model stored in a checkpoint, in eval mode. Returns (model, checkpoint dict)."""
+    from fcos.model.detector import FCOS
+
+    state = load_checkpoint(path, map_location)
+    try:
+        config = FCOSConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
+    model = FCOS(inference_config(config))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not match its own config: {exc}") from None
+    state.setdefault("class_names", [str(i) for i in range(config.num_classes)])
+    return model.eval(), state
