@@ -1,6 +1,7 @@
+import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fcos.data.transforms import (
@@ -31,7 +32,7 @@ def _inside(boxes: torch.Tensor, height: int, width: int, tol: float = 0.0) -> b
 sizes = st.tuples(st.integers(8, 300), st.integers(8, 300))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(hw=sizes, n=st.integers(0, 5))
 def test_flip_twice_is_identity_and_boxes_stay_inside(hw, n):
     image = torch.rand(3, *hw)
@@ -52,9 +53,10 @@ def test_flip_moves_pixels_with_boxes():
     assert out[:, 2:5, 16:19].eq(1).all() and out.sum() == image.sum()
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(hw=sizes, min_size=st.integers(16, 400), max_size=st.integers(16, 700))
 def test_resize_matches_model_rule_and_scales_back(hw, min_size, max_size):
+    assume(min(resized_shape(*hw, min_size, max_size)) > 0)
     image = torch.rand(3, *hw)
     boxes = _boxes(4, *hw)
     out, scaled = resize(image, boxes, min_size, max_size)
@@ -72,6 +74,8 @@ def test_resize_pixels_equal_the_models_interpolation():
     assert torch.equal(out, model)
     same, boxes = resize(image, torch.ones(1, 4), 417, 1000)  # already the target size: untouched
     assert same is image and boxes.tolist() == [[1, 1, 1, 1]]
+    with pytest.raises(ValueError, match=r"resizing a 8x129 image to min_size 16, max_size 16 leaves \(0, 16\)"):
+        resize(torch.rand(3, 8, 129), torch.zeros(0, 4), 16, 16)
 
 
 def test_photometric_range_determinism_and_identity():
