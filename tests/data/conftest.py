@@ -73,3 +73,51 @@ def ann(ann_id: int, bbox: list[Any], image_id: int = 1, category_id: int = 1, *
 def coco_ann() -> Callable[..., dict[str, Any]]:
     """coco_ann(id, bbox, image_id=1, category_id=1, **extra) -> annotation dict."""
     return ann
+
+
+@pytest.fixture
+def make_voc(tmp_path):
+    """make_voc({stem: xml_text}) -> root, with a 40x30 JPEGImages/<stem>.jpg per stem and a train split."""
+
+    def make(files: dict[str, str], split_lines: list[str] | None = None) -> Path:
+        root = tmp_path / "voc"
+        (root / "Annotations").mkdir(parents=True, exist_ok=True)
+        (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+        for stem, text in files.items():
+            (root / "Annotations" / f"{stem}.xml").write_text(text)
+            _write_image(root / "JPEGImages" / f"{stem}.jpg", 40, 30)
+        lines = split_lines if split_lines is not None else list(files)
+        (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(lines) + "\n")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def make_yolo(tmp_path):
+    """make_yolo({stem: label_text or None}, yaml=...) -> root with 40x20 images in images/train."""
+
+    def make(labels: dict[str, str | None], yaml: str | None = "names: [cat, dog]\n") -> Path:
+        root = tmp_path / "yolo"
+        for stem, text in labels.items():
+            _write_image(root / "images" / "train" / f"{stem}.png", 40, 20)
+            if text is not None:
+                path = root / "labels" / "train" / f"{stem}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+        if yaml is not None:
+            (root / "data.yaml").write_text(yaml)
+        return root
+
+    return make
+
+
+@pytest.fixture
+def make_voc_once(make_voc) -> tuple[Path, str]:
+    """(root, xml text) of a one-image VOC dataset whose a.xml tests may rewrite."""
+    xml = (
+        "<annotation><filename>a.jpg</filename><size><width>40</width><height>30</height></size>"
+        "<object><name>cat</name><difficult>0</difficult>"
+        "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>25</ymax></bndbox></object></annotation>"
+    )
+    return make_voc({"a": xml}), xml

@@ -99,7 +99,7 @@ BROKEN = {
     "bbox bool": (dict(annotations=[_a(5, bbox=(True, 2, 3, 4))]), "'bbox' must be a list of 4 numbers"),
     "image id string": (
         dict(annotations=[_a(6, image_id="1")]),
-        "annotation id 6: annotations[0]: 'image_id' must be an integer, got '1'",
+        "annotation id 6: annotations[0]: 'image_id' must be a 64-bit integer, got '1'",
     ),
     "iscrowd 2": (dict(annotations=[_a(7, iscrowd=2)]), "'iscrowd' must be 0 or 1"),
     "annotation not object": (dict(annotations=[[1, 2]]), "annotations[0] is not a JSON object"),
@@ -109,7 +109,7 @@ BROKEN = {
     ),
     "duplicate annotation id": (dict(annotations=[_a(8), _a(8)]), "annotation id 8: duplicate annotation id"),
     "duplicate image id": (dict(images=[_IMG, {**_IMG, "file_name": "b.png"}]), "duplicate image id 1"),
-    "image size string": (dict(images=[{**_IMG, "width": "40"}]), "'width' must be an integer"),
+    "image size string": (dict(images=[{**_IMG, "width": "40"}]), "'width' must be a 64-bit integer"),
     "image size zero": (dict(images=[{**_IMG, "height": 0}]), "has size 40x0"),
     "image without file_name": (dict(images=[{"id": 1, "width": 4, "height": 4}]), "needs a string 'file_name'"),
     "no categories": (dict(categories=[]), "'categories' is empty"),

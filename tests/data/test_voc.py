@@ -51,24 +51,6 @@ def _xml(width="40", height="30", objects=(("cat", (1, 2, 20, 25), 0),), filenam
     return "".join(parts + ["</annotation>"])
 
 
-@pytest.fixture
-def make_voc(tmp_path, write_image):
-    """make_voc({stem: xml_text}) -> root, with a 40x30 JPEGImages/<stem>.jpg per stem and a train split."""
-
-    def make(files: dict[str, str], split_lines: list[str] | None = None) -> Path:
-        root = tmp_path / "voc"
-        (root / "Annotations").mkdir(parents=True)
-        (root / "ImageSets" / "Main").mkdir(parents=True)
-        for stem, text in files.items():
-            (root / "Annotations" / f"{stem}.xml").write_text(text)
-            write_image(root / "JPEGImages" / f"{stem}.jpg", 40, 30)
-        lines = split_lines if split_lines is not None else list(files)
-        (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(lines) + "\n")
-        return root
-
-    return make
-
-
 def test_difficult_objects_become_crowd_boxes_and_classes_sorted(make_voc):
     objects = (("dog", (1, 2, 20, 25), 0), ("cat", (5, 5, 10, 10), 1), ("cat", (-3, 0, 10, 31), 0))
     data = read_voc(make_voc({"a": _xml(objects=objects)}))

@@ -30,25 +30,6 @@ def test_fruit_yolo_equals_fruit_coco(shared_data, split):
         np.testing.assert_array_equal(record.labels[match], other.labels)
 
 
-@pytest.fixture
-def make_yolo(tmp_path, write_image):
-    """make_yolo({stem: label_text or None}, yaml=...) -> root with 40x20 images in images/train."""
-
-    def make(labels: dict[str, str | None], yaml: str | None = "names: [cat, dog]\n") -> Path:
-        root = tmp_path / "yolo"
-        for stem, text in labels.items():
-            write_image(root / "images" / "train" / f"{stem}.png", 40, 20)
-            if text is not None:
-                path = root / "labels" / "train" / f"{stem}.txt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-        if yaml is not None:
-            (root / "data.yaml").write_text(yaml)
-        return root
-
-    return make
-
-
 def test_boxes_negatives_and_notes(make_yolo):
     root = make_yolo({"a": "1 0.5 0.5 0.5 0.5\n\n0 0.25 0.25 0.1 0.2\n", "b": None, "c": ""})
     (root / "labels" / "train" / "orphan.txt").write_text("0 0.5 0.5 0.1 0.1\n")

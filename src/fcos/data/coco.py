@@ -18,6 +18,7 @@ from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_clas
 __all__ = ["read_coco"]
 
 CROWD = "crowd (iscrowd=1)"
+MAX_SIDE = 2**31 - 1  # beyond any real image; keeps sizes exact as floats
 
 
 def read_coco(
@@ -109,14 +110,13 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 
 def _as_int(value: Any) -> int | None:
-    """An int, or a float with an integral value (some exporters write 640.0); None otherwise."""
-    if isinstance(value, bool):
+    """An int64, or a float with an integral value (some exporters write 640.0); None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    value = int(value)
+    return value if -(2**63) <= value < 2**63 else None  # ids become int64 tensors
 
 
 def _int_field(obj: dict[str, Any], key: str, path: Path, where: str, ann_id: int | None = None) -> int:
@@ -124,7 +124,8 @@ def _int_field(obj: dict[str, Any], key: str, path: Path, where: str, ann_id: in
         raise DatasetError(path, f"{where} has no '{key}'", annotation_id=ann_id)
     value = _as_int(obj[key])
     if value is None:
-        raise DatasetError(path, f"{where}: '{key}' must be an integer, got {obj[key]!r}", annotation_id=ann_id)
+        shown = repr(obj[key]) if len(repr(obj[key])) < 40 else f"{repr(obj[key])[:40]}..."
+        raise DatasetError(path, f"{where}: '{key}' must be a 64-bit integer, got {shown}", annotation_id=ann_id)
     return value
 
 
@@ -159,7 +160,7 @@ def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRe
             raise DatasetError(path, f"duplicate image id {image_id} (images[{i}])")
         width = _int_field(img, "width", path, f"images[{i}] (id {image_id})")
         height = _int_field(img, "height", path, f"images[{i}] (id {image_id})")
-        if width <= 0 or height <= 0:
+        if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
             raise DatasetError(path, f"images[{i}] (id {image_id}) has size {width}x{height}")
         file_name = img.get("file_name")
         if not isinstance(file_name, str) or not file_name:
@@ -173,10 +174,14 @@ def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRe
 
 def _bbox(bbox: Any, path: Path, ann_id: int) -> tuple[float, float, float, float]:
     numbers = isinstance(bbox, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
-    if not numbers or len(bbox) != 4:
-        raise DatasetError(path, f"'bbox' must be a list of 4 numbers [x, y, w, h], got {bbox!r}", annotation_id=ann_id)
-    x, y, w, h = (float(v) for v in bbox)
-    return x, y, w, h
+    try:
+        if numbers and len(bbox) == 4:
+            x, y, w, h = (float(v) for v in bbox)
+            return x, y, w, h
+    except OverflowError:  # an integer beyond float range
+        pass
+    shown = repr(bbox) if len(repr(bbox)) < 60 else f"{repr(bbox)[:60]}..."
+    raise DatasetError(path, f"'bbox' must be a list of 4 numbers [x, y, w, h], got {shown}", annotation_id=ann_id)
 
 
 def _crowd_flag(value: Any, path: Path, ann_id: int) -> bool:

@@ -118,7 +118,7 @@ def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
     if size is None:
         raise DatasetError(xml, "missing <size> (width and height are needed to check the boxes)")
     width, height = _integer(size, "width", xml, "size"), _integer(size, "height", xml, "size")
-    if width <= 0 or height <= 0:
+    if not (0 < width < 2**31 and 0 < height < 2**31):
         raise DatasetError(xml, f"<size> is {width}x{height}; it must be the real image size")
     filename = (top.findtext("filename") or "").strip() or f"{stem}.jpg"
     image = root / "JPEGImages" / filename

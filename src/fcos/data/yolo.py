@@ -80,7 +80,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def _names(config: dict[str, Any], path: Path) -> list[str]:
     names = config.get("names")
     if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
+        keys = list(names)
+        if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
             raise DatasetError(path, f"'names' keys must be the class indices 0..{len(names) - 1}, got {sorted(names, key=str)}")
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
