@@ -65,7 +65,9 @@ def make_coco(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def ann(ann_id: int, bbox: list[Any], image_id: int = 1, category_id: int = 1, **extra: Any) -> dict[str, Any]:
+def ann(
+    ann_id: int, bbox: list[Any], image_id: int = 1, category_id: int = 1, **extra: Any
+) -> dict[str, Any]:
     return {"id": ann_id, "image_id": image_id, "category_id": category_id, "bbox": bbox, **extra}
 
 

@@ -66,7 +66,11 @@ def test_categories_sorted_by_id_and_class_names_remap(make_coco, coco_ann):
     categories = [{"id": 9, "name": "zebra"}, {"id": 2, "name": "ant"}]
     path = make_coco(annotations=[coco_ann(1, [0, 0, 5, 5], category_id=9)], categories=categories)
     data = read_coco(path)
-    assert (data.class_names, data.category_ids, data.records[0].labels.tolist()) == (["ant", "zebra"], [2, 9], [1])
+    assert (data.class_names, data.category_ids, data.records[0].labels.tolist()) == (
+        ["ant", "zebra"],
+        [2, 9],
+        [1],
+    )
     remapped = read_coco(path, class_names=["zebra", "ant"])
     assert remapped.category_ids == [9, 2] and remapped.records[0].labels.tolist() == [0]
 
@@ -94,7 +98,10 @@ BROKEN = {
         "annotation id 1: bbox [nan, 1.0, 2.0, 2.0] has a NaN or infinite coordinate",
     ),
     "inf": (dict(annotations=[_a(1, (1, 1, math.inf, 2))]), "has a NaN or infinite coordinate"),
-    "bbox string": (dict(annotations=[_a(5, bbox="1,2,3,4")]), "annotation id 5: 'bbox' must be a list of 4 numbers"),
+    "bbox string": (
+        dict(annotations=[_a(5, bbox="1,2,3,4")]),
+        "annotation id 5: 'bbox' must be a list of 4 numbers",
+    ),
     "bbox short": (dict(annotations=[_a(5, bbox=(1, 2, 3))]), "'bbox' must be a list of 4 numbers"),
     "bbox bool": (dict(annotations=[_a(5, bbox=(True, 2, 3, 4))]), "'bbox' must be a list of 4 numbers"),
     "image id string": (
@@ -111,7 +118,10 @@ BROKEN = {
     "duplicate image id": (dict(images=[_IMG, {**_IMG, "file_name": "b.png"}]), "duplicate image id 1"),
     "image size string": (dict(images=[{**_IMG, "width": "40"}]), "'width' must be a 64-bit integer"),
     "image size zero": (dict(images=[{**_IMG, "height": 0}]), "has size 40x0"),
-    "image without file_name": (dict(images=[{"id": 1, "width": 4, "height": 4}]), "needs a string 'file_name'"),
+    "image without file_name": (
+        dict(images=[{"id": 1, "width": 4, "height": 4}]),
+        "needs a string 'file_name'",
+    ),
     "no categories": (dict(categories=[]), "'categories' is empty"),
     "duplicate category": (
         dict(categories=[{"id": 1, "name": "a"}, {"id": 1, "name": "b"}]),

@@ -16,7 +16,11 @@ def _data(records: list[ImageRecord]) -> DetectionData:
 
 def test_samples_from_a_real_dataset(shared_data):
     dataset = DetectionDataset(load_annotations(shared_data / "fruit", "val"))
-    assert len(dataset) == 60 and dataset.num_classes == 3 and dataset.class_names == ["apple", "banana", "orange"]
+    assert (
+        len(dataset) == 60
+        and dataset.num_classes == 3
+        and dataset.class_names == ["apple", "banana", "orange"]
+    )
     record = dataset.data.records[7]
     image, target = dataset[7]
     assert image.dtype == torch.float32 and image.shape == (3, record.height, record.width)
@@ -24,8 +28,15 @@ def test_samples_from_a_real_dataset(shared_data):
     assert set(target) == {"boxes", "labels", "image_id", "orig_size"}
     assert target["boxes"].dtype == torch.float32 and target["boxes"].shape == (len(record.boxes), 4)
     assert target["labels"].dtype == torch.int64 and target["labels"].tolist() == record.labels.tolist()
-    assert target["image_id"].dtype == torch.int64 and target["image_id"].shape == () and int(target["image_id"]) == record.image_id
-    assert target["orig_size"].dtype == torch.int64 and target["orig_size"].tolist() == [record.height, record.width]
+    assert (
+        target["image_id"].dtype == torch.int64
+        and target["image_id"].shape == ()
+        and int(target["image_id"]) == record.image_id
+    )
+    assert target["orig_size"].dtype == torch.int64 and target["orig_size"].tolist() == [
+        record.height,
+        record.width,
+    ]
     # The target holds copies: transforms that modify in place cannot corrupt the records.
     target["boxes"] += 1
     assert torch.equal(dataset[7][1]["boxes"], torch.from_numpy(record.boxes))

@@ -39,7 +39,9 @@ def test_coco_json_elsewhere_and_named_like_instances(shared_data, tmp_path):
     loose = tmp_path / "loose.json"
     shutil.copy(fruit / "annotations" / "val.json", loose)
     assert load_annotations(loose, image_dir=fruit / "images").report.images == 60
-    with pytest.raises(DatasetError, match=r"no annotation file for split 'test' \(found: instances_val2017.json\)"):
+    with pytest.raises(
+        DatasetError, match=r"no annotation file for split 'test' \(found: instances_val2017.json\)"
+    ):
         load_annotations(tmp_path, "test")
 
 

@@ -5,7 +5,9 @@ from fcos.data.errors import DatasetError
 
 
 def test_message_names_file_line_and_annotation():
-    e = DatasetError(Path("/p/annotations/train.json"), "category_id 99 is not in categories", annotation_id=17)
+    e = DatasetError(
+        Path("/p/annotations/train.json"), "category_id 99 is not in categories", annotation_id=17
+    )
     assert str(e) == "/p/annotations/train.json: annotation id 17: category_id 99 is not in categories"
     assert str(DatasetError("labels/x.txt", "bad", line=3)) == "labels/x.txt line 3: bad"
     assert isinstance(e, ValueError)

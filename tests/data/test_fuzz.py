@@ -33,7 +33,8 @@ _DOC = {
     "categories": [{"id": 1, "name": "cat"}],
 }
 _FIELDS = [(section, key) for section, items in _DOC.items() for key in items[0]] + [
-    ("annotations", "bbox.0"), ("annotations", "bbox.3")
+    ("annotations", "bbox.0"),
+    ("annotations", "bbox.3"),
 ]
 
 

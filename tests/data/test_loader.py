@@ -33,7 +33,10 @@ def _same(a, b) -> bool:
 
 
 def test_collate_keeps_lists():
-    batch = [(torch.zeros(3, 4, 5), {"labels": torch.tensor([1])}), (torch.zeros(3, 6, 2), {"labels": torch.tensor([])})]
+    batch = [
+        (torch.zeros(3, 4, 5), {"labels": torch.tensor([1])}),
+        (torch.zeros(3, 6, 2), {"labels": torch.tensor([])}),
+    ]
     images, targets = collate(batch)
     assert [im.shape[-2:] for im in images] == [(4, 5), (6, 2)] and targets[0]["labels"].tolist() == [1]
 
@@ -53,7 +56,10 @@ def test_zero_and_two_workers_give_the_same_batches_in_order(fruit_val):
 
 def test_seeded_shuffle_and_augmentation_are_reproducible(fruit_val):
     dataset = DetectionDataset(fruit_val, Compose([RandomHorizontalFlip(), PhotometricJitter()]))
-    runs = [_run(build_loader(dataset, batch_size=4, shuffle=True, workers=2, seed=7, drop_last=True)) for _ in range(2)]
+    runs = [
+        _run(build_loader(dataset, batch_size=4, shuffle=True, workers=2, seed=7, drop_last=True))
+        for _ in range(2)
+    ]
     assert _same(*runs) and len(runs[0]) == 3
     other = _run(build_loader(dataset, batch_size=4, shuffle=True, workers=2, seed=8, drop_last=True))
     assert not _same(runs[0], other)
@@ -80,8 +86,14 @@ def test_worker_errors_arrive_as_dataset_errors(fruit_val, tmp_path):
 def test_distributed_uses_a_seeded_distributed_sampler(fruit_val, tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     try:
-        loader = build_loader(DetectionDataset(fruit_val), batch_size=3, shuffle=True, workers=0, seed=4, distributed=True)
-        assert isinstance(loader.sampler, DistributedSampler) and loader.sampler.seed == 4 and loader.sampler.shuffle
+        loader = build_loader(
+            DetectionDataset(fruit_val), batch_size=3, shuffle=True, workers=0, seed=4, distributed=True
+        )
+        assert (
+            isinstance(loader.sampler, DistributedSampler)
+            and loader.sampler.seed == 4
+            and loader.sampler.shuffle
+        )
         first = [int(t["image_id"]) for _, targets in loader for t in targets]
         loader.sampler.set_epoch(1)
         second = [int(t["image_id"]) for _, targets in loader for t in targets]

@@ -9,7 +9,9 @@ from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_clas
 
 def _data(fmt="voc"):
     records = [
-        ImageRecord("/d/a.jpg", 1, 100, 80, [[10, 10, 50, 40], [60, 20, 90, 70]], [0, 1], [[0, 0, 20, 20]], [1]),
+        ImageRecord(
+            "/d/a.jpg", 1, 100, 80, [[10, 10, 50, 40], [60, 20, 90, 70]], [0, 1], [[0, 0, 20, 20]], [1]
+        ),
         ImageRecord("/d/sub/b.jpg", 2, 64, 64),  # a negative
     ]
     report = LoadReport(title="test")

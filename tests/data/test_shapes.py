@@ -29,10 +29,16 @@ def test_same_seed_gives_identical_files_and_prefixes(shapes, tmp_path):
         assert (again / "images" / name).read_bytes() == (out / "images" / name).read_bytes()
     twice = generate_shapes(tmp_path / "twice", num_train=20, num_val=3, seed=0)
     for split in ("train", "val"):
-        assert (again / "annotations" / f"{split}.json").read_bytes() == (twice / "annotations" / f"{split}.json").read_bytes()
-    assert sorted(p.name for p in (again / "images").iterdir()) == sorted(p.name for p in (twice / "images").iterdir())
+        assert (again / "annotations" / f"{split}.json").read_bytes() == (
+            twice / "annotations" / f"{split}.json"
+        ).read_bytes()
+    assert sorted(p.name for p in (again / "images").iterdir()) == sorted(
+        p.name for p in (twice / "images").iterdir()
+    )
     other = generate_shapes(tmp_path / "other", num_train=1, num_val=0, seed=1)
-    assert (other / "images" / "train_00000.jpg").read_bytes() != (again / "images" / "train_00000.jpg").read_bytes()
+    assert (other / "images" / "train_00000.jpg").read_bytes() != (
+        again / "images" / "train_00000.jpg"
+    ).read_bytes()
 
 
 def test_annotations_are_a_valid_varied_coco_dataset(shapes):

@@ -25,7 +25,9 @@ def _boxes(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 def _inside(boxes: torch.Tensor, height: int, width: int, tol: float = 0.0) -> bool:
     return bool(
-        (boxes >= -tol).all() and (boxes[:, 0::2] <= width + tol).all() and (boxes[:, 1::2] <= height + tol).all()
+        (boxes >= -tol).all()
+        and (boxes[:, 0::2] <= width + tol).all()
+        and (boxes[:, 1::2] <= height + tol).all()
     )
 
 
@@ -70,18 +72,26 @@ def test_resize_pixels_equal_the_models_interpolation():
     image = torch.rand(3, 417, 650)
     out, _ = resize(image, torch.zeros(0, 4), 320, 512)
     scale = resize_scale(417, 650, 320, 512)
-    model = F.interpolate(image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False)[0]
+    model = F.interpolate(
+        image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
+    )[0]
     assert torch.equal(out, model)
     same, boxes = resize(image, torch.ones(1, 4), 417, 1000)  # already the target size: untouched
     assert same is image and boxes.tolist() == [[1, 1, 1, 1]]
-    with pytest.raises(ValueError, match=r"resizing a 8x129 image to min_size 16, max_size 16 leaves \(0, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"resizing a 8x129 image to min_size 16, max_size 16 leaves \(0, 16\)"
+    ):
         resize(torch.rand(3, 8, 129), torch.zeros(0, 4), 16, 16)
 
 
 def test_photometric_range_determinism_and_identity():
     image = torch.rand(3, 32, 48)
-    a = photometric(image, torch.Generator().manual_seed(3), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3)
-    b = photometric(image, torch.Generator().manual_seed(3), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3)
+    a = photometric(
+        image, torch.Generator().manual_seed(3), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3
+    )
+    b = photometric(
+        image, torch.Generator().manual_seed(3), brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3
+    )
     assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1 and not torch.allclose(a, image)
     identity = photometric(image, torch.Generator(), 0.0, 0.0, 0.0, 0.0)
     torch.testing.assert_close(identity, image, atol=1e-5, rtol=0)
@@ -92,7 +102,11 @@ def test_photometric_range_determinism_and_identity():
 
 def test_compose_on_target_dicts_keeps_other_keys():
     image = torch.rand(3, 40, 60)
-    target = {"boxes": torch.tensor([[0.0, 0.0, 30.0, 20.0]]), "labels": torch.tensor([2]), "orig_size": torch.tensor([40, 60])}
+    target = {
+        "boxes": torch.tensor([[0.0, 0.0, 30.0, 20.0]]),
+        "labels": torch.tensor([2]),
+        "orig_size": torch.tensor([40, 60]),
+    }
     pipeline = Compose([RandomHorizontalFlip(p=1.0), PhotometricJitter(), Resize(80, 1000)])
     out, new = pipeline(image, target)
     assert out.shape == (3, 80, 120) and out.min() >= 0 and out.max() <= 1
@@ -111,5 +125,7 @@ def test_random_transforms_follow_the_global_rng_or_a_generator():
     torch.manual_seed(5)
     second = [flip(image, target)[0] for _ in range(6)]
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
-    flips = [RandomHorizontalFlip(generator=torch.Generator().manual_seed(1))(image, target)[0] for _ in range(2)]
+    flips = [
+        RandomHorizontalFlip(generator=torch.Generator().manual_seed(1))(image, target)[0] for _ in range(2)
+    ]
     assert torch.equal(flips[0], flips[1])

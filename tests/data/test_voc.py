@@ -46,8 +46,12 @@ def _xml(width="40", height="30", objects=(("cat", (1, 2, 20, 25), 0),), filenam
     if size:
         parts.append(f"<size><width>{width}</width><height>{height}</height><depth>3</depth></size>")
     for name, box, difficult in objects:
-        coords = "".join(f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
-        parts.append(f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>")
+        coords = "".join(
+            f"<{t}>{v}</{t}>" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True)
+        )
+        parts.append(
+            f"<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>{coords}</bndbox></object>"
+        )
     return "".join(parts + ["</annotation>"])
 
 
@@ -76,11 +80,17 @@ def test_class_names_argument_fixes_order_and_rejects_unknown(make_voc):
         (_xml(size=False), "missing <size>"),
         (_xml(width="0"), "<size> is 0x30"),
         (_xml(width="forty"), "size: <width> 'forty' is not a number"),
-        (_xml(objects=(("cat", (50, 2, 60, 25), 0),)), "object 1 (cat) bndbox [50, 2, 60, 25] lies entirely outside the 40x30 image"),
+        (
+            _xml(objects=(("cat", (50, 2, 60, 25), 0),)),
+            "object 1 (cat) bndbox [50, 2, 60, 25] lies entirely outside the 40x30 image",
+        ),
         (_xml(objects=(("cat", ("x", 2, 6, 25), 0),)), "object 1 (cat): <xmin> 'x' is not a number"),
         (_xml(objects=(("cat", ("nan", 2, 6, 25), 0),)), "NaN or infinite"),
         (_xml(objects=(("cat", (1, 2, 6, 25), 2),)), "<difficult> must be 0 or 1"),
-        ("<annotation><size><width>4</width><height>4</height></size><object><name>c</name></object></annotation>", "object 1 (c) has no <bndbox>"),
+        (
+            "<annotation><size><width>4</width><height>4</height></size><object><name>c</name></object></annotation>",
+            "object 1 (c) has no <bndbox>",
+        ),
         (_xml(filename="missing.jpg"), "missing.jpg: image file not found (named by"),
     ],
 )
@@ -96,7 +106,9 @@ def test_broken_xml_raises_naming_the_file(make_voc, text, problem):
 
 def test_split_file_problems(make_voc, tmp_path):
     root = make_voc({"a": _xml()}, split_lines=["a", "", "b"])
-    with pytest.raises(DatasetError, match=r"b\.xml: annotation file not found \(listed in .*train\.txt line 3\)"):
+    with pytest.raises(
+        DatasetError, match=r"b\.xml: annotation file not found \(listed in .*train\.txt line 3\)"
+    ):
         read_voc(root)
     with pytest.raises(DatasetError, match=r"val\.txt: split file not found"):
         read_voc(root, "val")

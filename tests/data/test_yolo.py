@@ -73,7 +73,11 @@ def test_yaml_path_relative_to_yaml_and_class_names(make_yolo, tmp_path):
     "text,line,problem",
     [
         ("0 0.5 0.5 0.5\n", 1, "expected 5 fields 'class cx cy w h', got 4"),
-        ("0 0.5 0.5 0.5 0.5\n0 0.1 0.1 0.2 0.1 0.3 0.3 0.1 0.4\n", 2, "got 9 (polygon/segment labels are not supported)"),
+        (
+            "0 0.5 0.5 0.5 0.5\n0 0.1 0.1 0.2 0.1 0.3 0.3 0.1 0.4\n",
+            2,
+            "got 9 (polygon/segment labels are not supported)",
+        ),
         ("\n\n0 0.5 abc 0.5 0.5\n", 3, "non-numeric field in '0 0.5 abc 0.5 0.5'"),
         ("2 0.5 0.5 0.5 0.5\n", 1, "class 2 is out of range 0..1"),
         ("-1 0.5 0.5 0.5 0.5\n", 1, "class -1 is out of range"),
@@ -123,7 +127,9 @@ def test_split_as_image_list_file_or_list_of_folders(make_yolo, write_image):
     root = make_yolo({"a": "1 0.5 0.5 0.5 0.5\n", "b": "0 0.5 0.5 0.5 0.5\n"}, yaml=None)
     write_image(root / "images" / "extra" / "c.png", 40, 20)
     (root / "train.txt").write_text("images/train/b.png\n\nimages/extra/c.png\n")
-    (root / "data.yaml").write_text("names: [cat, dog]\ntrain: train.txt\nval: [images/train, images/extra]\n")
+    (root / "data.yaml").write_text(
+        "names: [cat, dog]\ntrain: train.txt\nval: [images/train, images/extra]\n"
+    )
     listed = read_yolo(root, "train")
     assert [r.path.name for r in listed.records] == ["b.png", "c.png"]
     assert listed.report.notes == {NO_LABEL_FILE: 1}

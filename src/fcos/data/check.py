@@ -31,7 +31,9 @@ def check_dataset(
         DatasetError: the first problem found, naming the file.
     """
     loaded = load_annotations(data, split, class_names)
-    records = tqdm(loaded.records, desc=f"checking {split} images", unit="img", disable=not progress, file=sys.stderr)
+    records = tqdm(
+        loaded.records, desc=f"checking {split} images", unit="img", disable=not progress, file=sys.stderr
+    )
     for record in records:
         decode_image(record.path, record.width, record.height).close()
     print(loaded.report.summary(), file=out or sys.stdout)

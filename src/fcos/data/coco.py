@@ -61,7 +61,13 @@ def read_coco(
         crowd = _crowd_flag(ann.get("iscrowd", 0), path, ann_id)
         record = images[image_id]
         box = fit_box(
-            (x, y, x + w, y + h), record.width, record.height, report, path, annotation_id=ann_id, shown=f"bbox {[x, y, w, h]}"
+            (x, y, x + w, y + h),
+            record.width,
+            record.height,
+            report,
+            path,
+            annotation_id=ann_id,
+            shown=f"bbox {[x, y, w, h]}",
         )
         if box is None:
             continue
@@ -77,7 +83,9 @@ def read_coco(
     for image_id, record in images.items():
         boxes, labels, crowd_boxes, crowd_labels = objects[image_id]
         records.append(
-            ImageRecord(record.path, image_id, record.width, record.height, boxes, labels, crowd_boxes, crowd_labels)
+            ImageRecord(
+                record.path, image_id, record.width, record.height, boxes, labels, crowd_boxes, crowd_labels
+            )
         )
     report.tally(records, names)
     data = DetectionData(records, names, category_ids, report, path, "coco")
@@ -100,10 +108,14 @@ def _load_json(path: Path) -> dict[str, Any]:
             path, f"invalid JSON at column {e.colno}: {e.msg} (truncated or corrupt file?)", line=e.lineno
         ) from None
     if not isinstance(doc, dict):
-        raise DatasetError(path, "the top level must be a JSON object with 'images', 'annotations', 'categories'")
+        raise DatasetError(
+            path, "the top level must be a JSON object with 'images', 'annotations', 'categories'"
+        )
     for key in ("images", "annotations", "categories"):
         if key not in doc:
-            raise DatasetError(path, f"missing the '{key}' list (a COCO file needs images, annotations, categories)")
+            raise DatasetError(
+                path, f"missing the '{key}' list (a COCO file needs images, annotations, categories)"
+            )
         if not isinstance(doc[key], list):
             raise DatasetError(path, f"'{key}' must be a list, got {type(doc[key]).__name__}")
     return doc
@@ -125,7 +137,9 @@ def _int_field(obj: dict[str, Any], key: str, path: Path, where: str, ann_id: in
     value = _as_int(obj[key])
     if value is None:
         shown = repr(obj[key]) if len(repr(obj[key])) < 40 else f"{repr(obj[key])[:40]}..."
-        raise DatasetError(path, f"{where}: '{key}' must be a 64-bit integer, got {shown}", annotation_id=ann_id)
+        raise DatasetError(
+            path, f"{where}: '{key}' must be a 64-bit integer, got {shown}", annotation_id=ann_id
+        )
     return value
 
 
@@ -137,7 +151,9 @@ def _categories(categories: list[Any], path: Path) -> tuple[list[int], list[str]
         cat_id = _int_field(cat, "id", path, f"categories[{i}]")
         name = cat.get("name")
         if not isinstance(name, str) or not name:
-            raise DatasetError(path, f"categories[{i}] (id {cat_id}) needs a non-empty string 'name', got {name!r}")
+            raise DatasetError(
+                path, f"categories[{i}] (id {cat_id}) needs a non-empty string 'name', got {name!r}"
+            )
         if cat_id in by_id:
             raise DatasetError(path, f"duplicate category id {cat_id} ({by_id[cat_id]!r} and {name!r})")
         if name in by_id.values():
@@ -164,7 +180,9 @@ def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRe
             raise DatasetError(path, f"images[{i}] (id {image_id}) has size {width}x{height}")
         file_name = img.get("file_name")
         if not isinstance(file_name, str) or not file_name:
-            raise DatasetError(path, f"images[{i}] (id {image_id}) needs a string 'file_name', got {file_name!r}")
+            raise DatasetError(
+                path, f"images[{i}] (id {image_id}) needs a string 'file_name', got {file_name!r}"
+            )
         file = image_dir / file_name
         if not file.is_file():
             raise DatasetError(file, f"image file not found (image id {image_id} in {path})")
@@ -173,7 +191,9 @@ def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRe
 
 
 def _bbox(bbox: Any, path: Path, ann_id: int) -> tuple[float, float, float, float]:
-    numbers = isinstance(bbox, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)
+    numbers = isinstance(bbox, list) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in bbox
+    )
     try:
         if numbers and len(bbox) == 4:
             x, y, w, h = (float(v) for v in bbox)
@@ -181,7 +201,9 @@ def _bbox(bbox: Any, path: Path, ann_id: int) -> tuple[float, float, float, floa
     except OverflowError:  # an integer beyond float range
         pass
     shown = repr(bbox) if len(repr(bbox)) < 60 else f"{repr(bbox)[:60]}..."
-    raise DatasetError(path, f"'bbox' must be a list of 4 numbers [x, y, w, h], got {shown}", annotation_id=ann_id)
+    raise DatasetError(
+        path, f"'bbox' must be a list of 4 numbers [x, y, w, h], got {shown}", annotation_id=ann_id
+    )
 
 
 def _crowd_flag(value: Any, path: Path, ann_id: int) -> bool:

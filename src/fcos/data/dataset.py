@@ -32,7 +32,8 @@ def decode_image(path: str | Path, width: int, height: int) -> Image.Image:
         with Image.open(path) as im:
             if im.size != (width, height):
                 raise DatasetError(
-                    path, f"image is {im.size[0]}x{im.size[1]} but the annotations declare {width}x{height} (w x h)"
+                    path,
+                    f"image is {im.size[0]}x{im.size[1]} but the annotations declare {width}x{height} (w x h)",
                 )
             im.load()  # decode now, so truncation surfaces here and not later in a worker
             return im.convert("RGB")

@@ -45,7 +45,9 @@ def load_annotations(
             return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
         raise DatasetError(path, f"not a .json (COCO) or .yaml (YOLO) file; {LAYOUTS}")
     if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
-        return read_coco(_coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names)
+        return read_coco(
+            _coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names
+        )
     if (path / "Annotations").is_dir():
         return read_voc(path, split, class_names=class_names)
     if (path / "data.yaml").is_file() or (path / "labels").is_dir():

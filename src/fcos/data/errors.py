@@ -24,7 +24,12 @@ class DatasetError(ValueError):
     # `problem` has a default so that DataLoader workers can rebuild the exception from its message
     # alone (torch re-raises worker errors as ``type(exc)(message)``); it stays a DatasetError.
     def __init__(
-        self, path: str | Path, problem: str = "", *, line: int | None = None, annotation_id: int | None = None
+        self,
+        path: str | Path,
+        problem: str = "",
+        *,
+        line: int | None = None,
+        annotation_id: int | None = None,
     ) -> None:
         self.path = Path(path) if problem else path
         self.problem = problem

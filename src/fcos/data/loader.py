@@ -13,7 +13,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 __all__ = ["build_loader", "collate", "seed_worker"]
 
 
-def collate(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+def collate(
+    batch: Sequence[tuple[Tensor, dict[str, Tensor]]],
+) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
     """[(image, target), ...] -> ([image, ...], [target, ...]); images differ in size, so no stacking
     (the model pads them into one batch itself)."""
     images = [image for image, _ in batch]

@@ -73,7 +73,9 @@ class LoadReport:
     images: int = 0
     boxes_per_class: dict[str, int] = field(default_factory=dict)
     empty_images: int = 0  # images without any training box (kept: they are negatives)
-    ignored: Counter[str] = field(default_factory=Counter)  # boxes kept for evaluation only (crowd, difficult)
+    ignored: Counter[str] = field(
+        default_factory=Counter
+    )  # boxes kept for evaluation only (crowd, difficult)
     clipped: Counter[str] = field(default_factory=Counter)  # boxes changed to fit the image
     dropped: Counter[str] = field(default_factory=Counter)  # boxes removed
     notes: Counter[str] = field(default_factory=Counter)  # anything else worth knowing (missing label files)
@@ -155,7 +157,10 @@ def to_coco(data: DetectionData) -> dict[str, Any]:
                 "height": int(record.height),
             }
         )
-        for boxes, labels, crowd in ((record.boxes, record.labels, 0), (record.crowd, record.crowd_labels, 1)):
+        for boxes, labels, crowd in (
+            (record.boxes, record.labels, 0),
+            (record.crowd, record.crowd_labels, 1),
+        ):
             for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
                 x1, y1, x2, y2 = box
                 w, h = x2 - x1, y2 - y1
@@ -190,7 +195,9 @@ def remap_classes(data: DetectionData, class_names: list[str]) -> DetectionData:
         raise DatasetError(data.source, f"classes {missing} are not in the given class_names {names}")
     lut = np.array([index[name] for name in data.class_names], np.int64).reshape(-1)
     records = [
-        ImageRecord(r.path, r.image_id, r.width, r.height, r.boxes, lut[r.labels], r.crowd, lut[r.crowd_labels])
+        ImageRecord(
+            r.path, r.image_id, r.width, r.height, r.boxes, lut[r.labels], r.crowd, lut[r.crowd_labels]
+        )
         for r in data.records
     ]
     if data.format == "coco":

@@ -95,7 +95,9 @@ def generate_shapes(
     return out
 
 
-def _render(rng: np.random.Generator, size: int, min_object: int, max_objects: int) -> tuple[np.ndarray, list[_Shape]]:
+def _render(
+    rng: np.random.Generator, size: int, min_object: int, max_objects: int
+) -> tuple[np.ndarray, list[_Shape]]:
     """-> pixels [size, size, 3] uint8, shapes in drawing order."""
     canvas = _background(rng, size)
     owner = np.full((size, size), -1, np.int16)  # index of the shape that owns each pixel
@@ -108,7 +110,10 @@ def _render(rng: np.random.Generator, size: int, min_object: int, max_objects: i
         else:
             continue
         shape.colour = _contrasting_colour(rng, canvas, shapes, shape)
-        region = (slice(shape.y0, shape.y0 + shape.mask.shape[0]), slice(shape.x0, shape.x0 + shape.mask.shape[1]))
+        region = (
+            slice(shape.y0, shape.y0 + shape.mask.shape[0]),
+            slice(shape.x0, shape.x0 + shape.mask.shape[1]),
+        )
         owner[region][shape.mask] = len(shapes)
         canvas[region][shape.mask] = shape.colour
         shapes.append(shape)
@@ -162,7 +167,9 @@ def _keeps_others_visible(owner: np.ndarray, shapes: list[_Shape], new: _Shape) 
         visible = owner[y1:y2, x1:x2] == k
         covered = np.zeros_like(visible)
         oy1, oy2, ox1, ox2 = max(y1, ny1), min(y2, ny2), max(x1, nx1), min(x2, nx2)
-        covered[oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1] = new.mask[oy1 - ny1 : oy2 - ny1, ox1 - nx1 : ox2 - nx1]
+        covered[oy1 - y1 : oy2 - y1, ox1 - x1 : ox2 - x1] = new.mask[
+            oy1 - ny1 : oy2 - ny1, ox1 - nx1 : ox2 - nx1
+        ]
         left = visible & ~covered
         if left.sum() < MIN_VISIBLE * old.mask.sum():
             return False
@@ -176,7 +183,9 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h, s, v), np.float32)
 
 
-def _contrasting_colour(rng: np.random.Generator, canvas: np.ndarray, shapes: list[_Shape], new: _Shape) -> np.ndarray:
+def _contrasting_colour(
+    rng: np.random.Generator, canvas: np.ndarray, shapes: list[_Shape], new: _Shape
+) -> np.ndarray:
     """A saturated colour far from what lies under the new shape (background and earlier shapes)."""
     x1, y1, x2, y2 = new.box
     under = canvas[y1:y2, x1:x2][new.mask].mean(0)

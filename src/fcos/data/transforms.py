@@ -52,7 +52,9 @@ def resize(image: Tensor, boxes: Tensor, min_size: float, max_size: float) -> tu
     h, w = image.shape[-2:]
     out_hw = resized_shape(h, w, min_size, max_size)
     if min(out_hw) < 1:  # only for extreme aspect ratios with a tiny max_size; the model would fail too
-        raise ValueError(f"resizing a {h}x{w} image to min_size {min_size}, max_size {max_size} leaves {out_hw}")
+        raise ValueError(
+            f"resizing a {h}x{w} image to min_size {min_size}, max_size {max_size} leaves {out_hw}"
+        )
     if out_hw == (h, w):
         return image, boxes
     image = F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False)[0]
@@ -140,7 +142,9 @@ class PhotometricJitter:
         self.generator = generator
 
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
-        return photometric(image, self.generator, self.brightness, self.contrast, self.saturation, self.hue), target
+        return photometric(
+            image, self.generator, self.brightness, self.contrast, self.saturation, self.hue
+        ), target
 
     def __repr__(self) -> str:
         return f"PhotometricJitter({self.brightness}, {self.contrast}, {self.saturation}, {self.hue})"

@@ -37,7 +37,9 @@ class _Annotation:
     objects: list[_Object]
 
 
-def read_voc(root: str | Path, split: str = "train", *, class_names: list[str] | None = None) -> DetectionData:
+def read_voc(
+    root: str | Path, split: str = "train", *, class_names: list[str] | None = None
+) -> DetectionData:
     """Read one split of a VOC-layout dataset.
 
     Args:
@@ -76,7 +78,9 @@ def read_voc(root: str | Path, split: str = "train", *, class_names: list[str] |
             else:
                 boxes.append(box)
                 labels.append(index[obj.name])
-        records.append(ImageRecord(ann.image, image_id, ann.width, ann.height, boxes, labels, crowd, crowd_labels))
+        records.append(
+            ImageRecord(ann.image, image_id, ann.width, ann.height, boxes, labels, crowd, crowd_labels)
+        )
     report.tally(records, names)
     return DetectionData(records, names, list(range(1, len(names) + 1)), report, split_file, "voc")
 
@@ -95,7 +99,9 @@ def _read_split(split_file: Path) -> list[tuple[int, str]]:
         if not fields:
             continue
         if fields[0] in seen:
-            raise DatasetError(split_file, f"image id {fields[0]!r} repeats line {seen[fields[0]]}", line=number)
+            raise DatasetError(
+                split_file, f"image id {fields[0]!r} repeats line {seen[fields[0]]}", line=number
+            )
         seen[fields[0]] = number
         out.append((number, fields[0]))
     if not out:
@@ -132,7 +138,9 @@ def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise DatasetError(xml, f"object {k} ({name}) has no <bndbox>")
-        box = tuple(_number(bndbox, tag, xml, f"object {k} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax"))
+        box = tuple(
+            _number(bndbox, tag, xml, f"object {k} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
         difficult = (obj.findtext("difficult") or "0").strip()
         if difficult not in ("0", "1"):
             raise DatasetError(xml, f"object {k} ({name}): <difficult> must be 0 or 1, got {difficult!r}")

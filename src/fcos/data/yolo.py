@@ -51,7 +51,9 @@ def read_yolo(
         names, root, source = list(class_names), given, given
         sources = [given / "images" / split]
     else:
-        raise DatasetError(given, "no data.yaml here to name the classes: add one ('names: [a, b]') or pass class_names")
+        raise DatasetError(
+            given, "no data.yaml here to name the classes: add one ('names: [a, b]') or pass class_names"
+        )
     report = LoadReport(title=f"yolo {source} ({split})")
     images = [image for src in sources for image in _list_images(src)]
     if not images:
@@ -82,10 +84,15 @@ def _names(config: dict[str, Any], path: Path) -> list[str]:
     if isinstance(names, dict):
         keys = list(names)
         if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
-            raise DatasetError(path, f"'names' keys must be the class indices 0..{len(names) - 1}, got {sorted(names, key=str)}")
+            raise DatasetError(
+                path,
+                f"'names' keys must be the class indices 0..{len(names) - 1}, got {sorted(names, key=str)}",
+            )
         names = [names[i] for i in range(len(names))]
     if not isinstance(names, list) or not names:
-        raise DatasetError(path, f"'names' must be a non-empty list or {{index: name}} mapping, got {names!r}")
+        raise DatasetError(
+            path, f"'names' must be a non-empty list or {{index: name}} mapping, got {names!r}"
+        )
     names = [str(n) for n in names]
     if len(set(names)) != len(names):
         raise DatasetError(path, f"'names' contains duplicates: {names}")
@@ -168,17 +175,23 @@ def _record(image: Path, image_id: int, num_classes: int, report: LoadReport) ->
             continue
         cls, cx, cy, w, h = _parse_line(fields, num_classes, label, number)
         box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
-        box = fit_box(box, width, height, report, label, line=number, shown=f"box 'cx cy w h' = {' '.join(fields[1:])}")
+        box = fit_box(
+            box, width, height, report, label, line=number, shown=f"box 'cx cy w h' = {' '.join(fields[1:])}"
+        )
         if box is not None:
             boxes.append(box)
             labels.append(cls)
     return ImageRecord(image, image_id, width, height, boxes, labels)
 
 
-def _parse_line(fields: list[str], num_classes: int, label: Path, number: int) -> tuple[int, float, float, float, float]:
+def _parse_line(
+    fields: list[str], num_classes: int, label: Path, number: int
+) -> tuple[int, float, float, float, float]:
     if len(fields) != 5:
         extra = " (polygon/segment labels are not supported)" if len(fields) > 5 else ""
-        raise DatasetError(label, f"expected 5 fields 'class cx cy w h', got {len(fields)}{extra}", line=number)
+        raise DatasetError(
+            label, f"expected 5 fields 'class cx cy w h', got {len(fields)}{extra}", line=number
+        )
     try:
         values = [float(v) for v in fields]
     except ValueError:
