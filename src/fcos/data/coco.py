@@ -40,14 +40,32 @@ def read_coco(
     category_ids, names = _categories(doc["categories"], path)
     images = _images(doc["images"], path, image_dir)
     report = LoadReport(title=f"coco {path}")
+    objects = _annotations(doc["annotations"], path, images, category_ids, report)
+    records = [
+        ImageRecord(image.path, image_id, image.width, image.height, *objects[image_id])
+        for image_id, image in images.items()
+    ]
+    report.tally(records, names)
+    data = DetectionData(records, names, category_ids, report, path, "coco")
+    return remap_classes(data, class_names) if class_names is not None else data
+
+
+def _annotations(
+    annotations: list[Any],
+    path: Path,
+    images: dict[int, ImageRecord],
+    category_ids: list[int],
+    report: LoadReport,
+) -> dict[int, tuple[list, list, list, list]]:
+    """image id -> (boxes, labels, crowd boxes, crowd labels), checked and fitted to their image."""
     class_of = {cat_id: i for i, cat_id in enumerate(category_ids)}
     objects: dict[int, tuple[list, list, list, list]] = {image_id: ([], [], [], []) for image_id in images}
     seen: set[int] = set()
-    for i, ann in enumerate(doc["annotations"]):
-        if not isinstance(ann, dict):
-            raise DatasetError(path, f"annotations[{i}] is not a JSON object")
-        ann_id = _int_field(ann, "id", path, f"annotations[{i}]")
+    for i, ann in enumerate(annotations):
         where = f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise DatasetError(path, f"{where} is not a JSON object")
+        ann_id = _int_field(ann, "id", path, where)
         if ann_id in seen:
             raise DatasetError(path, "duplicate annotation id", annotation_id=ann_id)
         seen.add(ann_id)
@@ -59,15 +77,10 @@ def read_coco(
             raise DatasetError(path, f"category_id {category_id} is not in categories", annotation_id=ann_id)
         x, y, w, h = _bbox(ann.get("bbox"), path, ann_id)
         crowd = _crowd_flag(ann.get("iscrowd", 0), path, ann_id)
-        record = images[image_id]
+        image = images[image_id]
+        shown = f"bbox {[x, y, w, h]}"
         box = fit_box(
-            (x, y, x + w, y + h),
-            record.width,
-            record.height,
-            report,
-            path,
-            annotation_id=ann_id,
-            shown=f"bbox {[x, y, w, h]}",
+            (x, y, x + w, y + h), image.width, image.height, report, path, annotation_id=ann_id, shown=shown
         )
         if box is None:
             continue
@@ -79,17 +92,7 @@ def read_coco(
         else:
             boxes.append(box)
             labels.append(class_of[category_id])
-    records = []
-    for image_id, record in images.items():
-        boxes, labels, crowd_boxes, crowd_labels = objects[image_id]
-        records.append(
-            ImageRecord(
-                record.path, image_id, record.width, record.height, boxes, labels, crowd_boxes, crowd_labels
-            )
-        )
-    report.tally(records, names)
-    data = DetectionData(records, names, category_ids, report, path, "coco")
-    return remap_classes(data, class_names) if class_names is not None else data
+    return objects
 
 
 def _load_json(path: Path) -> dict[str, Any]:
