@@ -153,7 +153,7 @@ def _mask(label: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     u, v = (x / w, y / h) if side < 2 else (y / h, x / w)  # u along the apex side, v across
     if side % 2:
         v = 1.0 - v
-    # Inside when |u - t| <= v * max(t, 1-t)-scaled half-widths: left edge from (t,0) to (0,1), right to (1,1).
+    # In (u, v) the apex is (t, 0) and the base runs from (0, 1) to (1, 1): inside = between the two edges.
     return (u >= t * (1.0 - v)) & (u <= t + (1.0 - t) * v)
 
 

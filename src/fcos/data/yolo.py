@@ -40,15 +40,16 @@ def read_yolo(
     Image ids are 1..N in sorted file order.
     """
     given = Path(root_or_yaml)
+    if not given.exists():
+        raise DatasetError(given, "does not exist")
     yaml_file = given if given.is_file() else given / "data.yaml"
     source = yaml_file
     if yaml_file.is_file():
         config = _load_yaml(yaml_file)
         names = _names(config, yaml_file)
-        root = _root(config, yaml_file)
-        sources = _split_sources(config, split, root, yaml_file)
+        sources = _split_sources(config, split, _root(config, yaml_file), yaml_file)
     elif class_names is not None:
-        names, root, source = list(class_names), given, given
+        names, source = list(class_names), given
         sources = [given / "images" / split]
     else:
         raise DatasetError(
