@@ -45,6 +45,37 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True)
+    check = sub.add_parser("check", help="load a split as training would and decode every image")
+    check.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    check.add_argument("--split", default="train")
+    shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
+    shapes.add_argument("--out", required=True, help="output folder")
+    # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
+    shapes.add_argument("--train", type=int, help="training images")
+    shapes.add_argument("--val", type=int, help="validation images")
+    shapes.add_argument("--size", type=int, help="image side, pixels")
+    shapes.add_argument("--seed", type=int)
+
+
+@command("data", "check a dataset, or generate the synthetic shapes dataset", _data_args)
+def _data(args: argparse.Namespace) -> int:
+    from fcos.data import DatasetError, check_dataset, generate_shapes
+
+    if args.data_command == "shapes":
+        given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
+        out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
+        print(f"wrote the shapes dataset to {out}")
+        return 0
+    try:
+        check_dataset(args.data, args.split)
+    except DatasetError as e:  # a problem in the data, not a bug: the message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

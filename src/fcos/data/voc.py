@@ -1,0 +1,165 @@
+"""Pascal VOC reader: ``root/Annotations/*.xml``, ``root/ImageSets/Main/<split>.txt``, ``root/JPEGImages/``.
+
+Box coordinates are used as written, as xyxy pixels: no "-1" (the VOC devkit's 1-based convention would
+shift every box by one pixel, less than labelling noise, and the other formats do not do it either).
+Objects marked ``<difficult>1</difficult>`` become crowd boxes: not trained on, and ignored by COCO-style
+evaluation (VOC's own metric also neither rewards nor penalises detections of difficult objects).
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from fcos.data.errors import DatasetError
+from fcos.data.geometry import fit_box
+from fcos.data.records import DetectionData, ImageRecord, LoadReport
+
+__all__ = ["read_voc"]
+
+DIFFICULT = "difficult (VOC)"
+
+
+@dataclass
+class _Object:
+    name: str
+    box: tuple[float, float, float, float]
+    difficult: bool
+
+
+@dataclass
+class _Annotation:
+    xml: Path
+    image: Path
+    width: int
+    height: int
+    objects: list[_Object]
+
+
+def read_voc(
+    root: str | Path, split: str = "train", *, class_names: list[str] | None = None
+) -> DetectionData:
+    """Read one split of a VOC-layout dataset.
+
+    Args:
+        root: folder holding ``Annotations/``, ``ImageSets/Main/`` and ``JPEGImages/``.
+        split: name of the split file ``ImageSets/Main/<split>.txt`` (one image id per line).
+        class_names: class order; default the sorted names found in this split. Pass the training split's
+            names when loading validation so that indices agree. Unknown names are then an error.
+
+    Image ids are 1..N in split-file order.
+    """
+    root = Path(root)
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    annotations = [_parse(root, stem, split_file, line) for line, stem in _read_split(split_file)]
+    found = sorted({obj.name for ann in annotations for obj in ann.objects})
+    names = list(class_names) if class_names is not None else found
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        raise DatasetError(split_file, f"the given class_names {names} contain duplicates")
+    if not names:
+        raise DatasetError(split_file, "no objects in this split, so no class names: pass class_names")
+    report = LoadReport(title=f"voc {split_file}")
+    records = []
+    for image_id, ann in enumerate(annotations, start=1):
+        boxes, labels, crowd, crowd_labels = [], [], [], []
+        for k, obj in enumerate(ann.objects, start=1):
+            if obj.name not in index:
+                raise DatasetError(ann.xml, f"object {k}: class {obj.name!r} is not in class_names {names}")
+            shown = f"object {k} ({obj.name}) bndbox [{', '.join(f'{v:g}' for v in obj.box)}]"
+            box = fit_box(obj.box, ann.width, ann.height, report, ann.xml, shown=shown)
+            if box is None:
+                continue
+            if obj.difficult:
+                crowd.append(box)
+                crowd_labels.append(index[obj.name])
+                report.ignored[DIFFICULT] += 1
+            else:
+                boxes.append(box)
+                labels.append(index[obj.name])
+        records.append(
+            ImageRecord(ann.image, image_id, ann.width, ann.height, boxes, labels, crowd, crowd_labels)
+        )
+    report.tally(records, names)
+    return DetectionData(records, names, list(range(1, len(names) + 1)), report, split_file, "voc")
+
+
+def _read_split(split_file: Path) -> list[tuple[int, str]]:
+    """(line number, image id) for each non-blank line; extra columns (class split files) are ignored."""
+    try:
+        lines = split_file.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DatasetError(split_file, "split file not found (expected ImageSets/Main/<split>.txt)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(split_file, f"cannot read the split file: {e}") from None
+    out, seen = [], {}
+    for number, text in enumerate(lines, start=1):
+        fields = text.split()
+        if not fields:
+            continue
+        if fields[0] in seen:
+            raise DatasetError(
+                split_file, f"image id {fields[0]!r} repeats line {seen[fields[0]]}", line=number
+            )
+        seen[fields[0]] = number
+        out.append((number, fields[0]))
+    if not out:
+        raise DatasetError(split_file, "the split file lists no images")
+    return out
+
+
+def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
+    xml = root / "Annotations" / f"{stem}.xml"
+    try:
+        tree = ET.parse(xml)
+    except FileNotFoundError:
+        raise DatasetError(xml, f"annotation file not found (listed in {split_file} line {line})") from None
+    except ET.ParseError as e:
+        raise DatasetError(xml, f"malformed XML: {e}", line=e.position[0]) from None
+    except OSError as e:
+        raise DatasetError(xml, f"cannot read the file: {e.strerror or e}") from None
+    top = tree.getroot()
+    size = top.find("size")
+    if size is None:
+        raise DatasetError(xml, "missing <size> (width and height are needed to check the boxes)")
+    width, height = _integer(size, "width", xml, "size"), _integer(size, "height", xml, "size")
+    if not (0 < width < 2**31 and 0 < height < 2**31):
+        raise DatasetError(xml, f"<size> is {width}x{height}; it must be the real image size")
+    filename = (top.findtext("filename") or "").strip() or f"{stem}.jpg"
+    image = root / "JPEGImages" / filename
+    if not image.is_file():
+        raise DatasetError(image, f"image file not found (named by {xml})")
+    objects = []
+    for k, obj in enumerate(top.iter("object"), start=1):
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise DatasetError(xml, f"object {k} has no <name>")
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            raise DatasetError(xml, f"object {k} ({name}) has no <bndbox>")
+        box = tuple(
+            _number(bndbox, tag, xml, f"object {k} ({name})") for tag in ("xmin", "ymin", "xmax", "ymax")
+        )
+        difficult = (obj.findtext("difficult") or "0").strip()
+        if difficult not in ("0", "1"):
+            raise DatasetError(xml, f"object {k} ({name}): <difficult> must be 0 or 1, got {difficult!r}")
+        objects.append(_Object(name, box, difficult == "1"))  # type: ignore[arg-type]
+    return _Annotation(xml, image, width, height, objects)
+
+
+def _number(parent: ET.Element, tag: str, xml: Path, where: str) -> float:
+    text = parent.findtext(tag)
+    if text is None:
+        raise DatasetError(xml, f"{where}: missing <{tag}>")
+    try:
+        return float(text)
+    except ValueError:
+        raise DatasetError(xml, f"{where}: <{tag}> {text.strip()!r} is not a number") from None
+
+
+def _integer(parent: ET.Element, tag: str, xml: Path, where: str) -> int:
+    value = _number(parent, tag, xml, where)
+    if not value.is_integer():
+        raise DatasetError(xml, f"{where}: <{tag}> {value:g} is not a whole number of pixels")
+    return int(value)

@@ -1,0 +1,58 @@
+import shutil
+
+import pytest
+
+from fcos.data.detect import load_annotations
+from fcos.data.errors import DatasetError
+
+
+def test_detects_coco_folder_json_file_and_yolo(shared_data):
+    fruit = shared_data / "fruit"
+    coco = load_annotations(fruit, "val")
+    assert coco.format == "coco" and len(coco.records) == 60
+    assert load_annotations(fruit / "annotations" / "val.json").report.boxes == 106
+    yolo = load_annotations(fruit / "yolo", "val")
+    assert yolo.format == "yolo" and yolo.report.boxes == 106
+    assert load_annotations(fruit / "yolo" / "data.yaml", "val").format == "yolo"
+
+
+def test_detects_voc(tmp_path, write_image):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("a\n")
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>8</width><height>8</height></size>"
+        "<object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object>"
+        "</annotation>"
+    )
+    write_image(tmp_path / "JPEGImages" / "a.jpg", 8, 8)
+    data = load_annotations(tmp_path, "val", class_names=["y", "x"])
+    assert data.format == "voc" and data.class_names == ["y", "x"] and data.records[0].labels.tolist() == [1]
+
+
+def test_coco_json_elsewhere_and_named_like_instances(shared_data, tmp_path):
+    fruit = shared_data / "fruit"
+    (tmp_path / "annotations").mkdir()
+    shutil.copy(fruit / "annotations" / "val.json", tmp_path / "annotations" / "instances_val2017.json")
+    (tmp_path / "images").symlink_to(fruit / "images", target_is_directory=True)
+    assert load_annotations(tmp_path, "val").report.images == 60
+    loose = tmp_path / "loose.json"
+    shutil.copy(fruit / "annotations" / "val.json", loose)
+    assert load_annotations(loose, image_dir=fruit / "images").report.images == 60
+    with pytest.raises(
+        DatasetError, match=r"no annotation file for split 'test' \(found: instances_val2017.json\)"
+    ):
+        load_annotations(tmp_path, "test")
+
+
+def test_unknown_layouts_explain_the_three_layouts(tmp_path):
+    with pytest.raises(DatasetError) as info:
+        load_annotations(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path}: unknown dataset layout")
+    assert all(word in message for word in ("COCO:", "VOC:", "YOLO:", "ImageSets/Main", "data.yaml"))
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_annotations(tmp_path / "nothing")
+    (tmp_path / "x.txt").write_text("")
+    with pytest.raises(DatasetError, match=r"x\.txt: not a \.json \(COCO\) or \.yaml \(YOLO\) file"):
+        load_annotations(tmp_path / "x.txt")
