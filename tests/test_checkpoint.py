@@ -14,7 +14,7 @@ from fcos.engine.checkpoint import (
 
 
 def small_model(**changes):
-    return FCOS(official(num_classes=3, backbone="resnet18", **{"fpn.channels": 32, "head.num_convs": 1, **changes}))
+    return FCOS(official(num_classes=3, backbone="resnet18", **{"fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1, **changes}))
 
 
 def test_round_trip_restores_weights_config_and_classes(tmp_path):

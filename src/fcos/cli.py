@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -18,6 +19,126 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
         return run
 
     return register
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and outputs")
+    g.add_argument("--data", required=True, help="dataset directory (COCO, VOC or YOLO layout) or data YAML")
+    g.add_argument("--out", default="runs/train", help="run folder (config, metrics, plots, checkpoints)")
+    g.add_argument("--train-split", default="train")
+    g.add_argument("--val-split", default="val", help="'none' to skip validation")
+    g = p.add_argument_group("model")
+    g.add_argument("--preset", default="official", choices=["official", "torchvision"])
+    g.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    g.add_argument("--img-size", type=int, help="longer image side (default: the preset's 800/1333 rule)")
+    g.add_argument("--fpn-channels", type=int, help="FPN and head width (official 256)")
+    g.add_argument("--head-convs", type=int, help="convs per head tower (official 4)")
+    g.add_argument("--backbone-weights", help="local ImageNet ResNet state dict (freezes BN, stem and stage 1)")
+    g.add_argument("--weights", help="initialise from an fcos checkpoint (fine-tuning)")
+    g = p.add_argument_group("schedule (defaults from --recipe)")
+    g.add_argument("--recipe", default="official", choices=["official", "cpu"],
+                   help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-iters", type=int, help="optimizer updates (overrides --epochs)")
+    g.add_argument("--time-budget", type=float, help="seconds of training; the schedule is fitted to it")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--accumulate", type=int, help="micro-batches per update (gradient accumulation)")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"])
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--warmup-iters", type=int)
+    g.add_argument("--schedule", choices=["step", "cosine"])
+    g.add_argument("--clip-grad", type=float)
+    g.add_argument("--ema", type=float, help="EMA decay, e.g. 0.9998")
+    g.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA fp16, CPU bf16)")
+    g.add_argument("--no-photometric", dest="photometric", action="store_false", default=None)
+    g.add_argument("--hflip", type=float, help="horizontal flip probability")
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 ...")
+    g.add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
+    g.add_argument("--workers", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--resume", nargs="?", const="auto", help="continue from a checkpoint (default OUT/last.pt)")
+    g.add_argument("--eval-every", type=int, help="epochs between validations (0: at the end)")
+    g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N updates")
+    g.add_argument("--on-nonfinite", choices=["stop", "skip"])
+    g.add_argument("--log-every", type=int, help="updates between metrics.jsonl lines")
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+
+
+_TRAIN_FIELDS = ("epochs", "max_iters", "time_budget", "batch_size", "accumulate", "optimizer", "lr", "weight_decay",
+                 "warmup_iters", "schedule", "clip_grad", "ema", "amp", "photometric", "hflip", "device", "workers",
+                 "seed", "resume", "eval_every", "checkpoint_every", "on_nonfinite", "progress", "weights", "log_every")
+
+
+@command("train", "train FCOS on a dataset", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    if args.devices > 1:
+        from fcos.engine.distributed import launch_local
+
+        argv = sys.argv[1:] if args.argv is None else list(args.argv)
+        return launch_local(args.devices, _drop_flag(argv, "--devices"))
+    from fcos.engine.config import TRAIN_PRESETS, model_config_for
+    from fcos.engine.trainer import train
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None}
+    val_split = None if args.val_split.lower() == "none" else args.val_split
+    cfg = TRAIN_PRESETS[args.recipe](data=args.data, out=args.out, train_split=args.train_split, val_split=val_split, **overrides)
+    model_cfg = model_config_for(
+        1, preset=args.preset, backbone=args.backbone, img_size=args.img_size, fpn_channels=args.fpn_channels,
+        head_convs=args.head_convs, backbone_weights=args.backbone_weights,
+    )
+    summary = train(model_cfg, cfg)
+    val = summary.get("val") or {}
+    if val:
+        print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
+              f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
+    return 0
+
+
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            out.append(item)
+    return out
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="dataset directory or data YAML")
+    p.add_argument("--split", default="val")
+    p.add_argument("--json", help="write the metrics here as JSON")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+
+
+@command("eval", "COCO evaluation (pycocotools) of a checkpoint on a dataset split", _eval_args)
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from fcos.data import load_annotations, remap_classes
+    from fcos.engine.checkpoint import load_model
+    from fcos.engine.evaluate import METRIC_NAMES, evaluate
+
+    model, state = load_model(args.weights, args.device)
+    data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
+    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
+    for name in METRIC_NAMES[:6]:
+        print(f"  {name:5s} {metrics[name]:.4f}")
+    width = max(len(n) for n in metrics["per_class"])
+    print("  per-class AP (IoU .50:.95)")
+    for name, ap in metrics["per_class"].items():
+        print(f"    {name:{width}s} {ap:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return 0
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -87,8 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fcos.data import DatasetError
+    from fcos.engine.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return int(args.run(args) or 0)
+    args.argv = None if argv is None else list(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (DatasetError, CheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        if type(exc).__name__ != "NonFiniteLossError":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -156,9 +156,11 @@ class FCOSConfig:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
         if len(self.assign.size_ranges) != len(STRIDES):
             raise ValueError(f"assign.size_ranges needs one range per level ({len(STRIDES)})")
-        if self.fpn.channels % self.head.norm_groups:
+        if self.fpn.channels % self.head.norm_groups or self.fpn.channels // self.head.norm_groups < 2:
+            # One channel per group cannot be normalised on a 1x1 level (P7 of a small image).
             raise ValueError(
-                f"fpn.channels ({self.fpn.channels}) must be divisible by head.norm_groups ({self.head.norm_groups})"
+                f"fpn.channels ({self.fpn.channels}) must be a multiple of head.norm_groups ({self.head.norm_groups}) "
+                "with at least 2 channels per group"
             )
 
     def to_dict(self) -> dict[str, Any]:

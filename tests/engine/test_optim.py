@@ -26,7 +26,7 @@ def test_cosine_schedule_ends_at_final_factor():
 
 
 def test_no_weight_decay_on_norms_biases_and_scales():
-    model = FCOS(official(num_classes=2, backbone="resnet18", **{"fpn.channels": 32, "head.num_convs": 1}))
+    model = FCOS(official(num_classes=2, backbone="resnet18", **{"fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1}))
     opt = build_optimizer(model, "sgd", 0.01, 1e-4)
     decay, no_decay = opt.param_groups
     ids = {id(p) for p in no_decay["params"]}

@@ -144,10 +144,10 @@ def _check_targets(targets: Any, num_images: int, num_classes: int) -> list[dict
     return checked
 
 
-def _check_batch(batch: ImageBatch, min_side: int) -> None:
+def _check_batch(batch: ImageBatch, largest_stride: int) -> None:
     for i, (h, w) in enumerate(batch.image_sizes):
-        if min(h, w) < min_side:
+        if max(h, w) < largest_stride:
             raise ValueError(
-                f"images[{i}] is {batch.original_sizes[i][0]}x{batch.original_sizes[i][1]} and resizes to {h}x{w}; "
-                f"both sides must reach the largest stride ({min_side} px) after resizing"
+                f"images[{i}] ({batch.original_sizes[i][0]}x{batch.original_sizes[i][1]}) resizes to {h}x{w}, smaller "
+                f"than the largest stride ({largest_stride} px) in both directions; raise input.min_size/max_size"
             )

@@ -1,0 +1,119 @@
+"""COCO evaluation with pycocotools: predictions over a dataset, AP/AR metrics, per-class AP."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from fcos.data import DetectionData, DetectionDataset, collate, to_coco
+from fcos.data.transforms import Resize
+from fcos.engine import distributed as D
+from fcos.engine.sampling import shard
+from fcos.model.transform import scale_boxes
+
+__all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "to_coco_results"]
+
+METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    data: DetectionData,
+    *,
+    batch_size: int = 4,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Detections for this process's shard of ``data``: ``[{"image_id", "boxes", "scores", "labels"}]``,
+    boxes in the pixels of the image on disk. Images are resized in the loader workers by the model's
+    own rule, so the model's resize is a no-op and the outputs equal those for the raw images."""
+    base = getattr(model, "module", model)
+    cfg = base.config.input
+    dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
+    subset = Subset(dataset, shard(len(dataset), D.rank(), D.world_size()))
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    was_training = base.training
+    base.eval()
+    results = []
+    bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not (progress and D.is_main()))
+    for images, targets in bar:
+        images = [im.to(device, non_blocking=True) for im in images]
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            detections = base(images)
+        for image, target, det in zip(images, targets, detections, strict=True):
+            boxes = scale_boxes(det["boxes"].float().cpu(), image.shape[-2:], target["orig_size"].tolist())
+            results.append({
+                "image_id": int(target["image_id"]),
+                "boxes": boxes,
+                "scores": det["scores"].float().cpu(),
+                "labels": det["labels"].cpu(),
+            })
+    base.train(was_training)
+    return results
+
+
+def to_coco_results(predictions: Sequence[dict[str, Any]], category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """COCO results format: one ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` per box."""
+    out = []
+    for pred in predictions:
+        boxes = pred["boxes"].tolist()
+        for (x0, y0, x1, y1), score, label in zip(boxes, pred["scores"].tolist(), pred["labels"].tolist(), strict=True):
+            out.append({
+                "image_id": pred["image_id"],
+                "category_id": int(category_ids[label]),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "score": float(score),
+            })
+    return out
+
+
+def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
+    """Run COCOeval (bbox). Returns the 12 summary metrics by name plus ``per_class`` AP (IoU .5:.95)."""
+    if not results:  # pycocotools cannot load an empty result list
+        return {**dict.fromkeys(METRIC_NAMES, 0.0), "per_class": dict.fromkeys(class_names, 0.0)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        evaluator = COCOeval(gt, dt, "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats, strict=True)}
+    # precision: [IoU thresholds, recall points, classes, area ranges, max dets]; -1 = no ground truth
+    precision = evaluator.eval["precision"]
+    per_class = {}
+    for k, name in enumerate(class_names):
+        p = precision[:, :, k, 0, -1]
+        p = p[p > -1]
+        per_class[name] = float(np.mean(p)) if p.size else math.nan
+    metrics["per_class"] = per_class
+    return metrics
+
+
+def evaluate(model: nn.Module, data: DetectionData, **kwargs: Any) -> dict[str, Any]:
+    """Predict on ``data`` (split across processes when distributed) and score with pycocotools.
+
+    Every rank returns the same metrics.
+    """
+    predictions = predict_dataset(model, data, **kwargs)
+    gathered = [p for part in D.all_gather_objects(predictions) for p in part]
+    metrics: dict[str, Any] = {}
+    if D.is_main():
+        metrics = coco_metrics(to_coco(data), to_coco_results(gathered, data.category_ids), data.class_names)
+    return D.all_gather_objects(metrics)[0]
