@@ -142,14 +142,16 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--out", default="runs/demo", help="run folder")
+    p.add_argument("--data-dir", default="data/shapes", help="where the shapes dataset is generated")
+    p.add_argument("--time-budget", type=float, default=600.0, help="seconds of training (default 10 minutes)")
 
 
-@command("demo", "run the main job end to end on built-in data", _demo_args)
+@command("demo", "generate the shapes dataset, train from scratch on the CPU, evaluate, draw predictions", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     from fcos.demo import run_demo
 
-    run_demo(args.out)
+    run_demo(args.out, data_dir=args.data_dir, time_budget=args.time_budget)
     return 0
 
 

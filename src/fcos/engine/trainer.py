@@ -204,9 +204,9 @@ class Trainer:
         return metrics
 
     def _fit_schedule_to_budget(self) -> None:
-        """Set the total number of updates so training ends within the time budget, from the median
-        time of recent updates (re-fitted as training goes, so a machine that slows down still fits)."""
-        per_update = float(np.median(self.durations[2:][-5 * _REFIT_EVERY:]))
+        """Set the total number of updates so training ends within the time budget, from the mean time
+        of recent updates (re-fitted as training goes, so a machine that slows down still fits)."""
+        per_update = float(np.mean(self.durations[2:][-5 * _REFIT_EVERY:]))
         remaining = max(0.0, self.cfg.time_budget - self.train_seconds)
         fitted = self.iteration + int(remaining / per_update)
         limit = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
@@ -276,6 +276,10 @@ class Trainer:
         if self.ema and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.total = state["scheduler"]["total"]
+        previous = state.get("train_config", {})
+        if not self.cfg.time_budget and (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
+            # Resuming with a new length extends (or shortens) the run; the same length resumes exactly.
+            self.total = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.best_ap, self.train_seconds = state["best_ap"], state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
