@@ -34,3 +34,21 @@ def real_images(shared_data: Path, count: int) -> list[Path]:
     picks = fruit[:: max(1, len(fruit) // half)][:half] + raccoon[:: max(1, len(raccoon) // (count - half))][: count - half]
     assert len(picks) == count
     return picks
+
+
+def assert_same_detections(a: dict, b: dict, box_tol: float = 0.5, score_tol: float = 1e-4) -> None:
+    """Same detections up to numeric noise: equal counts and a one-to-one match with the same label,
+    boxes within ``box_tol`` px and scores within ``score_tol`` (near-equal scores may swap order)."""
+    import numpy as np
+
+    assert len(a["scores"]) == len(b["scores"]), (len(a["scores"]), len(b["scores"]))
+    used = np.zeros(len(b["scores"]), dtype=bool)
+    for box, score, label in zip(a["boxes"], a["scores"], a["labels"]):
+        close = (
+            ~used
+            & (np.asarray(b["labels"]) == label)
+            & (np.abs(np.asarray(b["boxes"]) - box).max(axis=1) <= box_tol)
+            & (np.abs(np.asarray(b["scores"]) - score) <= score_tol)
+        )
+        assert close.any(), f"no match for label {label} box {box} score {score}"
+        used[np.flatnonzero(close)[0]] = True
