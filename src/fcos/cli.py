@@ -85,6 +85,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or exported model (.onnx)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
+    p.add_argument("--max-concurrency", type=int, default=2, help="inferences running at once")
+
+
+@command("serve", "serve predictions over HTTP with an upload page at /", _serve_args)
+def _serve(args: argparse.Namespace) -> int:
+    from fcos.serve import serve
+
+    serve(args.weights, host=args.host, port=args.port, backend=args.backend, device=args.device,
+          max_upload_mb=args.max_upload_mb, max_concurrency=args.max_concurrency)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fcos", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
