@@ -339,10 +339,12 @@ def export_onnx(
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.no_grad():
-            # The tracer warns about shape values turned into tensors: intended, sizes stay dynamic.
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # GroupNorm's input check (`size == 1`) reads a traced size; it validates, it does not shape the graph.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
             # Chosen on purpose: it maps the NMS below to NonMaxSuppression without onnxscript.
+            # (torch deprecates that exporter; the dynamo one needs onnxscript and a custom NMS translation.)
             warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
             # Advanced indexing here only ever uses non-negative indices, the case the exporter supports.
             warnings.filterwarnings("ignore", message="Exporting aten::index operator")
             torch.onnx.export(

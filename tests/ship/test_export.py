@@ -127,6 +127,17 @@ def test_dynamic_batch_equals_pytorch_and_each_image_alone(exports, checkpoint):
             )
 
 
+def test_torchvision_preset_exports_with_parity(tmp_path):
+    # torchvision's point rule: offset 0 and steps from the padded size // feature size (traced, not constant).
+    changes = {"points.offset": 0.0, "points.step_from_shape": True, "decode.threshold_on": "score",
+               "head.learnable_scales": False}
+    checkpoint = make_checkpoint(tmp_path / "tv.pt", **changes)
+    torch_predictor, onnx_predictor = Predictor(checkpoint), Predictor(export_onnx(checkpoint, tmp_path / "tv.onnx"))
+    for shape in ((3, 300, 451), (3, 480, 200)):  # the second pads to 320 x 160: P7 steps of 106 x 80 px
+        image = torch.rand(*shape)
+        assert_same_detections(torch_predictor(image)[0], onnx_predictor(image)[0])
+
+
 def torch_on_padded(model, image, img_size):
     """The PyTorch model on exactly the padded input a fixed-size graph sees."""
     x, sizes = onnx_inputs([image], model.config.input, img_size)

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +16,9 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
-from ship_helpers import CLASS_NAMES, real_images
+from ship_helpers import CLASS_NAMES, assert_same_detections, real_images
 
+from fcos.export import export_onnx
 from fcos.predict import Predictor, load_image
 from fcos.serve import create_app
 
@@ -261,6 +263,38 @@ def test_streamed_body_is_cut_off_at_the_limit(live_server):
     status, sent, _ = raw_request(live_server, head, chunks)
     assert status == 413
     assert sent < 20 * 1024 * 1024  # the server answered and stopped reading long before the end
+
+
+def test_serve_cli_with_an_onnx_model(checkpoint, photo, tmp_path):
+    import httpx
+
+    onnx_path = export_onnx(checkpoint, tmp_path / "model.onnx")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    server = subprocess.Popen([sys.executable, "-m", "fcos", "serve", "--weights", str(onnx_path), "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "fcos serve did not start"
+            try:
+                health = httpx.get(base + "/health", timeout=2).json()
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert health["backend"] == "onnxruntime" and health["classes"] == CLASS_NAMES
+        path, data = photo
+        body = httpx.post(base + "/predict", files={"file": (path.name, data)}, data={"conf": "0"}, timeout=60).json()
+    finally:
+        server.terminate()
+        server.wait(10)
+    got = {"boxes": np.array([d["box"] for d in body["detections"]]), "scores": np.array([d["score"] for d in body["detections"]]),
+           "labels": np.array([d["label"] for d in body["detections"]])}
+    assert_same_detections(Predictor(checkpoint)(load_image(path))[0], got, box_tol=0.5, score_tol=2e-4)
 
 
 # --- the page in a real browser -------------------------------------------------------------------
