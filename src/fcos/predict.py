@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
+from torchvision.ops import batched_nms
 
 from fcos.config import DecodeConfig, InputConfig
+from fcos.export import onnx_inputs
 from fcos.model.transform import scale_boxes
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_image", "predict_source", "to_tensor"]
@@ -93,9 +95,9 @@ class Predictor:
             (``decode.score_thresh``, top-k, NMS); None keeps everything the model returns.
         num_threads: onnxruntime intra-op threads; None uses PyTorch's thread count, for a like-for-like comparison.
 
-    ``predictor(images)`` takes one image or a list (PIL, HWC uint8 numpy, CHW tensor) and returns one
-    dict per image: ``boxes`` [N, 4] float32 xyxy in original pixels, ``scores`` [N] float32, ``labels``
-    [N] int64, ``names`` list of N class names; sorted by descending score.
+    ``predictor(images)`` takes one image or a list (PIL, HWC uint8 numpy, CHW tensor; or a [B, 3, H, W]
+    tensor) and returns one dict per image: ``boxes`` [N, 4] float32 xyxy in original pixels, ``scores``
+    [N] float32, ``labels`` [N] int64, ``names`` list of N class names; sorted by descending score.
     """
 
     def __init__(
@@ -155,7 +157,9 @@ class Predictor:
         self.min_side = max(STRIDES)
 
     def __call__(self, images: ImageLike | Sequence[ImageLike], conf: float | None = None) -> list[dict[str, Any]]:
-        if isinstance(images, Image.Image | np.ndarray | Tensor):
+        if isinstance(images, Tensor) and images.dim() == 4:
+            images = list(images)  # a [B, 3, H, W] batch: each image on its own
+        elif isinstance(images, Image.Image | np.ndarray | Tensor):
             images = [images]
         conf = self.conf if conf is None else conf
         results = []
@@ -183,10 +187,6 @@ class Predictor:
 
     @torch.inference_mode()
     def _run_onnx(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        from torchvision.ops import batched_nms
-
-        from fcos.export import onnx_inputs
-
         batch, sizes = onnx_inputs([image], self.input_config, self.img_size)
         resized = (int(sizes[0, 0]), int(sizes[0, 1]))
         if min(resized) < self.min_side:  # the same check (and message) as the PyTorch model

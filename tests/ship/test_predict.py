@@ -54,6 +54,8 @@ def test_pil_numpy_and_tensor_inputs_agree(predictor, image):
     assert len(results) == 4
     for det in results[1:]:
         assert np.array_equal(det["boxes"], results[0]["boxes"]) and np.array_equal(det["scores"], results[0]["scores"])
+    batch = torch.stack([to_tensor(image)] * 2)
+    assert all(np.array_equal(d["boxes"], results[0]["boxes"]) for d in predictor(batch))
     grey = predictor(np.asarray(image.convert("L")))[0]  # HW grey is broadcast to RGB
     assert len(grey["scores"]) > 0
 
