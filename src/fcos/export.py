@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_OPSET",
     "ExportModule",
     "decode_dense",
+    "nms_dense",
     "export_onnx",
     "onnx_input_shape",
     "onnx_inputs",
