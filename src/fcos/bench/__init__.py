@@ -11,6 +11,7 @@ __all__ = ["BENCHMARKS", "run_benchmarks"]
 # name -> module under fcos.bench
 BENCHMARKS: dict[str, str] = {
     "assign_loss": "assign_loss",
+    "onnx_runtime": "onnx_runtime",
 }
 
 

@@ -1,0 +1,281 @@
+"""Inference on images: one :class:`Predictor` for fcos checkpoints (PyTorch) and exported ONNX files
+(onnxruntime), and :func:`predict_source`, which writes drawn images and COCO-format results.
+
+Both backends give the same detections for the same image (``tests/ship/test_export.py`` checks it on
+real images): the ONNX path resizes and pads on the host exactly as the model's ``InputTransform``
+does (:func:`fcos.export.onnx_inputs`) and maps boxes back with the same ``scale_boxes``.
+Every image is run on its own, so an image's detections never depend on what it was batched with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+from fcos.config import DecodeConfig, InputConfig
+from fcos.export import onnx_inputs
+from fcos.model.transform import scale_boxes
+
+__all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_image", "predict_source", "to_tensor"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+BACKENDS = ("torch", "onnxruntime")
+ImageLike = Image.Image | np.ndarray | Tensor
+
+
+def to_tensor(image: ImageLike) -> Tensor:
+    """PIL image, HWC (or HW) uint8 numpy array, or CHW tensor -> [3, H, W] float32 in [0, 1]."""
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"numpy images must be uint8 HWC (RGB), got dtype {image.dtype}")
+        if image.ndim == 2:
+            image = image[..., None]
+        if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+            raise ValueError(f"numpy images must have shape [H, W, 3] (or [H, W], [H, W, 1|4]), got {image.shape}")
+        if image.shape[2] != 3:
+            image = np.broadcast_to(image[..., :3], (*image.shape[:2], 3))
+        if not (image.flags.writeable and image.flags.c_contiguous):
+            image = np.array(image)  # torch.from_numpy wants a writable array
+        image = torch.from_numpy(image).permute(2, 0, 1)
+    if not isinstance(image, Tensor):
+        raise ValueError(f"expected a PIL image, a numpy array or a tensor, got {type(image).__name__}")
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"tensor images must have shape [3, H, W], got {tuple(image.shape)}")
+    if image.dtype == torch.uint8:
+        return image.float() / 255.0  # the model's own conversion
+    if not image.is_floating_point():
+        raise ValueError(f"tensor images must be float in [0, 1] or uint8, got {image.dtype}")
+    return image.float()
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Decode an image file to RGB, EXIF orientation applied; ValueError naming the file if it can't."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+
+
+def _providers(device: str) -> list[Any]:
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(f"device {device!r}: this onnxruntime has no CUDAExecutionProvider")
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda[:N]'")
+
+
+class Predictor:
+    """Detections for images, from a ``.pt`` checkpoint (PyTorch) or an exported ``.onnx`` (onnxruntime).
+
+    Args:
+        weights: checkpoint or ONNX file (written by ``fcos export``).
+        device: "cpu" or "cuda[:N]".
+        backend: "torch" or "onnxruntime"; None picks by the file suffix (``.onnx`` -> onnxruntime).
+        conf: default minimum score of returned detections, applied after the model's own decoding
+            (``decode.score_thresh``, top-k, NMS); None keeps everything the model returns.
+        num_threads: onnxruntime intra-op threads; None uses PyTorch's thread count, for a like-for-like comparison.
+
+    ``predictor(images)`` takes one image or a list (PIL, HWC uint8 numpy, CHW tensor; or a [B, 3, H, W]
+    tensor) and returns one dict per image: ``boxes`` [N, 4] float32 xyxy in original pixels, ``scores``
+    [N] float32, ``labels`` [N] int64, ``names`` list of N class names; sorted by descending score.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "cpu",
+        backend: str | None = None,
+        conf: float | None = None,
+        num_threads: int | None = None,
+    ) -> None:
+        self.weights = Path(weights)
+        self.backend = backend or ("onnxruntime" if self.weights.suffix.lower() == ".onnx" else "torch")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {BACKENDS}")
+        if not self.weights.is_file():
+            raise FileNotFoundError(f"weights not found: {self.weights}")
+        self.device = device
+        self.conf = conf
+        if self.backend == "torch":
+            self._init_torch()
+        else:
+            self._init_onnx(num_threads)
+
+    def _init_torch(self) -> None:
+        from fcos.engine.checkpoint import load_model
+
+        if self.weights.suffix.lower() == ".onnx":
+            raise ValueError(f"{self.weights} is an ONNX file: use backend='onnxruntime'")
+        model, state = load_model(self.weights, map_location=self.device)
+        self.model = model.to(self.device)
+        self.input_config: InputConfig = model.config.input
+        self.decode_config: DecodeConfig = model.config.decode
+        self.class_names = [str(n) for n in state["class_names"]]
+        ids = state.get("category_ids") or range(1, len(self.class_names) + 1)
+        self.category_ids = [int(i) for i in ids]
+        self.min_side = max(model.strides)
+
+    def _init_onnx(self, num_threads: int | None) -> None:
+        import onnxruntime as ort
+
+        from fcos.config import STRIDES, FCOSConfig
+        from fcos.export import read_metadata
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(self.weights), options, providers=_providers(self.device))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ValueError(f"cannot load ONNX model {self.weights}: {exc}") from None
+        meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        config = FCOSConfig.from_dict(meta["config"])
+        self.input_config, self.decode_config = config.input, config.decode
+        self.class_names = [str(n) for n in meta["class_names"]]
+        self.category_ids = [int(i) for i in meta["category_ids"]]
+        self.img_size = meta["preprocessing"]["img_size"]
+        self.nms_in_graph = bool(meta["nms"])
+        self.min_side = max(STRIDES)
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike], conf: float | None = None) -> list[dict[str, Any]]:
+        if isinstance(images, Tensor) and images.dim() == 4:
+            images = list(images)  # a [B, 3, H, W] batch: each image on its own
+        elif isinstance(images, Image.Image | np.ndarray | Tensor):
+            images = [images]
+        conf = self.conf if conf is None else conf
+        results = []
+        for image in images:
+            tensor = to_tensor(image)
+            run = self._run_torch if self.backend == "torch" else self._run_onnx
+            boxes, scores, labels = run(tensor)
+            if conf is not None:
+                keep = scores >= conf
+                boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            results.append(
+                {
+                    "boxes": boxes.numpy().astype(np.float32).reshape(-1, 4),
+                    "scores": scores.numpy().astype(np.float32),
+                    "labels": labels.numpy().astype(np.int64),
+                    "names": [self.class_names[int(i)] for i in labels],
+                }
+            )
+        return results
+
+    @torch.inference_mode()
+    def _run_torch(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        (det,) = self.model([image.to(self.device)])
+        return det["boxes"].float().cpu(), det["scores"].float().cpu(), det["labels"].cpu()
+
+    @torch.inference_mode()
+    def _run_onnx(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, sizes = onnx_inputs([image], self.input_config, self.img_size)
+        resized = (int(sizes[0, 0]), int(sizes[0, 1]))
+        if min(resized) < self.min_side:  # the same check (and message) as the PyTorch model
+            raise ValueError(
+                f"images[0] is {image.shape[1]}x{image.shape[2]} and resizes to {resized[0]}x{resized[1]}; "
+                f"both sides must reach the largest stride ({self.min_side} px) after resizing"
+            )
+        outputs = self.session.run(None, {"images": batch.numpy(), "image_sizes": sizes.numpy()})
+        boxes, scores, labels = (torch.from_numpy(o[0]) for o in outputs[:3])
+        if self.nms_in_graph:
+            n = int(outputs[3][0])
+            boxes, scores, labels = boxes[:n], scores[:n], labels[:n]
+        else:
+            valid = labels >= 0
+            boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
+            keep = batched_nms(boxes, scores, labels, self.decode_config.nms_thresh)[: self.decode_config.max_detections]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        return scale_boxes(boxes, resized, image.shape[-2:]), scores, labels
+
+
+def list_images(source: str | Path) -> list[Path]:
+    """An image file, or the image files directly inside a directory (sorted by name)."""
+    source = Path(source)
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    raise FileNotFoundError(f"source not found: {source}")
+
+
+def _coco_records(det: dict[str, Any], image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    records = []
+    for (x0, y0, x1, y1), score, label, name in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), det["names"]):
+        records.append(
+            {
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_id": int(category_ids[label]),
+                "category_name": name,
+                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                "score": round(float(score), 5),
+            }
+        )
+    return records
+
+
+def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path, conf: float = 0.3) -> Path:
+    """Run ``predictor`` on an image file or every image in a directory (not recursive).
+
+    Writes each image with its detections drawn to ``out_dir`` (same file name) and
+    ``out_dir/predictions.json`` in COCO results format: one record per detection with ``image_id``
+    (1-based position in the sorted file list), ``file_name``, ``category_id`` (the checkpoint's
+    ``category_ids``), ``category_name``, ``bbox`` [x, y, w, h] in original pixels and ``score``.
+
+    A single unreadable source file raises ValueError naming it. In a directory, unreadable images (and
+    images too small for the model) are skipped with a warning naming each file, and a final warning
+    gives the count; ValueError if none could be read. Returns ``out_dir``.
+    """
+    from tqdm import tqdm
+
+    from fcos.viz import draw_detections
+
+    files = list_images(source)
+    single = Path(source).is_file()
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+    out_dir = Path(out_dir)
+    if not single and out_dir.resolve() == Path(source).resolve():
+        raise ValueError(f"out_dir {out_dir} is the source directory: drawn images would overwrite the originals")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=len(files) < 2), start=1):
+        try:
+            image = load_image(path)
+            (det,) = predictor(image, conf=conf)
+        except ValueError as exc:
+            if single:
+                raise
+            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
+            skipped.append(path.name)
+            continue
+        draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names).save(out_dir / path.name)
+        records += _coco_records(det, image_id, path.name, predictor.category_ids)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} of {len(files)} images that could not be read: {skipped}", stacklevel=2)
+        if len(skipped) == len(files):
+            raise ValueError(f"none of the {len(files)} images in {source} could be read")
+    tmp = out_dir / ".predictions.json.tmp"
+    tmp.write_text(json.dumps(records, indent=1))
+    os.replace(tmp, out_dir / "predictions.json")
+    return out_dir

@@ -1,0 +1,249 @@
+"""Local prediction web service: ``POST /predict``, ``GET /health`` and an upload page at ``/``.
+
+Robustness rules, all answered with a JSON ``{"detail": message}`` and the service keeps running:
+
+- the request body is capped while it streams in (declared Content-Length checked first, then the bytes
+  actually received), so an oversized upload is refused with 413 without being read into memory;
+- the image header is read before any pixel is decoded: too many pixels -> 413, sides shorter than
+  ``min_side`` -> 422; Pillow's decompression-bomb guard becomes the same 413;
+- not an image -> 415; empty, truncated or corrupt image -> 400;
+- at most ``max_concurrency`` inferences run at once, each in a worker thread (the event loop stays
+  free for other requests); a request waits up to ``queue_timeout_s`` for a slot, then gets 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image, ImageOps, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+
+__all__ = ["create_app", "serve"]
+
+MiB = 1024 * 1024
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small `conf` field
+
+
+class _UploadLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` while they stream in."""
+
+    def __init__(self, app: Callable, max_bytes: int, message: str) -> None:
+        self.app, self.max_bytes, self.message = app, max_bytes, message
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class _Slots:
+    """At most ``size`` holders at once; waiting is bounded. One asyncio.Semaphore per event loop."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.active = 0
+        self.max_active = 0
+        self._semaphores: dict[int, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        key = id(asyncio.get_running_loop())
+        with self._lock:
+            return self._semaphores.setdefault(key, asyncio.Semaphore(self.size))
+
+    async def run(self, executor: ThreadPoolExecutor, fn: Callable[[], Any], timeout: float) -> Any:
+        semaphore = self._semaphore()
+        try:
+            await asyncio.wait_for(semaphore.acquire(), timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
+            raise HTTPException(503, f"server busy: {self.size} inferences running; retry later",
+                                headers={"Retry-After": "1"}) from None
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+
+        def release(_: Any) -> None:  # on the worker's completion, even if the client went away
+            self.active -= 1
+            semaphore.release()
+
+        future = asyncio.get_running_loop().run_in_executor(executor, fn)
+        future.add_done_callback(release)
+        return await asyncio.shield(future)
+
+
+def _open_checked(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
+    """Parse the header only and check the size before any pixel is decoded."""
+    if not data:
+        raise HTTPException(400, "empty upload: the 'file' part has no bytes")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise HTTPException(413, f"image has too many pixels; the limit is {max_pixels} ({exc})") from None
+    except UnidentifiedImageError:
+        raise HTTPException(415, "not an image: the upload is not in a format Pillow can read (JPEG, PNG, ...)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise HTTPException(400, f"corrupt image header: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise HTTPException(413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+    if min(width, height) < min_side:
+        raise HTTPException(422, f"image is {width}x{height}; both sides must be at least {min_side} px")
+    return image
+
+
+def _decode(image: Image.Image) -> Image.Image:
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image).convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise HTTPException(413, f"image has too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise HTTPException(400, f"corrupt or truncated image: {exc}") from None
+
+
+def _parse_conf(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        conf = float(value)
+    except (TypeError, ValueError):
+        raise HTTPException(422, f"conf must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= conf <= 1.0:
+        raise HTTPException(422, f"conf must be in [0, 1], got {conf}")
+    return conf
+
+
+def create_app(
+    weights: str | Path | Any,
+    *,
+    max_upload_mb: float = 20.0,
+    max_concurrency: int = 2,
+    max_pixels: int = 40_000_000,
+    min_side: int = 16,
+    queue_timeout_s: float = 10.0,
+    conf: float = 0.3,
+    backend: str | None = None,
+    device: str = "cpu",
+) -> FastAPI:
+    """The web service for a checkpoint or ONNX file (or an already built :class:`fcos.predict.Predictor`).
+
+    Args:
+        max_upload_mb: largest accepted image file (MiB); larger uploads get 413.
+        max_concurrency: inferences running at once (worker threads).
+        max_pixels: largest accepted width * height, checked from the header before decoding.
+        min_side: smallest accepted image side in pixels.
+        queue_timeout_s: how long a request waits for a free inference slot before 503.
+        conf: score threshold when the request gives none (``conf`` form field or query parameter).
+    """
+    from fcos.predict import Predictor
+
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    predictor = Predictor(weights, device=device, backend=backend) if isinstance(weights, str | Path) else weights
+    max_bytes = int(max_upload_mb * MiB)
+    executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fcos-infer")
+    slots = _Slots(max_concurrency)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="fcos", description="FCOS object detection", lifespan=lifespan)
+    app.state.slots = slots
+    app.state.predictor = predictor
+    app.add_middleware(
+        _UploadLimit, max_bytes=max_bytes + FORM_OVERHEAD, message=f"upload too large: the limit is {max_upload_mb:g} MB"
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(resources.files("fcos").joinpath("static/index.html").read_text(encoding="utf-8"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "backend": getattr(predictor, "backend", None),
+            "classes": list(predictor.class_names),
+            "active": slots.active,
+            "max_concurrency": max_concurrency,
+        }
+
+    @app.post(
+        "/predict",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
+                    "file": {"type": "string", "format": "binary"}, "conf": {"type": "number"}}}}},
+            }
+        },
+    )
+    async def predict(request: Request, conf_query: float | None = Query(None, alias="conf", ge=0.0, le=1.0)) -> dict[str, Any]:
+        """Detections for one uploaded image: ``{"detections": [{"box", "score", "label", "name"}], "width", "height"}``."""
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(400, "no image: send multipart/form-data with the image in the 'file' field")
+        threshold = _parse_conf(form.get("conf"))
+        threshold = conf_query if threshold is None else threshold
+        threshold = conf if threshold is None else threshold
+        if upload.size is not None and upload.size > max_bytes:
+            raise HTTPException(413, f"upload too large: the limit is {max_upload_mb:g} MB")
+        image = _open_checked(await upload.read(), max_pixels, min_side)
+
+        def work() -> tuple[dict[str, Any], int, int, float]:
+            rgb = _decode(image)
+            start = time.perf_counter()
+            try:
+                (det,) = predictor(rgb, conf=threshold)
+            except ValueError as exc:  # e.g. an aspect ratio the model cannot take
+                raise HTTPException(422, str(exc)) from None
+            return det, rgb.width, rgb.height, (time.perf_counter() - start) * 1000
+
+        det, width, height, elapsed = await slots.run(executor, work, queue_timeout_s)
+        detections = [
+            {"box": [round(v, 2) for v in box], "score": round(float(score), 4), "label": int(label), "name": name}
+            for box, score, label, name in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), det["names"])
+        ]
+        return {"detections": detections, "width": width, "height": height, "inference_ms": round(elapsed, 1)}
+
+    return app
+
+
+def serve(weights: str | Path, host: str = "127.0.0.1", port: int = 8000, **kwargs: Any) -> None:
+    """Run :func:`create_app` under uvicorn (blocking)."""
+    import uvicorn
+
+    uvicorn.run(create_app(weights, **kwargs), host=host, port=port, log_level="info")

@@ -1,0 +1,141 @@
+"""Predictor inputs and outputs, confidence filtering, predict_source output files and the CLI."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from ship_helpers import CLASS_NAMES, real_images
+
+from fcos.cli import main
+from fcos.engine.checkpoint import load_model
+from fcos.predict import Predictor, list_images, load_image, predict_source, to_tensor
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def image(shared_data):
+    return load_image(real_images(shared_data, 2)[1])  # a raccoon photo
+
+
+def test_outputs_are_sorted_numpy_in_original_pixels(predictor, image):
+    (det,) = predictor(image)
+    n = len(det["scores"])
+    assert n > 20
+    assert det["boxes"].shape == (n, 4) and det["boxes"].dtype == np.float32
+    assert det["scores"].dtype == np.float32 and det["labels"].dtype == np.int64
+    assert det["names"] == [CLASS_NAMES[i] for i in det["labels"]]
+    assert (np.diff(det["scores"]) <= 0).all()
+    boxes = det["boxes"]
+    assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= image.width).all() and (boxes[:, 3] <= image.height).all()
+    assert (boxes[:, 2:] >= boxes[:, :2]).all()
+
+
+def test_equals_the_model_called_directly(checkpoint, predictor, image):
+    model, _ = load_model(checkpoint)
+    tensor = to_tensor(image)
+    with torch.no_grad():
+        (expected,) = model([tensor])
+    (det,) = predictor(image)
+    assert np.array_equal(det["boxes"], expected["boxes"].numpy())
+    assert np.array_equal(det["labels"], expected["labels"].numpy())
+
+
+def test_pil_numpy_and_tensor_inputs_agree(predictor, image):
+    array = np.asarray(image)
+    inputs = [image, array, torch.from_numpy(array.copy()).permute(2, 0, 1), to_tensor(image)]
+    results = predictor(inputs)
+    assert len(results) == 4
+    for det in results[1:]:
+        assert np.array_equal(det["boxes"], results[0]["boxes"]) and np.array_equal(det["scores"], results[0]["scores"])
+    batch = torch.stack([to_tensor(image)] * 2)
+    assert all(np.array_equal(d["boxes"], results[0]["boxes"]) for d in predictor(batch))
+    grey = predictor(np.asarray(image.convert("L")))[0]  # HW grey is broadcast to RGB
+    assert len(grey["scores"]) > 0
+
+
+def test_conf_filters_scores(checkpoint, predictor, image):
+    everything = predictor(image)[0]["scores"]
+    conf = float(np.median(everything))
+    kept = predictor(image, conf=conf)[0]["scores"]
+    assert 0 < len(kept) < len(everything) and (kept >= conf).all()
+    assert len(Predictor(checkpoint, conf=conf)(image)[0]["scores"]) == len(kept)  # default from the constructor
+
+
+def test_bad_inputs_and_arguments_raise_clear_errors(checkpoint, predictor, tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        predictor(np.zeros((300, 300, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\[3, H, W\]"):
+        predictor(torch.rand(1, 300, 300))
+    with pytest.raises(ValueError, match="expected a PIL image"):
+        predictor(["not an image"])
+    with pytest.raises(ValueError, match="largest stride"):  # resizes to under 128 px on one side
+        predictor(np.zeros((20, 1000, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="unknown backend"):
+        Predictor(checkpoint, backend="tensorrt")
+    with pytest.raises(FileNotFoundError):
+        Predictor(tmp_path / "missing.pt")
+    onnx_named = tmp_path / "model.onnx"
+    shutil.copy(checkpoint, onnx_named)
+    with pytest.raises(ValueError, match="use backend='onnxruntime'"):
+        Predictor(onnx_named, backend="torch")
+    with pytest.raises(ValueError, match="cannot load ONNX model"):
+        Predictor(onnx_named)  # by suffix: onnxruntime, which cannot read a torch checkpoint
+
+
+def test_predict_source_writes_drawn_images_and_coco_json(predictor, shared_data, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    picks = real_images(shared_data, 4)
+    for path in picks:
+        shutil.copy(path, source / path.name)
+    (source / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (source / "notes.txt").write_text("ignored: not an image suffix")
+    with pytest.warns(UserWarning) as caught:
+        out = predict_source(predictor, source, tmp_path / "out", conf=0.3)
+    messages = [str(w.message) for w in caught]
+    assert any("broken.jpg" in m and "cannot read image" in m for m in messages)
+    assert any("skipped 1 of 5" in m for m in messages)
+
+    drawn = sorted(p.name for p in out.iterdir() if p.suffix == ".jpg")
+    assert drawn == sorted(p.name for p in picks)
+    for path in picks:
+        original, result = Image.open(path), Image.open(out / path.name)
+        assert result.size == original.size
+        assert not np.array_equal(np.asarray(result), np.asarray(original.convert("RGB")))  # boxes drawn
+
+    records = json.loads((out / "predictions.json").read_text())
+    assert records and {r["file_name"] for r in records} <= {p.name for p in picks}
+    names = [p.name for p in list_images(source)]
+    for r in records:
+        assert set(r) == {"image_id", "file_name", "category_id", "category_name", "bbox", "score"}
+        assert names[r["image_id"] - 1] == r["file_name"]
+        assert r["category_id"] == [11, 22, 33][CLASS_NAMES.index(r["category_name"])]
+        assert r["score"] >= 0.3 and len(r["bbox"]) == 4 and r["bbox"][2] >= 0 and r["bbox"][3] >= 0
+
+
+def test_predict_source_errors(predictor, shared_data, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png"):
+        predict_source(predictor, broken, tmp_path / "out")
+    with pytest.raises(FileNotFoundError):
+        predict_source(predictor, tmp_path / "nowhere", tmp_path / "out")
+    with pytest.raises(ValueError, match="overwrite"):
+        predict_source(predictor, shared_data / "fruit" / "images", shared_data / "fruit" / "images")
+
+
+def test_predict_cli_single_image(checkpoint, shared_data, tmp_path, capsys):
+    image = real_images(shared_data, 2)[0]
+    out = tmp_path / "cli"
+    code = main(["predict", "--weights", str(checkpoint), "--source", str(image), "--out", str(out), "--conf", "0.4"])
+    assert code == 0 and "predictions.json" in capsys.readouterr().out
+    assert (out / image.name).is_file()
+    records = json.loads((out / "predictions.json").read_text())
+    assert records and all(r["score"] >= 0.4 and r["image_id"] == 1 for r in records)
