@@ -11,6 +11,8 @@ __all__ = ["BENCHMARKS", "run_benchmarks"]
 # name -> module under fcos.bench
 BENCHMARKS: dict[str, str] = {
     "assign_loss": "assign_loss",
+    "postprocess": "postprocess",
+    "model_speed": "model_speed",  # train_step, train_memory, inference
     "onnx_runtime": "onnx_runtime",
 }
 

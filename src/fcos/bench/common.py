@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["emit", "peak_memory_mb", "time_ms"]
+__all__ = ["compare_ms", "emit", "peak_memory_mb", "time_ms"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -37,6 +37,18 @@ def time_ms(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 7, min_time
         if len(samples) >= 10 * repeat:
             break
     return statistics.median(samples)
+
+
+def compare_ms(
+    ours: Callable[[], Any], reference: Callable[[], Any], *, rounds: int = 3, warmup: int = 2, repeat: int = 5
+) -> tuple[float, float]:
+    """(ours, reference) milliseconds: alternating rounds, the best round median of each side, so that
+    load from other processes on a shared machine hits both sides alike."""
+    ours_ms = ref_ms = float("inf")
+    for _ in range(rounds):
+        ours_ms = min(ours_ms, time_ms(ours, warmup=warmup, repeat=repeat))
+        ref_ms = min(ref_ms, time_ms(reference, warmup=warmup, repeat=repeat))
+    return ours_ms, ref_ms
 
 
 def _status_kb(key: str) -> int | None:
@@ -63,14 +75,21 @@ def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
     return max(0.0, (peak - before) / 1024.0)
 
 
-def emit(name: str, ours: float, reference: float | None, unit: str, params: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """Print one JSON line. ratio = reference / ours (> 1: ours is faster or smaller)."""
+def emit(
+    name: str, ours: float, reference: float | None, unit: str, params: dict[str, Any], *, higher_is_better: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Print one JSON line. ratio > 1 means ours is better: reference / ours for times and sizes,
+    ours / reference for throughputs (``higher_is_better``)."""
+    ratio = None
+    if reference and ours:
+        ratio = round(ours / reference if higher_is_better else reference / ours, 3)
     record: dict[str, Any] = {
         "name": name,
         "ours": round(ours, 3),
         "reference": None if reference is None else round(reference, 3),
         "unit": unit,
-        "ratio": None if not reference or not ours else round(reference / ours, 3),
+        "ratio": ratio,
         "params": params,
     }
     if unit == "ms":

@@ -1,0 +1,113 @@
+"""train_step and inference: the whole detector, ours vs torchvision's FCOS with the same weights.
+
+The reference is ``torchvision.models.detection.fcos_resnet50_fpn`` (random init, seeded); ours is
+``FCOS.from_torchvision`` of that very model, so both do identical work and outputs are compared
+before timing (losses within 1e-4 relative, detection boxes within 1e-2 px).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from torchvision.models.detection import fcos_resnet50_fpn
+
+from fcos.bench.common import compare_ms, emit, peak_memory_mb
+from fcos.model.detector import FCOS
+
+NUM_CLASSES = 80
+
+
+def _models(size: int, quick: bool) -> tuple[torch.nn.Module, FCOS]:
+    torch.manual_seed(0)
+    kwargs = {"min_size": size, "max_size": max(size, 1333 if size >= 800 else size)}
+    if quick:
+        from torchvision.models import resnet18
+        from torchvision.models.detection import FCOS as TorchvisionFCOS
+        from torchvision.models.detection.backbone_utils import BackboneWithFPN
+        from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+        body = BackboneWithFPN(resnet18(weights=None), {"layer2": "0", "layer3": "1", "layer4": "2"}, [128, 256, 512], 64,
+                               extra_blocks=LastLevelP6P7(64, 64))
+        tv = TorchvisionFCOS(body, NUM_CLASSES, **kwargs)
+    else:
+        tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, **kwargs)
+    with torch.no_grad():  # a few scores above the threshold, so decoding has work to do
+        tv.head.classification_head.cls_logits.bias.fill_(-2.5)
+    return tv, FCOS.from_torchvision(tv)
+
+
+def _batch(batch: int, height: int, width: int, boxes: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    gen = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, height, width, generator=gen) for _ in range(batch)]
+    targets = []
+    for _ in range(batch):
+        wh = torch.rand(boxes, 2, generator=gen) * torch.tensor([width, height]) * 0.5 + 16
+        xy = torch.rand(boxes, 2, generator=gen) * (torch.tensor([width, height]) - wh)
+        targets.append({"boxes": torch.cat([xy, xy + wh], 1), "labels": torch.randint(0, NUM_CLASSES, (boxes,), generator=gen)})
+    return images, targets
+
+
+def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images, targets) -> torch.Tensor:
+    losses = model(images, targets)
+    total = sum(losses.values())
+    total.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total.detach()
+
+
+def train_step(quick: bool) -> list[dict[str, Any]]:
+    records = []
+    sizes = [(128, 160)] if quick else [(512, 512), (800, 800)]
+    for height, width in sizes:
+        tv, ours = _models(height, quick)
+        tv.train()
+        ours.train()
+        # lr 0: every step does the full update arithmetic while the weights stay identical
+        tv_opt = torch.optim.SGD(tv.parameters(), lr=0.0, momentum=0.9)
+        our_opt = torch.optim.SGD(ours.parameters(), lr=0.0, momentum=0.9)
+        images, targets = _batch(2, height, width, 10)
+        a, b = _train_step(ours, our_opt, images, targets), _train_step(tv, tv_opt, images, targets)
+        if not torch.allclose(a, b, rtol=1e-4):
+            raise AssertionError(f"train_step losses differ: {a} vs {b}")
+        ours_fn, ref_fn = partial(_train_step, ours, our_opt, images, targets), partial(_train_step, tv, tv_opt, images, targets)
+        params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 2, "image": [height, width], "boxes_per_image": 10}
+        ours_mb, ref_mb = peak_memory_mb(ours_fn), peak_memory_mb(ref_fn)
+        per_image = {"ours_peak_mb_per_image": None if ours_mb is None else ours_mb / 2,
+                     "reference_peak_mb_per_image": None if ref_mb is None else ref_mb / 2}
+        if (height, width) == sizes[0]:
+            ours_ms, ref_ms = compare_ms(ours_fn, ref_fn, rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
+            records.append(emit("train_step", ours_ms, ref_ms, "ms", params, **per_image))
+        else:
+            records.append(emit("train_memory", ours_mb or 0.0, ref_mb, "MiB", params, **per_image))
+    return records
+
+
+def inference(quick: bool) -> list[dict[str, Any]]:
+    height, width = (160, 224) if quick else (800, 1088)
+    tv, ours = _models(height, quick)
+    tv.eval()
+    ours.eval()
+    images, _ = _batch(1, height, width, 1)
+
+    @torch.inference_mode()
+    def run(model):
+        return model(images)
+
+    a, b = run(ours)[0], run(tv)[0]
+    if len(a["boxes"]) != len(b["boxes"]) or not torch.allclose(a["boxes"], b["boxes"], atol=1e-2):
+        raise AssertionError("inference detections differ")
+    ours_ms, ref_ms = compare_ms(partial(run, ours), partial(run, tv), rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
+    params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 1, "image": [height, width],
+              "detections": len(a["boxes"]), "threads": torch.get_num_threads()}
+    return [emit("inference", ours_ms, ref_ms, "ms", params)]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    return train_step(quick) + inference(quick)
+
+
+if __name__ == "__main__":
+    run()
