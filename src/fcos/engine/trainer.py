@@ -183,7 +183,7 @@ class Trainer:
         metrics = self._evaluate() if self.val_data is not None else {}
         self._save("last.pt")
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
-                   "skipped_updates": self.skipped, "val": metrics, "out": str(self.out)}
+                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": metrics, "out": str(self.out)}
         self._write_metrics(summary)
         return summary
 
