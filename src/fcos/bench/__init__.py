@@ -12,6 +12,7 @@ __all__ = ["BENCHMARKS", "run_benchmarks"]
 BENCHMARKS: dict[str, str] = {
     "assign_loss": "assign_loss",
     "onnx_runtime": "onnx_runtime",
+    "soak": "soak",
 }
 
 
