@@ -32,7 +32,7 @@ def test_override_and_errors():
         C.preset("yolo")
     with pytest.raises(ValueError, match="unknown FCOSConfig"):
         C.FCOSConfig.from_dict({"nope": 1})
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="multiple of head.norm_groups"):
         C.override(C.official(), **{"fpn.channels": 100})
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.num_classes = 3  # type: ignore[misc]

@@ -94,3 +94,45 @@ def test_nonfinite_skip_mode_counts_and_continues(shared_data, tmp_path, monkeyp
     after = trainer.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+
+
+def poison_gradient(param, at_call, value):
+    """Replace ``param``'s gradient with ``value`` in the ``at_call``-th backward pass (1-based); the loss stays finite."""
+    calls = {"n": 0}
+
+    def hook(grad):
+        calls["n"] += 1
+        return torch.full_like(grad, value) if calls["n"] == at_call else grad
+
+    return param.register_hook(hook)
+
+
+@pytest.mark.parametrize(("clip_grad", "value"), [(10.0, float("inf")), (None, float("nan"))])
+def test_nonfinite_gradient_stops_and_keeps_last_good_checkpoint(shared_data, tmp_path, clip_grad, value):
+    trainer = Trainer(tiny(3), config(shared_data / "fruit", tmp_path, checkpoint_every=2, max_iters=6, clip_grad=clip_grad))
+    poison_gradient(trainer.model.backbone.trunk.layer2[0].conv1.weight, 3, value)  # right after the checkpoint
+    with pytest.raises(NonFiniteLossError, match="non-finite loss or gradient at update 2 .*last good checkpoint"):
+        trainer.run()
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["iteration"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    # the failed update changed no parameter: the checkpoint holds the weights training stopped with
+    assert all(torch.equal(state["model"][name], p) for name, p in trainer.model.named_parameters())
+
+
+def test_nonfinite_gradient_skip_mode_skips_only_that_update(shared_data, tmp_path):
+    trainer = Trainer(tiny(3), config(shared_data / "fruit", tmp_path, on_nonfinite="skip", max_iters=4))
+    poison_gradient(trainer.model.head.cls_logits.weight, 2, float("inf"))
+    batches = iter(trainer.loader)
+    trainer.step([next(batches)])
+    params = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    steps = [s["step"].item() for s in trainer.optimizer.state.values()]
+    trainer.step([next(batches)])  # poisoned: skipped
+    assert trainer.skipped == 1 and trainer.iteration == 2
+    assert all(torch.equal(params[k], v) for k, v in trainer.model.named_parameters())
+    assert [s["step"].item() for s in trainer.optimizer.state.values()] == steps  # AdamW state untouched
+    assert all(p.grad is None for p in trainer.model.parameters())  # nothing carried into the next update
+    trainer.step([next(batches)])
+    assert trainer.skipped == 0
+    assert any(not torch.equal(params[k], v) for k, v in trainer.model.named_parameters())
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values() if v.is_floating_point())

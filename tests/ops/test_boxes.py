@@ -35,6 +35,17 @@ def test_iou_family_hand_computed():
         ltrb_iou_loss(pred, target, "l1")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("kind", ["iou", "linear_iou", "giou", "diou", "ciou"])
+def test_iou_family_finite_for_zero_size_predictions(kind):
+    # relu regression predicts exactly 0 for whole sides; targets of positives are > 0 but may be tiny
+    pred = torch.tensor([[0.0, 0, 0, 0], [0, 1, 0, 1], [1, 0, 1, 0], [0, 0, 3, 0], [5, 5, 5, 5]], requires_grad=True)
+    target = torch.tensor([[2.0, 2, 2, 2], [1e-6, 1e-6, 1e-6, 1e-6], [3, 1, 2, 4], [0.5, 0.5, 0.5, 0.5], [1e-6, 2, 3, 1e-6]])
+    loss = ltrb_iou_loss(pred, target, kind)
+    assert torch.isfinite(loss).all(), loss
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all(), pred.grad
+
+
 def test_iou_family_matches_torchvision_on_absolute_boxes():
     gen = torch.Generator().manual_seed(0)
     points = torch.rand(200, 2, generator=gen) * 800

@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "postprocess": "postprocess",
     "model_speed": "model_speed",  # train_step, train_memory, inference
     "onnx_runtime": "onnx_runtime",
+    "soak": "soak",
 }
 
 

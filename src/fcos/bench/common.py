@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ms", "emit", "peak_memory_mb", "time_ms"]
+__all__ = ["compare_ms", "emit", "peak_memory_mb", "rss_mib", "time_ms"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -57,6 +57,12 @@ def _status_kb(key: str) -> int | None:
     except OSError:
         return None
     return int(match.group(1)) if match else None
+
+
+def rss_mib() -> float | None:
+    """The process's resident set size now (VmRSS, MiB); None where /proc is unavailable."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024.0
 
 
 def peak_memory_mb(fn: Callable[[], Any]) -> float | None:

@@ -26,7 +26,10 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; the schedule (warm-up, decay) is fitted to what fits
     # --- batch and optimisation
     batch_size: int = 8
-    accumulate: int = 1  # micro-batches per optimizer update
+    # Micro-batches per optimizer update. Equals one batch of accumulate * batch_size only when every
+    # micro-batch has the same number of positives (each loss is normalised by its own micro-batch's
+    # positives, so sparse micro-batches weigh more), BatchNorm is frozen and no image is padded differently.
+    accumulate: int = 1
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float | None = None  # None: 0.01 * batch / 16 for SGD (official linear rule), 1e-3 for AdamW
     momentum: float = 0.9

@@ -183,7 +183,7 @@ class Trainer:
         metrics = self._evaluate() if self.val_data is not None else {}
         self._save("last.pt")
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
-                   "skipped_updates": self.skipped, "val": metrics, "out": str(self.out)}
+                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": metrics, "out": str(self.out)}
         self._write_metrics(summary)
         return summary
 
@@ -288,6 +288,7 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         if D.is_main():
+            _drop_records_after(self.out / "metrics.jsonl", self.iteration)
             print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch})")
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
@@ -306,6 +307,24 @@ def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> 
     seconds = sum(w["seconds"] for w in window)
     record["images_per_s"] = sum(w["images"] for w in window) / seconds if seconds else 0.0
     return record
+
+
+def _drop_records_after(path: Path, iteration: int) -> None:
+    """Forget the metrics of updates past the checkpoint being resumed: a crash between checkpoints
+    loses those updates, and the resumed run logs them again. A line cut short by the crash goes too."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("iteration", 0) <= iteration:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
 
 
 def _seed_everything(seed: int) -> None:

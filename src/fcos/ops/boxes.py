@@ -70,6 +70,11 @@ def ltrb_iou_loss(pred: Tensor, target: Tensor, kind: BoxLoss = "giou") -> Tenso
     if kind == "diou":
         return distance_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
     if kind == "ciou":
+        # CIoU's aspect term atan(w / h) is 0/0 for a predicted box of zero size (relu regression
+        # predicts exactly 0 for whole boxes at the start) and its gradient has -w / h^2: floor each
+        # predicted side at eps (mmdetection adds eps to the heights for the same reason).
+        floored = pred.clamp(min=_EPS)
+        pred_boxes = torch.cat((-floored[:, :2], floored[:, 2:]), dim=1)
         return complete_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
     # Both boxes contain the point, so the intersection is min-sum along each axis.
     inter = (torch.minimum(pred[:, 0], target[:, 0]) + torch.minimum(pred[:, 2], target[:, 2])) * (
