@@ -53,6 +53,7 @@ class TrainConfig:
     weights: str | None = None  # initialise the model from an fcos checkpoint (fine-tuning)
     eval_every: int = 1  # epochs between validations; 0: only at the end
     checkpoint_every: int = 0  # also write last.pt every N updates (0: at epoch ends only)
+    checkpoint_interval: float = 30.0  # seconds: epoch-end checkpoints no more often than this
     log_every: int = 10
     on_nonfinite: Literal["stop", "skip"] = "stop"
     max_skips: int = 20  # consecutive skipped updates before "skip" gives up and stops

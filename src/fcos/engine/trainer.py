@@ -78,6 +78,7 @@ class Trainer:
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
         self.best_ap, self.skipped = -1.0, 0
         self.train_seconds = 0.0
+        self.last_save = time.perf_counter()
         self.durations: list[float] = []  # seconds per update, for fitting a time budget
         if config.resume:
             self._resume(self.out / "last.pt" if config.resume == "auto" else Path(config.resume))
@@ -177,7 +178,9 @@ class Trainer:
         due = self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0
         if self.val_data is not None and due and not final:
             self._evaluate()
-        self._save("last.pt")
+        # Tiny datasets finish an epoch every few updates: do not spend the run writing checkpoints.
+        if time.perf_counter() - self.last_save >= self.cfg.checkpoint_interval:
+            self._save("last.pt")
 
     def _finish(self) -> dict[str, Any]:
         metrics = self._evaluate() if self.val_data is not None else {}
@@ -267,6 +270,7 @@ class Trainer:
         if D.is_main():
             save_checkpoint(self._state(), self.out / name)
         D.barrier()
+        self.last_save = time.perf_counter()
 
     def _resume(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)

@@ -61,7 +61,7 @@ class FCOS(nn.Module):
                 raise ValueError("targets are required in training mode (call model.eval() for inference)")
             targets = _check_targets(targets, len(images), self.config.num_classes)
         batch, targets = self.transform(images, targets)
-        _check_batch(batch, max(self.strides))
+        _check_batch(batch, max(self.strides), self.config.input.size_divisible)
         outputs = self.head(self.fpn(self.backbone(batch.tensor)))
         points = self.points(outputs, batch.tensor.shape[-2:])
         if self.training:
@@ -144,9 +144,12 @@ def _check_targets(targets: Any, num_images: int, num_classes: int) -> list[dict
     return checked
 
 
-def _check_batch(batch: ImageBatch, largest_stride: int) -> None:
+def _check_batch(batch: ImageBatch, largest_stride: int, size_divisible: int) -> None:
+    """Each image, padded as the network sees it, must span the largest stride (one P7 cell) in at
+    least one direction; only degenerate settings (min_size under ~100 px, extreme shapes) fail."""
     for i, (h, w) in enumerate(batch.image_sizes):
-        if max(h, w) < largest_stride:
+        padded = -(-max(h, w) // size_divisible) * size_divisible
+        if padded < largest_stride:
             raise ValueError(
                 f"images[{i}] ({batch.original_sizes[i][0]}x{batch.original_sizes[i][1]}) resizes to {h}x{w}, smaller "
                 f"than the largest stride ({largest_stride} px) in both directions; raise input.min_size/max_size"
