@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from torch import nn
 from torchvision.models.resnet import Bottleneck
@@ -10,7 +11,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fcos import config as cfgs
-from fcos.config import FCOSConfig
+from fcos.config import FCOSConfig, override
 from fcos.model.detector import FCOS
 
 __all__ = ["config_from_torchvision", "from_torchvision", "state_dict_from_torchvision"]
@@ -102,9 +103,13 @@ def _frozen_stages(body: nn.Module) -> int:
     return frozen
 
 
-def from_torchvision(tv_model: nn.Module) -> FCOS:
-    """Build an :class:`FCOS` with the same weights, settings and train/eval mode as ``tv_model``."""
-    model = FCOS(config_from_torchvision(tv_model))
+def from_torchvision(tv_model: nn.Module, **changes: Any) -> FCOS:
+    """Build an :class:`FCOS` with the same weights, settings and train/eval mode as ``tv_model``.
+
+    ``changes`` override config fields (dotted paths as in :func:`fcos.config.override`), e.g.
+    ``channels_last=True`` for the faster NHWC layout.
+    """
+    model = FCOS(override(config_from_torchvision(tv_model), **changes))
     model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
     model.train(tv_model.training)
     return model

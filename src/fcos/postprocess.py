@@ -3,8 +3,8 @@
 score -> threshold -> top-k per level -> decode -> clip -> drop small -> class-aware NMS -> top-N.
 Candidates of the whole batch are selected at once: a single comparison on the raw logits finds the
 few entries that can pass the threshold (sigmoid is monotone, and sqrt(cls * ctr) > t needs cls > t^2),
-so the dense [B, P, C] tensor is never passed through sigmoid. NMS runs per image with
-``torchvision.ops.batched_nms``, exactly as the reference implementations do.
+so the dense [B, P, C] tensor is never passed through sigmoid. NMS runs per image, class-aware,
+with the semantics of ``torchvision.ops.batched_nms`` (see :func:`class_aware_nms`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import nms
 
 from fcos.config import DecodeConfig
 from fcos.model.head import HeadOutputs
 from fcos.model.points import Points
 from fcos.ops.boxes import clip_boxes, ltrb_to_boxes
 
-__all__ = ["Decoder", "Detections"]
+__all__ = ["Decoder", "Detections", "class_aware_nms"]
 
 Detections = dict[str, Tensor]  # {"boxes": [N, 4] xyxy, "scores": [N], "labels": [N] int64}
 
@@ -79,9 +79,23 @@ class Decoder:
         counts = torch.bincount(image, minlength=num_images).tolist()
         results = []
         for boxes_i, scores_i, labels_i in zip(boxes.split(counts), scores.split(counts), labels.split(counts), strict=True):
-            keep = batched_nms(boxes_i, scores_i, labels_i, self.config.nms_thresh)[: self.config.max_detections]
+            keep = class_aware_nms(boxes_i, scores_i, labels_i, self.config.nms_thresh)[: self.config.max_detections]
             results.append({"boxes": boxes_i[keep], "scores": scores_i[keep], "labels": labels_i[keep]})
         return results
+
+
+def class_aware_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
+    """``torchvision.ops.batched_nms`` in one kernel call: classes are moved apart by offsets, in float64
+    so the shift costs no precision (torchvision's own shift is float32; above 1000 boxes it loops over
+    classes instead, ~2x slower for a trained detector's candidates, where most boxes get suppressed).
+
+    boxes: [N, 4] xyxy (>= 0), scores: [N], labels: [N] -> indices kept, by decreasing score.
+    """
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    boxes64 = boxes.double()
+    offsets = labels.double() * (boxes64.max() + 1)
+    return nms(boxes64 + offsets[:, None], scores.double(), iou_threshold)
 
 
 def _logit(p: float) -> float:

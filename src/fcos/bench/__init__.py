@@ -11,8 +11,11 @@ __all__ = ["BENCHMARKS", "run_benchmarks"]
 # name -> module under fcos.bench
 BENCHMARKS: dict[str, str] = {
     "assign_loss": "assign_loss",
+    "scaling": "scaling",
     "postprocess": "postprocess",
     "model_speed": "model_speed",  # train_step, train_memory, inference
+    "dataloader": "dataloader",
+    "eval": "coco_eval",
     "onnx_runtime": "onnx_runtime",
     "soak": "soak",
 }

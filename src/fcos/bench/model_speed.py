@@ -1,8 +1,10 @@
 """train_step and inference: the whole detector, ours vs torchvision's FCOS with the same weights.
 
 The reference is ``torchvision.models.detection.fcos_resnet50_fpn`` (random init, seeded); ours is
-``FCOS.from_torchvision`` of that very model, so both do identical work and outputs are compared
-before timing (losses within 1e-4 relative, detection boxes within 1e-2 px).
+``FCOS.from_torchvision(tv, channels_last=True)`` of that very model: the same work in the default
+(NHWC) layout of fcos. Outputs are compared before timing and the differences reported: inference
+is bit-identical; in training, BatchNorm's batch statistics reduce in another order in NHWC, which
+moves the losses by ~1e-6 relative (the NCHW ``torchvision`` preset is bit-exact, see the tests).
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ def _models(size: int, quick: bool) -> tuple[torch.nn.Module, FCOS]:
         tv = TorchvisionFCOS(body, NUM_CLASSES, **kwargs)
     else:
         tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, **kwargs)
-    with torch.no_grad():  # a few scores above the threshold, so decoding has work to do
-        tv.head.classification_head.cls_logits.bias.fill_(-2.5)
-    return tv, FCOS.from_torchvision(tv)
+    # The focal-loss prior leaves every score under the threshold at random init: this measures the
+    # network and the dense score pass; decoding under load is the `postprocess` benchmark.
+    return tv, FCOS.from_torchvision(tv, channels_last=True)
 
 
 def _batch(batch: int, height: int, width: int, boxes: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -70,7 +72,8 @@ def train_step(quick: bool) -> list[dict[str, Any]]:
         our_opt = torch.optim.SGD(ours.parameters(), lr=0.0, momentum=0.9)
         images, targets = _batch(2, height, width, 10)
         a, b = _train_step(ours, our_opt, images, targets), _train_step(tv, tv_opt, images, targets)
-        if not torch.allclose(a, b, rtol=1e-4):
+        loss_rel_diff = float((a - b).abs() / b.abs())
+        if loss_rel_diff > 1e-4:
             raise AssertionError(f"train_step losses differ: {a} vs {b}")
         ours_fn, ref_fn = partial(_train_step, ours, our_opt, images, targets), partial(_train_step, tv, tv_opt, images, targets)
         params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 2, "image": [height, width], "boxes_per_image": 10}
@@ -79,7 +82,7 @@ def train_step(quick: bool) -> list[dict[str, Any]]:
                      "reference_peak_mb_per_image": None if ref_mb is None else ref_mb / 2}
         if (height, width) == sizes[0]:
             ours_ms, ref_ms = compare_ms(ours_fn, ref_fn, rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
-            records.append(emit("train_step", ours_ms, ref_ms, "ms", params, **per_image))
+            records.append(emit("train_step", ours_ms, ref_ms, "ms", params, loss_rel_diff=loss_rel_diff, **per_image))
         else:
             records.append(emit("train_memory", ours_mb or 0.0, ref_mb, "MiB", params, **per_image))
     return records
@@ -97,12 +100,16 @@ def inference(quick: bool) -> list[dict[str, Any]]:
         return model(images)
 
     a, b = run(ours)[0], run(tv)[0]
-    if len(a["boxes"]) != len(b["boxes"]) or not torch.allclose(a["boxes"], b["boxes"], atol=1e-2):
+    if len(a["boxes"]) != len(b["boxes"]) or not torch.allclose(a["boxes"], b["boxes"], atol=1e-3):
         raise AssertionError("inference detections differ")
+    box_max_diff = float((a["boxes"] - b["boxes"]).abs().max()) if len(a["boxes"]) else 0.0
+    with torch.inference_mode():  # the raw network outputs agree too (bit-identical in eval mode)
+        batch, _ = ours.transform(images)
+        head_diff = float((ours.forward_batch(batch).cls_logits - tv.head(list(tv.backbone(batch.tensor).values()))["cls_logits"]).abs().max())
     ours_ms, ref_ms = compare_ms(partial(run, ours), partial(run, tv), rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
     params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 1, "image": [height, width],
               "detections": len(a["boxes"]), "threads": torch.get_num_threads()}
-    return [emit("inference", ours_ms, ref_ms, "ms", params)]
+    return [emit("inference", ours_ms, ref_ms, "ms", params, box_max_diff=box_max_diff, logits_max_diff=head_diff)]
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

