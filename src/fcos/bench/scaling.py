@@ -59,17 +59,18 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     }
     for name, points in sweeps.items():
         results = []
-        for boxes, height, width in points:
+        xs = [b for b, _, _ in points] if name == "scaling_boxes" else [h * w for _, h, w in points]
+        for i, (boxes, height, width) in enumerate(points):
             m = _measure(batch, height, width, boxes, quick)
             results.append(m)
             params = {"batch": batch, "image": [height, width], "boxes_per_image": boxes}
+            growth = {}
+            if i == len(points) - 1:  # summarise the sweep on its last point
+                growth = {"growth_over": "boxes per image" if name == "scaling_boxes" else "pixels",
+                          "ours_time_exponent": round(_exponent(xs, [r["ours_ms"] for r in results]), 2),
+                          "reference_time_exponent": round(_exponent(xs, [r["reference_ms"] for r in results]), 2)}
             records.append(emit(name, m["ours_ms"], m["reference_ms"], "ms", params, ours_peak_mb=m["ours_mb"],
-                                reference_peak_mb=m["reference_mb"]))
-        xs = [b for b, _, _ in points] if name == "scaling_boxes" else [h * w for _, h, w in points]
-        growth = {"ours_time_exponent": round(_exponent(xs, [r["ours_ms"] for r in results]), 2),
-                  "reference_time_exponent": round(_exponent(xs, [r["reference_ms"] for r in results]), 2)}
-        records.append(emit(name + "_growth", growth["ours_time_exponent"], growth["reference_time_exponent"], "exponent",
-                            {"over": "boxes per image" if name == "scaling_boxes" else "pixels", "from": xs[0], "to": xs[-1]}))
+                                reference_peak_mb=m["reference_mb"], **growth))
     return records
 
 
