@@ -133,3 +133,23 @@ def test_no_candidates_gives_empty_tensors():
     assert len(dets) == 2
     for d in dets:
         assert d["boxes"].shape == (0, 4) and d["scores"].shape == (0,) and d["labels"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("n,classes", [(50, 3), (900, 80), (3000, 80), (5000, 2), (4000, 1)])
+def test_class_aware_nms_equals_torchvision_batched_nms(n, classes):
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    from fcos.postprocess import class_aware_nms
+
+    gen = torch.Generator().manual_seed(n)
+    centres = torch.rand(n // 10 + 1, 2, generator=gen) * 500
+    pick = torch.randint(0, len(centres), (n,), generator=gen)
+    xy = centres[pick] + torch.randn(n, 2, generator=gen) * 8
+    wh = torch.rand(n, 2, generator=gen) * 60 + 10
+    boxes = torch.cat([xy, xy + wh], 1).clamp(min=0)
+    scores = torch.rand(n, generator=gen)
+    labels = torch.randint(0, classes, (n,), generator=gen)
+    ours = class_aware_nms(boxes, scores, labels, 0.5, group_size=256)
+    ref = tv_batched_nms(boxes, scores, labels, 0.5)
+    assert torch.equal(ours, ref)
+    assert len(ref) < n  # suppression happened
