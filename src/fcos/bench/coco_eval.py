@@ -7,14 +7,12 @@ numbers to 1e-6 before timing.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import numpy as np
 
 from fcos.bench.common import compare_ms, emit
-from fcos.engine.evaluate import coco_metrics
+from fcos.engine.evaluate import coco_metrics, run_pycocotools
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -47,18 +45,7 @@ def synthetic(num_images: int, seed: int = 0) -> tuple[dict[str, Any], list[dict
 
 
 def pycocotools_metrics(gt: dict[str, Any], results: list[dict[str, Any]]) -> list[float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = gt
-        coco.createIndex()
-        ev = COCOeval(coco, coco.loadRes(results), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return [float(v) for v in ev.stats]
+    return [float(v) for v in run_pycocotools(gt, results).stats]
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

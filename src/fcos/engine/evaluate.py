@@ -22,7 +22,7 @@ from fcos.engine import distributed as D
 from fcos.engine.sampling import shard
 from fcos.model.transform import scale_boxes
 
-__all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "to_coco_results"]
+__all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "run_pycocotools", "to_coco_results"]
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -90,7 +90,7 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], cl
     try:
         evaluator, backend = _faster_coco_eval(ground_truth, results), "faster-coco-eval"
     except ImportError:
-        evaluator, backend = _pycocotools(ground_truth, results), "pycocotools"
+        evaluator, backend = run_pycocotools(ground_truth, results), "pycocotools"
     metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:12], strict=True)}
     # precision: [IoU thresholds, recall points, classes, area ranges, max dets]; -1 = no ground truth
     precision = evaluator.eval["precision"]
@@ -116,7 +116,8 @@ def _faster_coco_eval(ground_truth: dict[str, Any], results: list[dict[str, Any]
     return evaluator
 
 
-def _pycocotools(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> COCOeval:
+def run_pycocotools(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> COCOeval:
+    """pycocotools' COCOeval (bbox) on in-memory ground truth and results, evaluated and summarised."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
         gt.dataset = ground_truth

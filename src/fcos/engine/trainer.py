@@ -198,7 +198,7 @@ class Trainer:
         record = {"event": "val", "iteration": self.iteration, "epoch": self.epoch, **metrics}
         self._write_metrics(record)
         if D.is_main():
-            print(f"val epoch {self.epoch}: AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP75 {metrics['AP75']:.4f}")
+            tqdm.write(f"val epoch {self.epoch}: AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP75 {metrics['AP75']:.4f}")
             if metrics["AP"] > self.best_ap:
                 self.best_ap = metrics["AP"]
                 self._save("best.pt")
@@ -214,8 +214,8 @@ class Trainer:
         fitted = self.iteration + int(remaining / per_update)
         limit = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
         total = int(D.all_gather_objects(max(self.iteration, min(limit, fitted)))[0])
-        if D.is_main() and abs(total - self.total) > 0.02 * self.total:
-            print(f"time budget {self.cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
+        if D.is_main() and abs(total - self.total) > 0.1 * self.total:
+            tqdm.write(f"time budget {self.cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
         self.total = total
 
     def _warmup(self) -> int:
@@ -230,7 +230,7 @@ class Trainer:
                 f"{self.out / 'last.pt'}. Lower the learning rate, enable --clip-grad, or check the data."
             )
         if D.is_main():
-            print(f"skipping {where} (non-finite); {self.skipped} in a row")
+            tqdm.write(f"skipping {where} (non-finite); {self.skipped} in a row")
 
     # ------------------------------------------------------------------ state
     def _train_loader(self) -> tuple[DataLoader, ResumableSampler]:
