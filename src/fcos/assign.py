@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fcos.config import AssignConfig
 from fcos.model.points import LevelGrid, Points
-from fcos.ops.boxes import boxes_to_ltrb, centerness_from_ltrb
+from fcos.ops.boxes import box_area, boxes_to_ltrb, centerness_from_ltrb
 
 __all__ = ["Assignment", "assign_targets", "stack_targets"]
 
@@ -110,7 +110,7 @@ def _rank(boxes: Tensor, tie_break: str) -> tuple[Tensor, Tensor]:
 
     Non-negative float32 values order like their bit patterns, so the key packs exactly.
     """
-    area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).nan_to_num(0.0)
+    area = box_area(boxes).nan_to_num(0.0)
     if tie_break == "min_area":
         return area.clamp(min=0).view(torch.int32).long(), torch.ones_like(area, dtype=torch.bool)
     if tie_break == "torchvision":

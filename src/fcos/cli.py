@@ -88,7 +88,12 @@ def _train(args: argparse.Namespace) -> int:
         1, preset=args.preset, backbone=args.backbone, img_size=args.img_size, fpn_channels=args.fpn_channels,
         head_convs=args.head_convs, backbone_weights=args.backbone_weights,
     )
-    summary = train(model_cfg, cfg)
+    from fcos.engine.distributed import cleanup
+
+    try:
+        summary = train(model_cfg, cfg)
+    finally:
+        cleanup()
     val = summary.get("val") or {}
     if val:
         print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
@@ -118,7 +123,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
 
 
-@command("eval", "COCO evaluation (pycocotools) of a checkpoint on a dataset split", _eval_args)
+@command("eval", "COCO evaluation (faster-coco-eval / pycocotools) of a checkpoint on a dataset split", _eval_args)
 def _eval(args: argparse.Namespace) -> int:
     import json
 

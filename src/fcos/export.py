@@ -44,7 +44,9 @@ from torchvision.ops import nms as _nms
 
 from fcos.config import STRIDES, DecodeConfig, FCOSConfig, InputConfig
 from fcos.engine.checkpoint import load_model
-from fcos.model.transform import resize_scale, resized_shape
+from fcos.model.points import grid_points
+from fcos.model.transform import pad_to_multiple, resize_scale, resized_shape
+from fcos.ops.boxes import clip_boxes, ltrb_to_boxes
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -85,9 +87,8 @@ def onnx_inputs(
             image = F.interpolate(image[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
         resized.append(image.float())
     if img_size is None:
-        div = config.size_divisible
-        height = -(-max(im.shape[-2] for im in resized) // div) * div
-        width = -(-max(im.shape[-1] for im in resized) // div) * div
+        height = pad_to_multiple(max(im.shape[-2] for im in resized), config.size_divisible)
+        width = pad_to_multiple(max(im.shape[-1] for im in resized), config.size_divisible)
     else:
         height, width = int(img_size[0]), int(img_size[1])
     batch = resized[0].new_zeros((len(resized), 3, height, width))
@@ -164,13 +165,12 @@ def decode_dense(
         labels = top_idx % num_classes
         ltrb = torch.gather(box_ltrb[:, start:stop], 1, point[..., None].expand(-1, -1, 4))  # [B, K, 4]
         xy = points_xy[start:stop][point]  # [B, K, 2]
-        all_boxes.append(torch.cat((xy - ltrb[..., :2], xy + ltrb[..., 2:]), -1))
+        all_boxes.append(ltrb_to_boxes(xy, ltrb))
         all_scores.append(top_scores)
         all_labels.append(labels)
         start = stop
     boxes, scores, labels = torch.cat(all_boxes, 1), torch.cat(all_scores, 1), torch.cat(all_labels, 1)
-    wh = image_sizes.flip(-1)[:, None, :]  # [B, 1, 2]
-    boxes = torch.minimum(boxes.clamp(min=0), torch.cat((wh, wh), -1))
+    boxes = clip_boxes(boxes, image_sizes[:, None, :])
     if config.min_box_size > 0:
         small = ((boxes[..., 2:] - boxes[..., :2]) < config.min_box_size).any(-1)
         scores = torch.where(small, INVALID_SCORE, scores)
@@ -222,10 +222,7 @@ class ExportModule(nn.Module):
             h, w = feature.shape[-2], feature.shape[-1]
             step_y, step_x = (height // h, width // w) if cfg.points.step_from_shape else (stride, stride)
             offset = cfg.points.offset * stride
-            ys = torch.arange(h, device=images.device, dtype=torch.float32) * step_y + offset
-            xs = torch.arange(w, device=images.device, dtype=torch.float32) * step_x + offset
-            grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-            xy.append(torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), 1))
+            xy.append(grid_points(h, w, step_y, step_x, offset, offset, images.device))
             sizes.append(h * w)
         decoded = decode_dense(
             out.cls_logits, out.box_ltrb, out.centerness, torch.cat(xy), sizes, image_sizes, cfg.num_classes, cfg.decode
@@ -261,7 +258,7 @@ def _metadata(model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, 
     return {
         "format": f"{FORMAT}/{VERSION}",
         "class_names": json.dumps(list(state["class_names"])),
-        "category_ids": json.dumps([int(i) for i in state.get("category_ids") or range(1, cfg.num_classes + 1)]),
+        "category_ids": json.dumps([int(i) for i in state["category_ids"]]),
         "config": json.dumps(config, allow_nan=False),
         "backbone": json.dumps(cfg.backbone.name),
         "preprocessing": json.dumps(preprocessing),

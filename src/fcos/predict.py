@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
-from torchvision.ops import batched_nms
 
-from fcos.config import DecodeConfig, InputConfig
+from fcos.config import STRIDES, DecodeConfig, InputConfig
 from fcos.export import onnx_inputs
-from fcos.model.transform import scale_boxes
+from fcos.model.transform import check_resized_size, scale_boxes
+from fcos.postprocess import class_aware_nms
 
-__all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "load_image", "predict_source", "to_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 BACKENDS = ("torch", "onnxruntime")
@@ -60,7 +60,7 @@ def to_tensor(image: ImageLike) -> Tensor:
     return image.float()
 
 
-def load_image(path: str | Path) -> Image.Image:
+def read_image(path: str | Path) -> Image.Image:
     """Decode an image file to RGB, EXIF orientation applied; ValueError naming the file if it can't."""
     path = Path(path)
     try:
@@ -131,14 +131,12 @@ class Predictor:
         self.input_config: InputConfig = model.config.input
         self.decode_config: DecodeConfig = model.config.decode
         self.class_names = [str(n) for n in state["class_names"]]
-        ids = state.get("category_ids") or range(1, len(self.class_names) + 1)
-        self.category_ids = [int(i) for i in ids]
-        self.min_side = max(model.strides)
+        self.category_ids = [int(i) for i in state["category_ids"]]
 
     def _init_onnx(self, num_threads: int | None) -> None:
         import onnxruntime as ort
 
-        from fcos.config import STRIDES, FCOSConfig
+        from fcos.config import FCOSConfig
         from fcos.export import read_metadata
 
         options = ort.SessionOptions()
@@ -154,7 +152,6 @@ class Predictor:
         self.category_ids = [int(i) for i in meta["category_ids"]]
         self.img_size = meta["preprocessing"]["img_size"]
         self.nms_in_graph = bool(meta["nms"])
-        self.min_side = max(STRIDES)
 
     def __call__(self, images: ImageLike | Sequence[ImageLike], conf: float | None = None) -> list[dict[str, Any]]:
         if isinstance(images, Tensor) and images.dim() == 4:
@@ -189,11 +186,7 @@ class Predictor:
     def _run_onnx(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch, sizes = onnx_inputs([image], self.input_config, self.img_size)
         resized = (int(sizes[0, 0]), int(sizes[0, 1]))
-        if min(resized) < self.min_side:  # the same check (and message) as the PyTorch model
-            raise ValueError(
-                f"images[0] is {image.shape[1]}x{image.shape[2]} and resizes to {resized[0]}x{resized[1]}; "
-                f"both sides must reach the largest stride ({self.min_side} px) after resizing"
-            )
+        check_resized_size(resized, image.shape[-2:], max(STRIDES), self.input_config.size_divisible)
         outputs = self.session.run(None, {"images": batch.numpy(), "image_sizes": sizes.numpy()})
         boxes, scores, labels = (torch.from_numpy(o[0]) for o in outputs[:3])
         if self.nms_in_graph:
@@ -202,7 +195,7 @@ class Predictor:
         else:
             valid = labels >= 0
             boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-            keep = batched_nms(boxes, scores, labels, self.decode_config.nms_thresh)[: self.decode_config.max_detections]
+            keep = class_aware_nms(boxes, scores, labels, self.decode_config.nms_thresh)[: self.decode_config.max_detections]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         return scale_boxes(boxes, resized, image.shape[-2:]), scores, labels
 
@@ -218,22 +211,19 @@ def list_images(source: str | Path) -> list[Path]:
 
 
 def _coco_records(det: dict[str, Any], image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    records = []
-    for (x0, y0, x1, y1), score, label, name in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), det["names"]):
-        records.append(
-            {
-                "image_id": image_id,
-                "file_name": file_name,
-                "category_id": int(category_ids[label]),
-                "category_name": name,
-                "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                "score": round(float(score), 5),
-            }
-        )
+    """COCO results (``fcos.engine.evaluate.to_coco_results``) plus file and class names, rounded for JSON."""
+    from fcos.engine.evaluate import to_coco_results
+
+    prediction = {"image_id": image_id, "boxes": torch.from_numpy(det["boxes"]), "scores": torch.from_numpy(det["scores"]),
+                  "labels": torch.from_numpy(det["labels"])}
+    records = to_coco_results([prediction], category_ids)
+    for record, name in zip(records, det["names"], strict=True):
+        record.update(file_name=file_name, category_name=name, bbox=[round(v, 2) for v in record["bbox"]],
+                      score=round(record["score"], 5))
     return records
 
 
-def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path, conf: float = 0.3) -> Path:
+def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path, conf: float | None = None) -> Path:
     """Run ``predictor`` on an image file or every image in a directory (not recursive).
 
     Writes each image with its detections drawn to ``out_dir`` (same file name) and
@@ -261,7 +251,7 @@ def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path
     skipped: list[str] = []
     for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=len(files) < 2), start=1):
         try:
-            image = load_image(path)
+            image = read_image(path)
             (det,) = predictor(image, conf=conf)
         except ValueError as exc:
             if single:

@@ -57,3 +57,18 @@ def test_no_detections_gives_zero():
     gt = {"images": [{"id": 1, "width": 10, "height": 10}], "annotations": [], "categories": [{"id": 1, "name": "a"}]}
     metrics = coco_metrics(gt, [], ["a"])
     assert metrics["AP"] == 0.0 and metrics["per_class"] == {"a": 0.0}
+
+
+def test_per_class_ap_follows_category_ids_not_list_order():
+    # COCOeval orders classes by sorted category id; here the class list is ["b", "a"] with ids [3, 1].
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 50, 30, 30], "area": 900, "iscrowd": 0},
+        ],
+        "categories": [{"id": 3, "name": "b"}, {"id": 1, "name": "a"}],
+    }
+    only_a = [{"image_id": 1, "category_id": 1, "bbox": [10, 10, 30, 30], "score": 0.9}]
+    metrics = coco_metrics(gt, only_a, ["b", "a"])
+    assert metrics["per_class"] == {"b": 0.0, "a": pytest.approx(1.0)}

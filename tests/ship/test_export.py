@@ -13,7 +13,7 @@ from fcos.config import FCOSConfig
 from fcos.engine.checkpoint import load_model
 from fcos.export import DEFAULT_OPSET, ExportModule, export_onnx, onnx_input_shape, onnx_inputs, read_metadata
 from fcos.model.transform import ImageBatch, scale_boxes
-from fcos.predict import Predictor, load_image, to_tensor
+from fcos.predict import Predictor, read_image, to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_onnxruntime_predictor_matches_pytorch_on_20_real_images(exports, checkp
     assert onnx_predictor.backend == "onnxruntime" and onnx_predictor.class_names == CLASS_NAMES
     total = 0
     for path in real_images(shared_data, 20):
-        image = load_image(path)
+        image = read_image(path)
         (a,), (b,) = torch_predictor(image), onnx_predictor(image)
         assert_same_detections(a, b)
         assert b["names"] == [CLASS_NAMES[i] for i in b["labels"]]
@@ -97,10 +97,10 @@ def test_onnxruntime_predictor_matches_pytorch_on_20_real_images(exports, checkp
 def test_no_nms_export_with_host_nms_matches_pytorch(exports, checkpoint, shared_data):
     torch_predictor, onnx_predictor = Predictor(checkpoint), Predictor(exports["no_nms"])
     for path in real_images(shared_data, 4):
-        image = load_image(path)
+        image = read_image(path)
         assert_same_detections(torch_predictor(image)[0], onnx_predictor(image)[0])
     # Raw candidate outputs: unused rows are marked, real ones lie inside the image.
-    x, sizes = onnx_inputs([to_tensor(load_image(path))], onnx_predictor.input_config)
+    x, sizes = onnx_inputs([to_tensor(read_image(path))], onnx_predictor.input_config)
     boxes, scores, labels = onnx_predictor.session.run(None, {"images": x.numpy(), "image_sizes": sizes.numpy()})
     assert boxes.shape == (1, 5000, 4) and (scores[labels < 0] == 0).all() and (labels >= 0).sum() > 100
     assert (boxes[..., 2] <= sizes[0, 1].item()).all() and (boxes[..., 3] <= sizes[0, 0].item()).all()
@@ -157,7 +157,7 @@ def test_fixed_size_export_matches_pytorch_on_the_same_padding(exports, checkpoi
     model, _ = load_model(checkpoint)
     predictor = Predictor(exports["fixed"])
     for path in real_images(shared_data, 4):
-        image = to_tensor(load_image(path))
+        image = to_tensor(read_image(path))
         assert_same_detections(torch_on_padded(model, image, (320, 320)), predictor(image)[0])
 
 

@@ -11,7 +11,7 @@ from ship_helpers import CLASS_NAMES, real_images
 
 from fcos.cli import main
 from fcos.engine.checkpoint import load_model
-from fcos.predict import Predictor, list_images, load_image, predict_source, to_tensor
+from fcos.predict import Predictor, list_images, predict_source, read_image, to_tensor
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def predictor(checkpoint):
 
 @pytest.fixture(scope="module")
 def image(shared_data):
-    return load_image(real_images(shared_data, 2)[1])  # a raccoon photo
+    return read_image(real_images(shared_data, 2)[1])  # a raccoon photo
 
 
 def test_outputs_are_sorted_numpy_in_original_pixels(predictor, image):

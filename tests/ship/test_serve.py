@@ -19,7 +19,7 @@ from PIL import Image
 from ship_helpers import CLASS_NAMES, assert_same_detections, real_images
 
 from fcos.export import export_onnx
-from fcos.predict import Predictor, load_image
+from fcos.predict import Predictor, read_image
 from fcos.serve import create_app
 
 
@@ -87,7 +87,7 @@ def test_predict_returns_the_predictors_detections(client, checkpoint, photo):
     response = upload(client, data, path.name)
     assert response.status_code == 200
     body = response.json()
-    image = load_image(path)
+    image = read_image(path)
     assert (body["width"], body["height"]) == image.size
     (expected,) = Predictor(checkpoint)(image, conf=0.3)  # the server's default conf
     detections = body["detections"]
@@ -294,7 +294,7 @@ def test_serve_cli_with_an_onnx_model(checkpoint, photo, tmp_path):
         server.wait(10)
     got = {"boxes": np.array([d["box"] for d in body["detections"]]), "scores": np.array([d["score"] for d in body["detections"]]),
            "labels": np.array([d["label"] for d in body["detections"]])}
-    assert_same_detections(Predictor(checkpoint)(load_image(path))[0], got, box_tol=0.5, score_tol=2e-4)
+    assert_same_detections(Predictor(checkpoint)(read_image(path))[0], got, box_tol=0.5, score_tol=2e-4)
 
 
 # --- the page in a real browser -------------------------------------------------------------------
@@ -358,7 +358,7 @@ def test_browser_upload_draws_boxes_and_the_slider_filters(browser, live_server,
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 4 != 3));"
     )
     drawn_pixels = np.array(pixels, dtype=np.int16).reshape(height, width, 3)
-    photo_pixels = np.asarray(load_image(image), dtype=np.int16)
+    photo_pixels = np.asarray(read_image(image), dtype=np.int16)
     assert (np.abs(drawn_pixels - photo_pixels).max(-1) > 60).mean() > 0.005
 
     # The slider re-filters on the client: a higher threshold shows fewer boxes, no new request needed.

@@ -10,7 +10,7 @@ from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
 from fcos.assign import assign_targets, stack_targets
-from fcos.bench.common import emit, peak_memory_mb, time_ms
+from fcos.bench.common import emit, level_shapes, peak_memory_mb, time_ms
 from fcos.config import STRIDES, torchvision
 from fcos.losses import FCOSCriterion
 from fcos.model.head import HeadOutputs
@@ -37,10 +37,7 @@ class Case:
 
     def __init__(self, batch: int, height: int, width: int, boxes: int, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
-        shapes, h, w = [], height // 8, width // 8
-        for _ in STRIDES:
-            shapes.append((h, w))
-            h, w = (h + 1) // 2, (w + 1) // 2
+        shapes = level_shapes(height, width)
         self.config = torchvision(num_classes=NUM_CLASSES)
         self.points = make_points(shapes, STRIDES, (height, width), self.config.points)
         num_points = self.points.num_points

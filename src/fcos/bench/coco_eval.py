@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from fcos.bench.common import compare_ms, emit
-from fcos.engine.evaluate import coco_metrics, run_pycocotools
+from fcos.engine.evaluate import METRIC_NAMES, coco_metrics, run_pycocotools
 
 CLASSES = ["a", "b", "c", "d", "e"]
 
@@ -53,7 +53,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     gt, results = synthetic(num_images)
     ours = coco_metrics(gt, results, CLASSES)
     reference = pycocotools_metrics(gt, results)
-    ours_stats = [ours[name] for name in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")]
+    ours_stats = [ours[name] for name in METRIC_NAMES]
     max_diff = float(np.max(np.abs(np.array(ours_stats) - np.array(reference))))
     if max_diff > 1e-6:
         raise AssertionError(f"COCO metrics differ from pycocotools by {max_diff}")

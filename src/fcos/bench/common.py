@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ms", "emit", "peak_memory_mb", "rss_mib", "time_ms"]
+__all__ = ["compare_ms", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -37,6 +37,15 @@ def time_ms(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 7, min_time
         if len(samples) >= 10 * repeat:
             break
     return statistics.median(samples)
+
+
+def level_shapes(height: int, width: int, levels: int = 5) -> list[tuple[int, int]]:
+    """P3..P7 feature sizes of a padded input of ``height`` x ``width`` (stride-2 convs round up)."""
+    shapes, h, w = [], height // 8, width // 8
+    for _ in range(levels):
+        shapes.append((h, w))
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return shapes
 
 
 def compare_ms(

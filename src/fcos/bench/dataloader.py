@@ -18,8 +18,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from fcos.bench.common import emit
+from fcos.config import InputConfig
 from fcos.data import DetectionDataset, collate, load_annotations
-from fcos.data.transforms import Compose, PhotometricJitter, RandomHorizontalFlip, Resize
+from fcos.data.transforms import training_transforms
 
 SIZE = 512
 
@@ -66,7 +67,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     data = load_annotations(root, "train")
     if quick:
         data.records = data.records[:16]
-    ours = DetectionDataset(data, Compose([Resize(SIZE, SIZE), RandomHorizontalFlip(), PhotometricJitter()]))
+    ours = DetectionDataset(data, training_transforms(InputConfig(min_size=SIZE, max_size=SIZE)))
     reference = _reference_dataset(root)
     if quick:
         reference = torch.utils.data.Subset(reference, range(16))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcos.bench.common import emit, time_ms
+from fcos.bench.common import compare_ms, emit
 from fcos.config import official
 from fcos.engine.checkpoint import model_checkpoint, save_checkpoint
 from fcos.export import export_onnx
@@ -42,13 +42,8 @@ def _compare(weights: Path, onnx_path: Path, image: np.ndarray, quick: bool) -> 
     a, b = ours(image)[0], reference(image)[0]
     if len(a["scores"]) != len(b["scores"]) or not np.allclose(a["scores"], b["scores"], atol=1e-4):
         raise AssertionError("onnxruntime and PyTorch detections differ")
-    # Alternating rounds, best median of each side: load from other processes on a shared machine
-    # then hits both sides alike instead of whichever happened to run during it.
-    rounds, repeat = (1, 3) if quick else (3, 5)
-    ours_ms = ref_ms = float("inf")
-    for _ in range(rounds):
-        ours_ms = min(ours_ms, time_ms(partial(ours, image), warmup=1 if quick else 2, repeat=repeat))
-        ref_ms = min(ref_ms, time_ms(partial(reference, image), warmup=1 if quick else 2, repeat=repeat))
+    ours_ms, ref_ms = compare_ms(partial(ours, image), partial(reference, image), rounds=1 if quick else 3,
+                                 warmup=1 if quick else 2, repeat=3 if quick else 5)
     return ours_ms, ref_ms, len(a["scores"])
 
 

@@ -14,21 +14,13 @@ import torch
 from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
-from fcos.bench.common import compare_ms, emit
+from fcos.bench.common import compare_ms, emit, level_shapes
 from fcos.config import STRIDES, torchvision
 from fcos.model.head import HeadOutputs
 from fcos.model.points import make_points
 from fcos.postprocess import Decoder
 
 NUM_CLASSES = 80
-
-
-def _level_shapes(height: int, width: int) -> list[tuple[int, int]]:
-    shapes, h, w = [], height // 8, width // 8
-    for _ in STRIDES:
-        shapes.append((h, w))
-        h, w = (h + 1) // 2, (w + 1) // 2
-    return shapes
 
 
 def _head_outputs(batch: int, shapes: list[tuple[int, int]], objects: int) -> tuple[torch.Tensor, ...]:
@@ -60,7 +52,7 @@ def _head_outputs(batch: int, shapes: list[tuple[int, int]], objects: int) -> tu
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     batch, (height, width) = 2, ((160, 224) if quick else (800, 1088))
-    shapes = _level_shapes(height, width)
+    shapes = level_shapes(height, width)
     cls, reg, ctr = _head_outputs(batch, shapes, 5 if quick else 30)
     config = torchvision(num_classes=NUM_CLASSES)
     points = make_points(shapes, STRIDES, (height, width), config.points)

@@ -15,10 +15,7 @@ import torch
 from fcos.assign import assign_targets, stack_targets
 from fcos.bench.assign_loss import Case
 from fcos.bench.common import compare_ms, emit, peak_memory_mb
-
-
-def _pad32(x: int) -> int:
-    return -(-x // 32) * 32
+from fcos.model.transform import pad_to_multiple
 
 
 def _measure(batch: int, height: int, width: int, boxes: int, quick: bool) -> dict[str, Any]:
@@ -55,7 +52,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     sizes = [320, 480] if quick else [320, 512, 800, 1088, 1333]
     sweeps = {
         "scaling_boxes": [(b, (256 if quick else 800), (320 if quick else 1088)) for b in box_counts],
-        "scaling_image": [(50, _pad32(s * 3 // 4), _pad32(s)) for s in sizes],
+        "scaling_image": [(50, pad_to_multiple(s * 3 // 4, 32), pad_to_multiple(s, 32)) for s in sizes],
     }
     for name, points in sweeps.items():
         results = []

@@ -10,6 +10,7 @@ Conventions (shared by every reader):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -206,6 +207,6 @@ def remap_classes(data: DetectionData, class_names: list[str]) -> DetectionData:
         category_ids = [known[name] if name in known else next(free) for name in names]
     else:
         category_ids = list(range(1, len(names) + 1))
-    report = data.report
+    report = dataclasses.replace(data.report)  # a copy: the input keeps its own counts
     report.tally(records, names)
     return DetectionData(records, names, category_ids, report, data.source, data.format)

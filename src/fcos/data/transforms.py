@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fcos.config import InputConfig
 from fcos.model.transform import resized_shape, scale_boxes
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "hflip",
     "photometric",
     "resize",
+    "training_transforms",
 ]
 
 Target = dict[str, Tensor]
@@ -162,3 +164,18 @@ class Resize:
 
     def __repr__(self) -> str:
         return f"Resize({self.min_size}, {self.max_size})"
+
+
+def training_transforms(input_config: InputConfig, *, hflip: float = 0.5, photometric: bool = True) -> Compose:
+    """The training pipeline: resize to the model's size in the loader workers (so the model's own
+    resize is a no-op), horizontal flip, photometric jitter. With multi-scale training
+    (``train_min_sizes``) the model picks the scale, so the loader does not resize (no double
+    interpolation)."""
+    transforms: list[Transform] = []
+    if not input_config.train_min_sizes:
+        transforms.append(Resize(input_config.min_size, input_config.max_size))
+    if hflip > 0:
+        transforms.append(RandomHorizontalFlip(hflip))
+    if photometric:
+        transforms.append(PhotometricJitter())
+    return Compose(transforms)

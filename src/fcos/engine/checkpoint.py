@@ -117,4 +117,5 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} does not match its own config: {exc}") from None
     state.setdefault("class_names", [str(i) for i in range(config.num_classes)])
+    state.setdefault("category_ids", list(range(1, config.num_classes + 1)))
     return model.eval(), state

@@ -60,10 +60,12 @@ class TrainConfig:
     val_images: int = 16  # validation images drawn into val_predictions.png
     progress: bool = True
 
-    def base_lr(self) -> float:
+    def base_lr(self, processes: int = 1) -> float:
+        """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,
+        ``batch_size`` is per process), 1e-3 for AdamW."""
         if self.lr is not None:
             return self.lr
-        return 0.01 * self.batch_size * self.accumulate / 16 if self.optimizer == "sgd" else 1e-3
+        return 0.01 * self.batch_size * self.accumulate * processes / 16 if self.optimizer == "sgd" else 1e-3
 
 
 def official_schedule(**changes: Any) -> TrainConfig:

@@ -92,11 +92,14 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], cl
     except ImportError:
         evaluator, backend = run_pycocotools(ground_truth, results), "pycocotools"
     metrics: dict[str, Any] = {name: float(v) for name, v in zip(METRIC_NAMES, evaluator.stats[:12], strict=True)}
-    # precision: [IoU thresholds, recall points, classes, area ranges, max dets]; -1 = no ground truth
+    # precision: [IoU thresholds, recall points, classes in evaluator.params.catIds order, area ranges,
+    # max dets]; -1 = no ground truth. COCOeval sorts the category ids, so look each class up by its id.
     precision = evaluator.eval["precision"]
+    id_of = {c["name"]: c["id"] for c in ground_truth["categories"]}
+    column = {int(cat_id): k for k, cat_id in enumerate(evaluator.params.catIds)}
     per_class = {}
-    for k, name in enumerate(class_names):
-        p = precision[:, :, k, 0, -1]
+    for name in class_names:
+        p = precision[:, :, column[id_of[name]], 0, -1]
         p = p[p > -1]
         per_class[name] = float(np.mean(p)) if p.size else math.nan
     metrics["per_class"] = per_class
@@ -130,7 +133,8 @@ def run_pycocotools(ground_truth: dict[str, Any], results: list[dict[str, Any]])
 
 
 def evaluate(model: nn.Module, data: DetectionData, **kwargs: Any) -> dict[str, Any]:
-    """Predict on ``data`` (split across processes when distributed) and score with pycocotools.
+    """Predict on ``data`` (split across processes when distributed) and score with COCO metrics
+    (:func:`coco_metrics`: faster-coco-eval, or pycocotools).
 
     Every rank returns the same metrics.
     """

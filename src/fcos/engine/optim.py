@@ -11,19 +11,13 @@ from torch import nn
 
 __all__ = ["ModelEMA", "build_optimizer", "lr_factor"]
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-
-
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9) -> torch.optim.Optimizer:
     """SGD (momentum) or AdamW; no weight decay on norm layers, biases or the per-level scales
     (official FCOS recipe: WEIGHT_DECAY_BIAS = 0, and decaying GroupNorm affine parameters hurts)."""
-    decay, no_decay = [], []
-    for module in model.modules():
-        for pname, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            skip = isinstance(module, _NORMS) or pname == "bias" or param.ndim <= 1
-            (no_decay if skip else decay).append(param)
+    # Norm weights and biases, conv biases and the level scales are exactly the parameters with ndim <= 1.
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one kernel over all parameters instead of a Python loop (CPU and CUDA, torch >= 2.4)
     if name == "sgd":

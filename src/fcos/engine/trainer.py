@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionDataset, collate, load_annotations
-from fcos.data.transforms import Compose, PhotometricJitter, RandomHorizontalFlip, Resize
+from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
@@ -57,14 +57,17 @@ class Trainer:
         self.out = Path(config.out)
         _seed_everything(config.seed)
         self.train_data = load_annotations(config.data, config.train_split)
-        self.val_data = load_annotations(config.data, config.val_split) if config.val_split else None
+        # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
+        self.val_data = (load_annotations(config.data, config.val_split, self.train_data.class_names)
+                         if config.val_split else None)
         if D.is_main():
             print(self.train_data.report.summary())
         model_config = override(model_config, num_classes=self.train_data.num_classes)
         self.model = FCOS(model_config).to(self.device)
         if config.weights:
             _load_matching_weights(self.model, config.weights)
-        self.optimizer = build_optimizer(self.model, config.optimizer, config.base_lr(), config.weight_decay, config.momentum)
+        lr = config.base_lr(D.world_size())
+        self.optimizer = build_optimizer(self.model, config.optimizer, lr, config.weight_decay, config.momentum)
         for group in self.optimizer.param_groups:
             group["initial_lr"] = group["lr"]
         cuda = self.device.type == "cuda"
@@ -136,11 +139,12 @@ class Trainer:
                 with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     losses = model(images, targets)
                 total = sum(losses.values())
-                finite &= D.all_reduce_max(float(not torch.isfinite(total)), self.device) == 0
+                values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one sync
+                finite &= D.all_reduce_max(float(not all(map(math.isfinite, values))), self.device) == 0
                 if finite:
                     self.scaler.scale(total / len(micro_batches)).backward()
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.item() / len(micro_batches)
+            for key, value in zip(losses, values, strict=True):
+                sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
         if finite:
             self.scaler.unscale_(self.optimizer)
             norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad or math.inf)
@@ -234,13 +238,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _train_loader(self) -> tuple[DataLoader, ResumableSampler]:
-        cfg, icfg = self.cfg, self.model.config.input
-        transforms = [Resize(icfg.min_size, icfg.max_size)]
-        if cfg.hflip > 0:
-            transforms.append(RandomHorizontalFlip(cfg.hflip))
-        if cfg.photometric:
-            transforms.append(PhotometricJitter())
-        dataset = SeededSamples(DetectionDataset(self.train_data, Compose(transforms)), cfg.seed)
+        cfg = self.cfg
+        transforms = training_transforms(self.model.config.input, hflip=cfg.hflip, photometric=cfg.photometric)
+        dataset = SeededSamples(DetectionDataset(self.train_data, transforms), cfg.seed)
         sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=D.rank(), world=D.world_size())
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, collate_fn=collate,
                             drop_last=True, pin_memory=self.device.type == "cuda", persistent_workers=cfg.workers > 0)

@@ -15,7 +15,7 @@ from fcos.model.backbone import ResNetBackbone
 from fcos.model.fpn import FPN
 from fcos.model.head import FCOSHead, HeadOutputs
 from fcos.model.points import Points, make_points
-from fcos.model.transform import ImageBatch, InputTransform
+from fcos.model.transform import ImageBatch, InputTransform, check_resized_size
 from fcos.postprocess import Decoder
 
 __all__ = ["FCOS"]
@@ -58,7 +58,7 @@ class FCOS(nn.Module):
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        images = _check_images(images, self.config.num_classes)
+        images = _check_images(images)
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode (call model.eval() for inference)")
@@ -94,7 +94,7 @@ class FCOS(nn.Module):
         return self.criterion(outputs, assignment)
 
 
-def _check_images(images: Any, num_classes: int) -> list[Tensor]:
+def _check_images(images: Any) -> list[Tensor]:
     if isinstance(images, Tensor):
         if images.dim() != 4:
             raise ValueError(f"images must be a list of [3, H, W] tensors or a [B, 3, H, W] tensor, got shape {tuple(images.shape)}")
@@ -151,12 +151,5 @@ def _check_targets(targets: Any, num_images: int, num_classes: int) -> list[dict
 
 
 def _check_batch(batch: ImageBatch, largest_stride: int, size_divisible: int) -> None:
-    """Each image, padded as the network sees it, must span the largest stride (one P7 cell) in at
-    least one direction; only degenerate settings (min_size under ~100 px, extreme shapes) fail."""
-    for i, (h, w) in enumerate(batch.image_sizes):
-        padded = -(-max(h, w) // size_divisible) * size_divisible
-        if padded < largest_stride:
-            raise ValueError(
-                f"images[{i}] ({batch.original_sizes[i][0]}x{batch.original_sizes[i][1]}) resizes to {h}x{w}, smaller "
-                f"than the largest stride ({largest_stride} px) in both directions; raise input.min_size/max_size"
-            )
+    for i, (size, original) in enumerate(zip(batch.image_sizes, batch.original_sizes, strict=True)):
+        check_resized_size(size, original, largest_stride, size_divisible, index=i)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from fcos.config import PointsConfig
 
-__all__ = ["LevelGrid", "Points", "make_points"]
+__all__ = ["LevelGrid", "Points", "grid_points", "make_points"]
 
 
 @dataclass(frozen=True)
@@ -69,15 +69,20 @@ def make_points(
         offset = config.offset * stride  # official: stride // 2 (all strides are even)
         levels.append(LevelGrid(height, width, step_y, step_x, offset, offset, stride, start))
         start += height * width
-    xy = torch.cat([_level_xy(level, device) for level in levels]) if levels else torch.zeros(0, 2)
+    xy = torch.cat([
+        grid_points(lv.height, lv.width, lv.step_y, lv.step_x, lv.offset_y, lv.offset_x, device) for lv in levels
+    ])
     level_strides = torch.cat(
         [torch.full((level.size,), float(level.stride), device=device) for level in levels]
     )
     return Points(tuple(levels), xy, level_strides)
 
 
-def _level_xy(level: LevelGrid, device: torch.device | str) -> Tensor:
-    ys = torch.arange(level.height, device=device, dtype=torch.float32) * level.step_y + level.offset_y
-    xs = torch.arange(level.width, device=device, dtype=torch.float32) * level.step_x + level.offset_x
+def grid_points(
+    height: int, width: int, step_y: float, step_x: float, offset_y: float, offset_x: float, device: torch.device | str
+) -> Tensor:
+    """[height * width, 2] xy of a lattice of points, row-major (also traced into the ONNX graph)."""
+    ys = torch.arange(height, device=device, dtype=torch.float32) * step_y + offset_y
+    xs = torch.arange(width, device=device, dtype=torch.float32) * step_x + offset_x
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((grid_x.reshape(-1), grid_y.reshape(-1)), dim=1)

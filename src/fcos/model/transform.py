@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from fcos.config import InputConfig
 
-__all__ = ["ImageBatch", "InputTransform", "resized_shape", "scale_boxes"]
+__all__ = ["ImageBatch", "InputTransform", "check_resized_size", "pad_to_multiple", "resized_shape", "scale_boxes"]
 
 
 @dataclass
@@ -35,6 +35,24 @@ def resized_shape(height: int, width: int, min_size: float, max_size: float) -> 
     """Output (h, w) of the resize: floor(side * scale), as F.interpolate(recompute_scale_factor=True)."""
     scale = resize_scale(height, width, min_size, max_size)
     return int(height * scale), int(width * scale)
+
+
+def pad_to_multiple(size: int, divisor: int) -> int:
+    """``size`` rounded up to a multiple of ``divisor`` (the padded side the network sees)."""
+    return -(-size // divisor) * divisor
+
+
+def check_resized_size(
+    resized_hw: Sequence[int], original_hw: Sequence[int], largest_stride: int, size_divisible: int, index: int = 0
+) -> None:
+    """Each image, padded as the network sees it, must span the largest stride (one P7 cell) in at
+    least one direction; only degenerate settings (min_size under ~100 px, extreme shapes) fail."""
+    h, w = resized_hw
+    if pad_to_multiple(max(h, w), size_divisible) < largest_stride:
+        raise ValueError(
+            f"images[{index}] ({original_hw[0]}x{original_hw[1]}) resizes to {h}x{w}, smaller than the largest "
+            f"stride ({largest_stride} px) in both directions; raise input.min_size/max_size"
+        )
 
 
 def scale_boxes(boxes: Tensor, from_hw: Sequence[int], to_hw: Sequence[int]) -> Tensor:
@@ -83,8 +101,8 @@ class InputTransform(nn.Module):
     def pad(self, images: Sequence[Tensor]) -> Tensor:
         """Zero-pad to a common size, rounded up to a multiple of size_divisible: [B, 3, H_pad, W_pad]."""
         div = self.config.size_divisible
-        height = -(-max(im.shape[-2] for im in images) // div) * div
-        width = -(-max(im.shape[-1] for im in images) // div) * div
+        height = pad_to_multiple(max(im.shape[-2] for im in images), div)
+        width = pad_to_multiple(max(im.shape[-1] for im in images), div)
         batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
         for slot, image in zip(batch, images, strict=True):
             slot[:, : image.shape[-2], : image.shape[-1]].copy_(image)
