@@ -60,13 +60,18 @@ def to_tensor(image: ImageLike) -> Tensor:
     return image.float()
 
 
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """Decode an opened image to RGB with its EXIF orientation applied (Pillow errors propagate)."""
+    image.load()
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
 def read_image(path: str | Path) -> Image.Image:
     """Decode an image file to RGB, EXIF orientation applied; ValueError naming the file if it can't."""
     path = Path(path)
     try:
         with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            return upright_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from None
 

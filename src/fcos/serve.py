@@ -27,8 +27,10 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
+
+from fcos.predict import upright_rgb
 
 __all__ = ["create_app", "serve"]
 
@@ -118,8 +120,7 @@ def _open_checked(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
 
 def _decode(image: Image.Image) -> Image.Image:
     try:
-        image.load()
-        return ImageOps.exif_transpose(image).convert("RGB")
+        return upright_rgb(image)
     except Image.DecompressionBombError as exc:
         raise HTTPException(413, f"image has too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
