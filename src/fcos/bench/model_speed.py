@@ -1,14 +1,16 @@
 """train_step and inference: the whole detector, ours vs torchvision's FCOS with the same weights.
 
 The reference is ``torchvision.models.detection.fcos_resnet50_fpn`` (random init, seeded); ours is
-``FCOS.from_torchvision(tv, channels_last=True)`` of that very model: the same work in the default
-(NHWC) layout of fcos. Outputs are compared before timing and the differences reported: inference
-is bit-identical; in training, BatchNorm's batch statistics reduce in another order in NHWC, which
-moves the losses by ~1e-6 relative (the NCHW ``torchvision`` preset is bit-exact, see the tests).
+``FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")`` of that very model: the same
+network, weights and inputs run the way fcos runs by default (NHWC activations; Winograd F(4x4, 3x3)
+for the FPN-output and head 3x3 convolutions on maps of >= 32x32 points). Outputs are compared
+before timing and the differences reported (losses, raw head outputs, detections); the bit-exact
+``torchvision`` preset (NCHW, direct convolution) is covered by the parity tests.
 """
 
 from __future__ import annotations
 
+import copy
 from functools import partial
 from typing import Any
 
@@ -37,7 +39,7 @@ def _models(size: int, quick: bool) -> tuple[torch.nn.Module, FCOS]:
         tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, **kwargs)
     # The focal-loss prior leaves every score under the threshold at random init: this measures the
     # network and the dense score pass; decoding under load is the `postprocess` benchmark.
-    return tv, FCOS.from_torchvision(tv, channels_last=True)
+    return tv, FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")
 
 
 def _batch(batch: int, height: int, width: int, boxes: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -60,6 +62,36 @@ def _train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images
     return total.detach()
 
 
+def _gradients(model: torch.nn.Module, images, targets, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    images = [image.to(dtype) for image in images]
+    targets = [{**t, "boxes": t["boxes"].to(dtype)} for t in targets]
+    sum(model(images, targets).values()).backward()
+    grads = {k: p.grad.double() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _gradient_errors(ours: FCOS, tv: torch.nn.Module, images, targets) -> dict[str, float]:
+    """Median over parameter tensors of ||g - g_fp64|| / ||g_fp64||, for ours and the reference.
+
+    fp32 gradients of a randomly initialised ResNet-50 with batch-statistics BatchNorm are
+    ill-conditioned: torchvision's own are ~3% (median) away from the float64 gradients, and any
+    change of rounding order moves them by that much. So both are compared with the float64 truth
+    (torchvision's model in float64) rather than with each other.
+    """
+    from fcos.convert import state_dict_from_torchvision
+
+    truth = state_dict_from_torchvision(_gradients(copy.deepcopy(tv).double(), images, targets, torch.float64))
+
+    def error(grads: dict[str, torch.Tensor]) -> float:
+        rel = [float((g - truth[k]).norm() / truth[k].norm()) for k, g in grads.items() if truth[k].norm() > 0]
+        return float(torch.tensor(rel).median())
+
+    return {"grad_err_ours": error(_gradients(ours, images, targets, torch.float32)),
+            "grad_err_reference": error(state_dict_from_torchvision(_gradients(tv, images, targets, torch.float32)))}
+
+
 def train_step(quick: bool) -> list[dict[str, Any]]:
     records = []
     sizes = [(128, 160)] if quick else [(512, 512), (800, 800)]
@@ -73,8 +105,11 @@ def train_step(quick: bool) -> list[dict[str, Any]]:
         images, targets = _batch(2, height, width, 10)
         a, b = _train_step(ours, our_opt, images, targets), _train_step(tv, tv_opt, images, targets)
         loss_rel_diff = float((a - b).abs() / b.abs())
-        if loss_rel_diff > 1e-4:
-            raise AssertionError(f"train_step losses differ: {a} vs {b}")
+        grad_errors = _gradient_errors(ours, tv, images, targets) if (height, width) == sizes[0] else {}
+        # Losses: the core issue's tolerance (1e-5). Gradients: as close to float64 as the reference's
+        # own fp32 gradients, within a factor 3 (NHWC BatchNorm accumulates in float: ~1.6x).
+        if loss_rel_diff > 1e-5 or (grad_errors and grad_errors["grad_err_ours"] > 3 * grad_errors["grad_err_reference"] + 1e-6):
+            raise AssertionError(f"train_step outputs differ: loss {a} vs {b}, gradient errors {grad_errors}")
         ours_fn, ref_fn = partial(_train_step, ours, our_opt, images, targets), partial(_train_step, tv, tv_opt, images, targets)
         params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 2, "image": [height, width], "boxes_per_image": 10}
         ours_mb, ref_mb = peak_memory_mb(ours_fn), peak_memory_mb(ref_fn)
@@ -82,7 +117,8 @@ def train_step(quick: bool) -> list[dict[str, Any]]:
                      "reference_peak_mb_per_image": None if ref_mb is None else ref_mb / 2}
         if (height, width) == sizes[0]:
             ours_ms, ref_ms = compare_ms(ours_fn, ref_fn, rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
-            records.append(emit("train_step", ours_ms, ref_ms, "ms", params, loss_rel_diff=loss_rel_diff, **per_image))
+            records.append(emit("train_step", ours_ms, ref_ms, "ms", params, loss_rel_diff=loss_rel_diff,
+                                **grad_errors, **per_image))
         else:
             records.append(emit("train_memory", ours_mb or 0.0, ref_mb, "MiB", params, **per_image))
     return records

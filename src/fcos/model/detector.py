@@ -39,8 +39,8 @@ class FCOS(nn.Module):
         self.strides = STRIDES
         self.transform = InputTransform(config.input)
         self.backbone = ResNetBackbone(config.backbone)
-        self.fpn = FPN(self.backbone.out_channels, config.fpn)
-        self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides)
+        self.fpn = FPN(self.backbone.out_channels, config.fpn, config.conv3x3)
+        self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides, config.conv3x3)
         self.criterion = FCOSCriterion(config.loss)
         self.decoder = Decoder(config.decode)
         self.last_stats: dict[str, int] = {}  # counts from the latest training forward, for logging

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcos.config import FPNConfig
+from fcos.model.conv import Conv3x3
 
 __all__ = ["FPN"]
 
@@ -19,12 +20,12 @@ class FPN(nn.Module):
     P6 = conv3x3/s2 on P5 (or C5), P7 = conv3x3/s2 on relu(P6), as in the paper and torchvision.
     """
 
-    def __init__(self, in_channels: Sequence[int], config: FPNConfig) -> None:
+    def __init__(self, in_channels: Sequence[int], config: FPNConfig, conv3x3: str = "direct") -> None:
         super().__init__()
         channels = config.channels
         self.extra_from = config.extra_from
         self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in in_channels)
+        self.output = nn.ModuleList(Conv3x3(channels, channels, conv3x3) for _ in in_channels)
         p6_in = channels if config.extra_from == "p5" else in_channels[-1]
         self.p6 = nn.Conv2d(p6_in, channels, 3, stride=2, padding=1)
         self.p7 = nn.Conv2d(channels, channels, 3, stride=2, padding=1)

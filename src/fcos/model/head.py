@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcos.config import HeadConfig
+from fcos.model.conv import Conv3x3
 
 __all__ = ["FCOSHead", "HeadOutputs", "Scale"]
 
@@ -39,11 +40,19 @@ class Scale(nn.Module):
         return x * self.scale
 
 
-def _tower(channels: int, num_convs: int, groups: int) -> nn.Sequential:
+def _tower(channels: int, num_convs: int, groups: int, conv3x3: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.GroupNorm(groups, channels), nn.ReLU()]
+        layers += [Conv3x3(channels, channels, conv3x3), nn.GroupNorm(groups, channels), nn.ReLU()]
     return nn.Sequential(*layers)
+
+
+def _run_tower(tower: nn.Sequential, features: Sequence[Tensor]) -> list[Tensor]:
+    """Layer by layer over all levels, so each conv prepares its (shared) filter once."""
+    xs = list(features)
+    for layer in tower:
+        xs = layer.forward_levels(xs) if isinstance(layer, Conv3x3) else [layer(x) for x in xs]
+    return xs
 
 
 class FCOSHead(nn.Module):
@@ -53,14 +62,17 @@ class FCOSHead(nn.Module):
     relu(scale_l * x) * stride_l with normalised targets (official "improvements") or exp(scale_l * x).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, config: HeadConfig, strides: Sequence[int]) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, config: HeadConfig, strides: Sequence[int], conv3x3: str = "direct"
+    ) -> None:
         super().__init__()
         self.config = config
         self.num_classes = num_classes
         self.strides = tuple(strides)
-        self.cls_tower = _tower(in_channels, config.num_convs, config.norm_groups)
-        self.box_tower = _tower(in_channels, config.num_convs, config.norm_groups)
-        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.cls_tower = _tower(in_channels, config.num_convs, config.norm_groups, conv3x3)
+        self.box_tower = _tower(in_channels, config.num_convs, config.norm_groups, conv3x3)
+        self.cls_logits = Conv3x3(in_channels, num_classes, conv3x3)
+        # 4 + 1 output channels: too few for Winograd's transforms to pay off.
         self.box_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.centerness = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(Scale() for _ in strides) if config.learnable_scales else None
@@ -77,10 +89,10 @@ class FCOSHead(nn.Module):
             # One conv for box distances and centerness (same input): saves a pass over the features.
             box_ctr_weight = torch.cat((self.box_pred.weight, self.centerness.weight))
             box_ctr_bias = torch.cat((self.box_pred.bias, self.centerness.bias))
-        for level, x in enumerate(features):
-            cls_feat = self.cls_tower(x)
-            box_feat = self.box_tower(x)
-            cls_all.append(_flatten(self.cls_logits(cls_feat)))
+        cls_feats, box_feats = _run_tower(self.cls_tower, features), _run_tower(self.box_tower, features)
+        cls_logits = self.cls_logits.forward_levels(cls_feats)
+        for level, (x, cls_feat, box_feat) in enumerate(zip(features, cls_feats, box_feats, strict=True)):
+            cls_all.append(_flatten(cls_logits[level]))
             if self.config.centerness_on_reg:
                 box_ctr = F.conv2d(box_feat, box_ctr_weight, box_ctr_bias, padding=1)
                 box_raw, ctr_raw = box_ctr[:, :4], box_ctr[:, 4:]

@@ -1,0 +1,184 @@
+"""3x3 stride-1 convolution by Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, 2016).
+
+The FCOS head is eight 3x3 256->256 convolutions on every pyramid level; on a CPU they are most of a
+training step. Winograd computes the same convolution with 36 instead of 144 multiplications per 4x4
+output tile: each 6x6 input tile and each 3x3 filter are moved into a transformed domain (``B^T d B``,
+``G g G^T``), multiplied there by 36 matrix products over channels, and moved back (``A^T m A``).
+The backward pass is two more such products (input gradient: the same algorithm on the rotated,
+transposed filter; filter gradient: transformed input x transformed output gradient).
+
+fp32 results differ from direct convolution by a few 1e-6 relative to the output scale (direct
+convolution itself is ~2e-6 away from float64); low precision (bf16/fp16) would amplify the
+transforms' rounding, so :func:`supported` refuses it. Layout: NHWC internally, so channels_last
+inputs are read without a copy and outputs come back channels_last.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["WinogradFilter", "conv3x3", "supported", "transform_filter"]
+
+# G of F(4, 3) (interpolation points 0, +-1, +-2, inf); kron(G, G) maps a 3x3 filter to its 6x6 tile.
+_G = torch.tensor(
+    [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+     [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    dtype=torch.float64,
+)
+_GG = torch.kron(_G, _G)  # [36, 9]
+_GG_ROTATED = _GG.flip(1)  # the same map applied to the filter rotated by 180 degrees
+
+
+class WinogradFilter(NamedTuple):
+    """A 3x3 filter [K, C, 3, 3] in the transformed domain, computed once and shared by all levels."""
+
+    u: Tensor  # [36, C, K]: forward products (differentiable w.r.t. the filter)
+    u_rotated: Tensor  # [36, K, C]: the rotated, transposed filter for the input gradient (no grad)
+
+
+def supported(x: Tensor, weight: Tensor) -> bool:
+    """Whether :func:`conv3x3` applies: 3x3 filters, float32/64 without autocast, no tracing."""
+    # Exported graphs (ONNX / TorchScript) keep a plain Conv node.
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    if tuple(weight.shape[-2:]) != (3, 3) or x.dim() != 4 or x.dtype not in (torch.float32, torch.float64):
+        return False
+    return x.dtype == weight.dtype and not torch.is_autocast_enabled(x.device.type)
+
+
+def transform_filter(weight: Tensor) -> WinogradFilter:
+    """weight [K, C, 3, 3] -> :class:`WinogradFilter`."""
+    k, c = weight.shape[:2]
+    flat = weight.reshape(k * c, 9).t()  # [9, K*C]
+    gg = _GG.to(weight.dtype)
+    u = (gg @ flat).view(36, k, c).transpose(1, 2)
+    with torch.no_grad():
+        u_rotated = (_GG_ROTATED.to(weight.dtype) @ flat).view(36, k, c)
+    return WinogradFilter(u, u_rotated)
+
+
+def conv3x3(x: Tensor, filt: WinogradFilter, bias: Tensor | None = None) -> Tensor:
+    """x [N, C, H, W] -> [N, K, H, W] (channels_last): conv2d(x, weight, bias, stride=1, padding=1)."""
+    return _Winograd3x3.apply(x, filt.u, filt.u_rotated, bias)
+
+
+class _Winograd3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, u: Tensor, u_rotated: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, u, u_rotated)
+        ctx.has_bias = bias is not None
+        return _conv_nhwc(x.permute(0, 2, 3, 1), u, bias).permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        x, u, u_rotated = ctx.saved_tensors
+        grad_nhwc = grad_out.permute(0, 2, 3, 1)
+        grad_x = grad_u = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _conv_nhwc(grad_nhwc, u_rotated, None).permute(0, 3, 1, 2)
+        if ctx.needs_input_grad[1]:
+            n, h, w, _ = grad_nhwc.shape
+            v = _input_tiles(x.permute(0, 2, 3, 1))  # recomputed: cheaper in memory than keeping it
+            grad_u = torch.bmm(v.transpose(1, 2), _output_tiles_adjoint(grad_nhwc))
+        if ctx.has_bias and ctx.needs_input_grad[3]:
+            grad_bias = grad_nhwc.sum((0, 1, 2))
+        return grad_x, grad_u, None, grad_bias
+
+
+def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
+    """x [N, H, W, C], u [36, C, K] -> [N, H, W, K]."""
+    n, h, w, _ = x.shape
+    products = torch.bmm(_input_tiles(x), u)  # [36, N*Th*Tw, K]
+    return _output_tiles(products, n, h, w, bias)
+
+
+def _tiles(h: int, w: int) -> tuple[int, int]:
+    return math.ceil(h / 4), math.ceil(w / 4)
+
+
+# One-dimensional transforms; the 2-D ones apply them along H, then along W. Common subexpressions
+# halve the number of passes over memory (these are bandwidth-bound, the products are not).
+def _bt(d: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+    """B^T of F(4, 3): 6 inputs -> 6 outputs."""
+    torch.add(d[4], d[2], alpha=-5, out=out[0]).add_(d[0], alpha=4)
+    a, b = torch.add(d[4], d[2], alpha=-4), torch.add(d[3], d[1], alpha=-4)
+    torch.add(a, b, out=out[1])
+    torch.sub(a, b, out=out[2])
+    c, e = torch.sub(d[4], d[2]), torch.sub(d[3], d[1]).mul_(2)
+    torch.add(c, e, out=out[3])
+    torch.sub(c, e, out=out[4])
+    torch.add(d[5], d[3], alpha=-5, out=out[5]).add_(d[1], alpha=4)
+
+
+def _at(m: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+    """A^T of F(4, 3): 6 inputs -> 4 outputs."""
+    s1, t1 = torch.add(m[1], m[2]), torch.sub(m[1], m[2])
+    s2, t2 = torch.add(m[3], m[4]), torch.sub(m[3], m[4])
+    torch.add(m[0], s1, out=out[0]).add_(s2)
+    torch.add(t1, t2, alpha=2, out=out[1])
+    torch.add(s1, s2, alpha=4, out=out[2])
+    torch.add(t1, t2, alpha=8, out=out[3]).add_(m[5])
+
+
+def _at_adjoint(g: Sequence[Tensor], out: Sequence[Tensor]) -> None:
+    """A (the adjoint of A^T): 4 inputs -> 6 outputs."""
+    out[0].copy_(g[0])
+    p, q = torch.add(g[0], g[2]), torch.add(g[1], g[3])
+    torch.add(p, q, out=out[1])
+    torch.sub(p, q, out=out[2])
+    r, s = torch.add(g[0], g[2], alpha=4), torch.add(g[3], g[1], alpha=0.25).mul_(8)
+    torch.add(r, s, out=out[3])
+    torch.sub(r, s, out=out[4])
+    out[5].copy_(g[3])
+
+
+def _input_tiles(x: Tensor) -> Tensor:
+    """x [N, H, W, C] -> V [36, N*Th*Tw, C]: B^T d B of every overlapping 6x6 tile (zero padding 1)."""
+    n, h, w, c = x.shape
+    th, tw = _tiles(h, w)
+    padded = x.new_zeros(n, 4 * th + 2, 4 * tw + 2, c)
+    padded[:, 1 : h + 1, 1 : w + 1] = x
+    rows = x.new_empty(6, n, th, 4 * tw + 2, c)
+    _bt([padded[:, r : r + 4 * th - 3 : 4] for r in range(6)], rows)
+    v = x.new_empty(6, 6, n, th, tw, c)
+    for i in range(6):
+        _bt([rows[i][:, :, s : s + 4 * tw - 3 : 4] for s in range(6)], v[i])
+    return v.view(36, n * th * tw, c)
+
+
+def _output_tiles(m: Tensor, n: int, h: int, w: int, bias: Tensor | None) -> Tensor:
+    """M [36, N*Th*Tw, K] -> y [N, H, W, K]: A^T m A of every tile, tiles laid side by side."""
+    th, tw = _tiles(h, w)
+    k = m.shape[-1]
+    m = m.view(6, 6, n, th, tw, k)
+    rows = m.new_empty(4, 6, n, th, tw, k)
+    _at(list(m), rows)
+    y = m.new_empty(n, th, 4, tw, 4, k)
+    for a in range(4):
+        _at(list(rows[a]), [y[:, :, a, :, b] for b in range(4)])
+    y = y.view(n, 4 * th, 4 * tw, k)
+    if 4 * th != h or 4 * tw != w:
+        y = y[:, :h, :w].contiguous()
+    if bias is not None:
+        y.add_(bias)
+    return y
+
+
+def _output_tiles_adjoint(g: Tensor) -> Tensor:
+    """g [N, H, W, K] -> [36, N*Th*Tw, K]: the adjoint of :func:`_output_tiles` (without bias)."""
+    n, h, w, k = g.shape
+    th, tw = _tiles(h, w)
+    if 4 * th != h or 4 * tw != w:
+        g = torch.nn.functional.pad(g, (0, 0, 0, 4 * tw - w, 0, 4 * th - h))
+    g = g.reshape(n, th, 4, tw, 4, k)
+    cols = g.new_empty(6, n, th, tw, 4, k)
+    _at_adjoint([g[:, :, a] for a in range(4)], cols)
+    out = g.new_empty(6, 6, n, th, tw, k)
+    for i in range(6):
+        _at_adjoint([cols[i][..., b, :] for b in range(4)], out[i])
+    return out.view(36, n * th * tw, k)

@@ -1,0 +1,72 @@
+"""Winograd F(4x4, 3x3): the same convolution as F.conv2d, values and all three gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fcos.ops import winograd
+
+
+def _conv(x, w, b):
+    return winograd.conv3x3(x, winograd.transform_filter(w), b)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 1, 1), (1, 2, 4, 4), (2, 4, 8, 13), (1, 6, 5, 3)])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_equals_direct_convolution_in_float64(shape, channels_last, with_bias):
+    n, c, h, w = shape
+    x = torch.randn(shape, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    weight = torch.randn(7, c, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(7, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ours, ref = _conv(x, weight, bias), F.conv2d(x, weight, bias, padding=1)
+    assert ours.shape == ref.shape == (n, 7, h, w)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-11)
+    upstream = torch.randn_like(ref)
+    inputs = (x, weight) + ((bias,) if with_bias else ())
+    for g_ours, g_ref in zip(torch.autograd.grad((ours * upstream).sum(), inputs),
+                             torch.autograd.grad((ref * upstream).sum(), inputs), strict=True):
+        torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-10)
+
+
+def test_gradcheck():
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_conv, (x, w, b))
+
+
+def test_float32_error_is_of_the_order_of_direct_convolution():
+    x = torch.randn(2, 64, 20, 24).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(64, 64, 3, 3) * 0.05, torch.randn(64)
+    truth = F.conv2d(x.double(), w.double(), b.double(), padding=1)
+    scale = float(truth.abs().max())
+    ours = float((_conv(x, w, b).double() - truth).abs().max()) / scale
+    direct = float((F.conv2d(x, w, b, padding=1).double() - truth).abs().max()) / scale
+    assert ours < 2e-5 and ours < 20 * max(direct, 1e-7)
+
+
+def test_gradient_of_one_input_only():
+    x = torch.randn(1, 4, 9, 6, dtype=torch.float64)
+    w = torch.randn(5, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    (gw,) = torch.autograd.grad(_conv(x, w, None).square().sum(), (w,))
+    (rw,) = torch.autograd.grad(F.conv2d(x, w, padding=1).square().sum(), (w,))
+    torch.testing.assert_close(gw, rw)
+    x.requires_grad_()
+    w.requires_grad_(False)
+    (gx,) = torch.autograd.grad(_conv(x, w, None).square().sum(), (x,))
+    (rx,) = torch.autograd.grad(F.conv2d(x, w, padding=1).square().sum(), (x,))
+    torch.testing.assert_close(gx, rx)
+
+
+def test_supported_only_where_precise_and_not_exporting():
+    x, w = torch.randn(1, 4, 8, 8), torch.randn(4, 4, 3, 3)
+    assert winograd.supported(x, w)
+    assert not winograd.supported(x.bfloat16(), w.bfloat16())
+    assert not winograd.supported(x, w.double())
+    assert not winograd.supported(x, torch.randn(4, 4, 5, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not winograd.supported(x, w)
