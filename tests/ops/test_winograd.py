@@ -70,3 +70,16 @@ def test_supported_only_where_precise_and_not_exporting():
     assert not winograd.supported(x, torch.randn(4, 4, 5, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not winograd.supported(x, w)
+
+
+def test_levels_sharing_a_filter_and_a_retained_graph():
+    """One transformed filter used by several inputs; backward twice (retain_graph) stays exact."""
+    w = torch.randn(3, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    xs = [torch.randn(1, 2, s, s, dtype=torch.float64, requires_grad=True) for s in (6, 3)]
+    filt = winograd.transform_filter(w)
+    loss = sum((winograd.conv3x3(x, filt) ** 2).sum() for x in xs)
+    ref = sum((F.conv2d(x, w, padding=1) ** 2).sum() for x in xs)
+    expected = torch.autograd.grad(ref, (w, *xs))
+    for _ in range(2):
+        for got, want in zip(torch.autograd.grad(loss, (w, *xs), retain_graph=True), expected, strict=True):
+            torch.testing.assert_close(got, want)

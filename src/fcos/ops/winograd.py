@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -34,11 +33,44 @@ _GG = torch.kron(_G, _G)  # [36, 9]
 _GG_ROTATED = _GG.flip(1)  # the same map applied to the filter rotated by 180 degrees
 
 
-class WinogradFilter(NamedTuple):
-    """A 3x3 filter [K, C, 3, 3] in the transformed domain, computed once and shared by all levels."""
+class WinogradFilter:
+    """A 3x3 filter [K, C, 3, 3] in the transformed domain, computed once and shared by all levels.
 
-    u: Tensor  # [36, C, K]: forward products (differentiable w.r.t. the filter)
-    u_rotated: Tensor  # [36, K, C]: the rotated, transposed filter for the input gradient (no grad)
+    ``u`` [36, C, K] is differentiable w.r.t. the filter. The rotated, transposed filter that the
+    input gradient needs is built on first use in the backward pass (:class:`_Rotated`) rather than
+    kept from the forward pass: either would be 4x the filter's size per layer.
+    """
+
+    def __init__(self, weight: Tensor) -> None:
+        self.weight = weight
+        self.u = _transform(weight, _GG).transpose(1, 2)
+        self.rotated = _Rotated(weight)
+
+
+class _Rotated:
+    """The [36, K, C] transform of the filter rotated by 180 degrees, channels swapped: computed by
+    the first backward pass that needs it, shared by those of the other levels, and dropped after
+    the last of them (autograd keeps each level's context until the whole graph is freed)."""
+
+    def __init__(self, weight: Tensor) -> None:
+        self.weight = weight
+        self.pending = 0  # backward passes still to come
+        self._value: Tensor | None = None
+
+    def use(self) -> Tensor:
+        value = self._value
+        if value is None:
+            with torch.no_grad():
+                value = _transform(self.weight, _GG_ROTATED)
+        self.pending -= 1
+        self._value = value if self.pending > 0 else None
+        return value
+
+
+def _transform(weight: Tensor, gg: Tensor) -> Tensor:
+    """[K, C, 3, 3] -> [36, K, C]."""
+    k, c = weight.shape[:2]
+    return (gg.to(weight.dtype) @ weight.reshape(k * c, 9).t()).view(36, k, c)
 
 
 def supported(x: Tensor, weight: Tensor) -> bool:
@@ -53,48 +85,47 @@ def supported(x: Tensor, weight: Tensor) -> bool:
 
 def transform_filter(weight: Tensor) -> WinogradFilter:
     """weight [K, C, 3, 3] -> :class:`WinogradFilter`."""
-    k, c = weight.shape[:2]
-    flat = weight.reshape(k * c, 9).t()  # [9, K*C]
-    gg = _GG.to(weight.dtype)
-    u = (gg @ flat).view(36, k, c).transpose(1, 2)
-    with torch.no_grad():
-        u_rotated = (_GG_ROTATED.to(weight.dtype) @ flat).view(36, k, c)
-    return WinogradFilter(u, u_rotated)
+    return WinogradFilter(weight)
 
 
 def conv3x3(x: Tensor, filt: WinogradFilter, bias: Tensor | None = None) -> Tensor:
     """x [N, C, H, W] -> [N, K, H, W] (channels_last): conv2d(x, weight, bias, stride=1, padding=1)."""
-    return _Winograd3x3.apply(x, filt.u, filt.u_rotated, bias)
+    return _Winograd3x3.apply(x, filt.u, filt.weight, bias, filt.rotated)
 
 
 class _Winograd3x3(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, u: Tensor, u_rotated: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x, u, u_rotated)
+    def forward(  # type: ignore[override]
+        ctx, x: Tensor, u: Tensor, weight: Tensor, bias: Tensor | None, rotated: _Rotated
+    ) -> Tensor:
+        # The weight is saved (not used) so that autograd's version check catches in-place updates.
+        ctx.save_for_backward(x, weight)
+        ctx.rotated = rotated
+        rotated.pending += 1
         ctx.has_bias = bias is not None
         return _conv_nhwc(x.permute(0, 2, 3, 1), u, bias).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
-        x, u, u_rotated = ctx.saved_tensors
+        x, _ = ctx.saved_tensors
         grad_nhwc = grad_out.permute(0, 2, 3, 1)
         grad_x = grad_u = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = _conv_nhwc(grad_nhwc, u_rotated, None).permute(0, 3, 1, 2)
+            grad_x = _conv_nhwc(grad_nhwc, ctx.rotated.use(), None).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
-            n, h, w, _ = grad_nhwc.shape
-            v = _input_tiles(x.permute(0, 2, 3, 1))  # recomputed: cheaper in memory than keeping it
-            grad_u = torch.bmm(v.transpose(1, 2), _output_tiles_adjoint(grad_nhwc))
+            # The input tiles are recomputed: keeping them from the forward pass would cost 2.25x x.
+            grad_u = torch.bmm(_input_tiles(x.permute(0, 2, 3, 1)).transpose(1, 2), _output_tiles_adjoint(grad_nhwc))
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_bias = grad_nhwc.sum((0, 1, 2))
-        return grad_x, grad_u, None, grad_bias
+        # The filter's gradient reaches `weight` through `u`.
+        return grad_x, grad_u, None, grad_bias, None
 
 
 def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     """x [N, H, W, C], u [36, C, K] -> [N, H, W, K]."""
     n, h, w, _ = x.shape
-    products = torch.bmm(_input_tiles(x), u)  # [36, N*Th*Tw, K]
-    return _output_tiles(products, n, h, w, bias)
+    # No names bound to the [36, N*Th*Tw, *] intermediates: each is freed as soon as it is consumed.
+    return _output_tiles(torch.bmm(_input_tiles(x), u), n, h, w, bias)
 
 
 def _tiles(h: int, w: int) -> tuple[int, int]:
@@ -145,6 +176,7 @@ def _input_tiles(x: Tensor) -> Tensor:
     padded[:, 1 : h + 1, 1 : w + 1] = x
     rows = x.new_empty(6, n, th, 4 * tw + 2, c)
     _bt([padded[:, r : r + 4 * th - 3 : 4] for r in range(6)], rows)
+    del padded
     v = x.new_empty(6, 6, n, th, tw, c)
     for i in range(6):
         _bt([rows[i][:, :, s : s + 4 * tw - 3 : 4] for s in range(6)], v[i])
@@ -158,7 +190,8 @@ def _output_tiles(m: Tensor, n: int, h: int, w: int, bias: Tensor | None) -> Ten
     m = m.view(6, 6, n, th, tw, k)
     rows = m.new_empty(4, 6, n, th, tw, k)
     _at(list(m), rows)
-    y = m.new_empty(n, th, 4, tw, 4, k)
+    del m
+    y = rows.new_empty(n, th, 4, tw, 4, k)
     for a in range(4):
         _at(list(rows[a]), [y[:, :, a, :, b] for b in range(4)])
     y = y.view(n, 4 * th, 4 * tw, k)
@@ -178,7 +211,7 @@ def _output_tiles_adjoint(g: Tensor) -> Tensor:
     g = g.reshape(n, th, 4, tw, 4, k)
     cols = g.new_empty(6, n, th, tw, 4, k)
     _at_adjoint([g[:, :, a] for a in range(4)], cols)
-    out = g.new_empty(6, 6, n, th, tw, k)
+    out = cols.new_empty(6, 6, n, th, tw, k)
     for i in range(6):
         _at_adjoint([cols[i][..., b, :] for b in range(4)], out[i])
     return out.view(36, n * th * tw, k)
