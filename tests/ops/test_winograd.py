@@ -14,7 +14,10 @@ def _conv(x, w, b):
 @pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 1, 1), (1, 2, 4, 4), (2, 4, 8, 13), (1, 6, 5, 3)])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_equals_direct_convolution_in_float64(shape, channels_last, with_bias):
+@pytest.mark.parametrize("one_tile_row_per_band", [False, True])
+def test_equals_direct_convolution_in_float64(shape, channels_last, with_bias, one_tile_row_per_band, monkeypatch):
+    if one_tile_row_per_band:
+        monkeypatch.setattr(winograd, "_BAND_BYTES", 1)
     n, c, h, w = shape
     x = torch.randn(shape, dtype=torch.float64)
     if channels_last:

@@ -109,7 +109,12 @@ def emit(
     }
     if unit == "ms":
         record["ours_ms"], record["reference_ms"] = record["ours"], record["reference"]
-    record.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in extra.items()})
+    record.update({k: (_round(v) if isinstance(v, float) else v) for k, v in extra.items()})
     print(json.dumps(record), flush=True)
     sys.stdout.flush()
     return record
+
+
+def _round(value: float) -> float:
+    """3 decimals, but 4 significant digits for small values (differences like 1.8e-06 stay visible)."""
+    return round(value, 3) if abs(value) >= 1 else float(f"{value:.4g}")

@@ -139,13 +139,19 @@ def inference(quick: bool) -> list[dict[str, Any]]:
     if len(a["boxes"]) != len(b["boxes"]) or not torch.allclose(a["boxes"], b["boxes"], atol=1e-3):
         raise AssertionError("inference detections differ")
     box_max_diff = float((a["boxes"] - b["boxes"]).abs().max()) if len(a["boxes"]) else 0.0
-    with torch.inference_mode():  # the raw network outputs agree too (bit-identical in eval mode)
+    with torch.inference_mode():  # the raw network outputs agree too
         batch, _ = ours.transform(images)
-        head_diff = float((ours.forward_batch(batch).cls_logits - tv.head(list(tv.backbone(batch.tensor).values()))["cls_logits"]).abs().max())
+        ours_logits = ours.forward_batch(batch).cls_logits
+        ref_logits = tv.head(list(tv.backbone(batch.tensor).values()))["cls_logits"]
+        head_diff = float((ours_logits - ref_logits).abs().max())
+        head_rel_diff = head_diff / float(ref_logits.abs().max())
+    if head_rel_diff > 1e-5:
+        raise AssertionError(f"inference logits differ: max difference {head_diff}")
     ours_ms, ref_ms = compare_ms(partial(run, ours), partial(run, tv), rounds=1 if quick else 3, warmup=1, repeat=3 if quick else 5)
     params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 1, "image": [height, width],
               "detections": len(a["boxes"]), "threads": torch.get_num_threads()}
-    return [emit("inference", ours_ms, ref_ms, "ms", params, box_max_diff=box_max_diff, logits_max_diff=head_diff)]
+    return [emit("inference", ours_ms, ref_ms, "ms", params, box_max_diff=box_max_diff, logits_max_diff=head_diff,
+                 logits_rel_diff=head_rel_diff)]
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:

@@ -103,10 +103,16 @@ class _Winograd3x3(torch.autograd.Function):
         ctx.rotated = rotated
         rotated.pending += 1
         ctx.has_bias = bias is not None
-        return _conv_nhwc(x.permute(0, 2, 3, 1), u, bias).permute(0, 3, 1, 2)
+        with torch.profiler.record_function("winograd_conv3x3"):
+            return _conv_nhwc(x.permute(0, 2, 3, 1), u, bias).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        with torch.profiler.record_function("winograd_conv3x3_backward"):
+            return _Winograd3x3._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, _ = ctx.saved_tensors
         grad_nhwc = grad_out.permute(0, 2, 3, 1)
         grad_x = grad_u = grad_bias = None
@@ -114,7 +120,7 @@ class _Winograd3x3(torch.autograd.Function):
             grad_x = _conv_nhwc(grad_nhwc, ctx.rotated.use(), None).permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
             # The input tiles are recomputed: keeping them from the forward pass would cost 2.25x x.
-            grad_u = torch.bmm(_input_tiles(x.permute(0, 2, 3, 1)).transpose(1, 2), _output_tiles_adjoint(grad_nhwc))
+            grad_u = _filter_gradient(x.permute(0, 2, 3, 1), grad_nhwc)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_bias = grad_nhwc.sum((0, 1, 2))
         # The filter's gradient reaches `weight` through `u`.
@@ -123,9 +129,40 @@ class _Winograd3x3(torch.autograd.Function):
 
 def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     """x [N, H, W, C], u [36, C, K] -> [N, H, W, K]."""
-    n, h, w, _ = x.shape
-    # No names bound to the [36, N*Th*Tw, *] intermediates: each is freed as soon as it is consumed.
-    return _output_tiles(torch.bmm(_input_tiles(x), u), n, h, w, bias)
+    n, h, w, c = x.shape
+    th, tw = _tiles(h, w)
+    y = x.new_empty(n, th, 4, tw, 4, u.shape[-1])
+    for t0, t1 in _bands(n, th, tw, max(c, u.shape[-1])):
+        _output_tiles(torch.bmm(_input_tiles(x, t0, t1), u), y[:, t0:t1])
+    y = y.view(n, 4 * th, 4 * tw, -1)
+    if 4 * th != h or 4 * tw != w:
+        y = y[:, :h, :w].contiguous()
+    return y if bias is None else y.add_(bias)
+
+
+def _filter_gradient(x: Tensor, grad: Tensor) -> Tensor:
+    """x [N, H, W, C], grad [N, H, W, K] -> [36, C, K]: sum over tiles of V^T (A grad A^T)."""
+    n, h, w, c = x.shape
+    th, tw = _tiles(h, w)
+    if 4 * th != h or 4 * tw != w:
+        grad = torch.nn.functional.pad(grad, (0, 0, 0, 4 * tw - w, 0, 4 * th - h))
+    grad = grad.reshape(n, th, 4, tw, 4, -1)
+    total = None
+    for t0, t1 in _bands(n, th, tw, max(c, grad.shape[-1])):
+        v, g = _input_tiles(x, t0, t1).transpose(1, 2), _output_tiles_adjoint(grad[:, t0:t1])
+        total = torch.bmm(v, g) if total is None else total.baddbmm_(v, g)
+    assert total is not None
+    return total
+
+
+# Tiles are processed in bands of tile rows whose transformed data (36 x tiles x channels floats)
+# stays near this size: cache-friendly transforms and a bounded scratch memory on large images.
+_BAND_BYTES = 64 << 20
+
+
+def _bands(n: int, th: int, tw: int, channels: int) -> list[tuple[int, int]]:
+    rows = max(1, _BAND_BYTES // (36 * 4 * channels * n * tw))
+    return [(t0, min(th, t0 + rows)) for t0 in range(0, th, rows)]
 
 
 def _tiles(h: int, w: int) -> tuple[int, int]:
@@ -168,50 +205,42 @@ def _at_adjoint(g: Sequence[Tensor], out: Sequence[Tensor]) -> None:
     out[5].copy_(g[3])
 
 
-def _input_tiles(x: Tensor) -> Tensor:
-    """x [N, H, W, C] -> V [36, N*Th*Tw, C]: B^T d B of every overlapping 6x6 tile (zero padding 1)."""
+def _input_tiles(x: Tensor, t0: int, t1: int) -> Tensor:
+    """x [N, H, W, C] -> V [36, N*(t1-t0)*Tw, C]: B^T d B of the overlapping 6x6 input tiles of tile
+    rows t0..t1 (zero padding 1 around the image)."""
     n, h, w, c = x.shape
-    th, tw = _tiles(h, w)
-    padded = x.new_zeros(n, 4 * th + 2, 4 * tw + 2, c)
-    padded[:, 1 : h + 1, 1 : w + 1] = x
-    rows = x.new_empty(6, n, th, 4 * tw + 2, c)
-    _bt([padded[:, r : r + 4 * th - 3 : 4] for r in range(6)], rows)
+    _, tw = _tiles(h, w)
+    bt = t1 - t0
+    # Input rows 4*t0 - 1 .. 4*t1 + 1 (padded coordinates 4*t0 .. 4*t1 + 2), zeros outside the image.
+    padded = x.new_zeros(n, 4 * bt + 2, 4 * tw + 2, c)
+    r0, r1 = max(4 * t0 - 1, 0), min(4 * t1 + 1, h)
+    padded[:, r0 - (4 * t0 - 1) : r1 - (4 * t0 - 1), 1 : w + 1] = x[:, r0:r1]
+    rows = x.new_empty(6, n, bt, 4 * tw + 2, c)
+    _bt([padded[:, r : r + 4 * bt - 3 : 4] for r in range(6)], rows)
     del padded
-    v = x.new_empty(6, 6, n, th, tw, c)
+    v = x.new_empty(6, 6, n, bt, tw, c)
     for i in range(6):
         _bt([rows[i][:, :, s : s + 4 * tw - 3 : 4] for s in range(6)], v[i])
-    return v.view(36, n * th * tw, c)
+    return v.view(36, n * bt * tw, c)
 
 
-def _output_tiles(m: Tensor, n: int, h: int, w: int, bias: Tensor | None) -> Tensor:
-    """M [36, N*Th*Tw, K] -> y [N, H, W, K]: A^T m A of every tile, tiles laid side by side."""
-    th, tw = _tiles(h, w)
-    k = m.shape[-1]
-    m = m.view(6, 6, n, th, tw, k)
-    rows = m.new_empty(4, 6, n, th, tw, k)
+def _output_tiles(m: Tensor, out: Tensor) -> None:
+    """M [36, N*bt*Tw, K] -> out [N, bt, 4, Tw, 4, K]: A^T m A of every tile."""
+    n, bt, _, tw, _, k = out.shape
+    m = m.view(6, 6, n, bt, tw, k)
+    rows = m.new_empty(4, 6, n, bt, tw, k)
     _at(list(m), rows)
     del m
-    y = rows.new_empty(n, th, 4, tw, 4, k)
     for a in range(4):
-        _at(list(rows[a]), [y[:, :, a, :, b] for b in range(4)])
-    y = y.view(n, 4 * th, 4 * tw, k)
-    if 4 * th != h or 4 * tw != w:
-        y = y[:, :h, :w].contiguous()
-    if bias is not None:
-        y.add_(bias)
-    return y
+        _at(list(rows[a]), [out[:, :, a, :, b] for b in range(4)])
 
 
 def _output_tiles_adjoint(g: Tensor) -> Tensor:
-    """g [N, H, W, K] -> [36, N*Th*Tw, K]: the adjoint of :func:`_output_tiles` (without bias)."""
-    n, h, w, k = g.shape
-    th, tw = _tiles(h, w)
-    if 4 * th != h or 4 * tw != w:
-        g = torch.nn.functional.pad(g, (0, 0, 0, 4 * tw - w, 0, 4 * th - h))
-    g = g.reshape(n, th, 4, tw, 4, k)
-    cols = g.new_empty(6, n, th, tw, 4, k)
+    """g [N, bt, 4, Tw, 4, K] -> [36, N*bt*Tw, K]: the adjoint of :func:`_output_tiles`."""
+    n, bt, _, tw, _, k = g.shape
+    cols = g.new_empty(6, n, bt, tw, 4, k)
     _at_adjoint([g[:, :, a] for a in range(4)], cols)
-    out = cols.new_empty(6, 6, n, th, tw, k)
+    out = cols.new_empty(6, 6, n, bt, tw, k)
     for i in range(6):
         _at_adjoint([cols[i][..., b, :] for b in range(4)], out[i])
-    return out.view(36, n * th * tw, k)
+    return out.view(36, n * bt * tw, k)
