@@ -11,12 +11,15 @@ fp32 results differ from direct convolution by a few 1e-6 relative to the output
 convolution itself is ~2e-6 away from float64); low precision (bf16/fp16) would amplify the
 transforms' rounding, so :func:`supported` refuses it. Layout: NHWC internally, so channels_last
 inputs are read without a copy and outputs come back channels_last.
+
+Memory: the transformed tiles are produced one column (j) of the 6x6 tile at a time and consumed at
+once, so scratch memory is ~3x the input instead of ~7x; nothing but the input is kept for backward.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -130,33 +133,55 @@ class _Winograd3x3(torch.autograd.Function):
 def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     """x [N, H, W, C], u [36, C, K] -> [N, H, W, K]."""
     n, h, w, c = x.shape
+    k = u.shape[-1]
     th, tw = _tiles(h, w)
-    y = x.new_empty(n, th, 4, tw, 4, u.shape[-1])
-    for t0, t1 in _bands(n, th, tw, max(c, u.shape[-1])):
-        _output_tiles(torch.bmm(_input_tiles(x, t0, t1), u), y[:, t0:t1])
-    y = y.view(n, 4 * th, 4 * tw, -1)
+    u = u.view(6, 6, c, k)
+    y = x.new_empty(n, th, 4, tw, 4, k)
+    for t0, t1 in _bands(n, th, tw, max(c, k)):
+        # One column j of the 6x6 transformed tiles at a time: B^T d B -> products -> A^T (.) along
+        # i, so the [36, tiles, channels] arrays are never all in memory; then A^T along j.
+        half = x.new_empty(4, 6, n, t1 - t0, tw, k)  # A^T m, indexed [a, j]
+        products = None
+        for j, v in _input_tile_columns(x, t0, t1):
+            products = torch.bmm(v, u[:, j], out=products)  # [6 (i), tiles, K]
+            _at(list(products.view(6, n, t1 - t0, tw, k)), half[:, j])
+        del products
+        out = y[:, t0:t1]
+        for a in range(4):
+            _at(list(half[a]), [out[:, :, a, :, b] for b in range(4)])
+    y = y.view(n, 4 * th, 4 * tw, k)
     if 4 * th != h or 4 * tw != w:
         y = y[:, :h, :w].contiguous()
     return y if bias is None else y.add_(bias)
 
 
 def _filter_gradient(x: Tensor, grad: Tensor) -> Tensor:
-    """x [N, H, W, C], grad [N, H, W, K] -> [36, C, K]: sum over tiles of V^T (A grad A^T)."""
+    """x [N, H, W, C], grad [N, H, W, K] -> [36, C, K]: the sum over tiles of V^T (A grad A^T)."""
     n, h, w, c = x.shape
+    k = grad.shape[-1]
     th, tw = _tiles(h, w)
     if 4 * th != h or 4 * tw != w:
         grad = torch.nn.functional.pad(grad, (0, 0, 0, 4 * tw - w, 0, 4 * th - h))
-    grad = grad.reshape(n, th, 4, tw, 4, -1)
-    total = None
-    for t0, t1 in _bands(n, th, tw, max(c, grad.shape[-1])):
-        v, g = _input_tiles(x, t0, t1).transpose(1, 2), _output_tiles_adjoint(grad[:, t0:t1])
-        total = torch.bmm(v, g) if total is None else total.baddbmm_(v, g)
-    assert total is not None
-    return total
+    grad = grad.reshape(n, th, 4, tw, 4, k)
+    total = x.new_empty(6, 6, c, k)  # [j, i, C, K]
+    for band, (t0, t1) in enumerate(_bands(n, th, tw, max(c, k))):
+        g = grad[:, t0:t1]
+        # A^T's adjoint along the output columns b -> j, for all j at once: [j, N, bt, 4 (a), Tw, K].
+        half = g.new_empty(6, n, t1 - t0, 4, tw, k)
+        _at_adjoint([g[..., b, :] for b in range(4)], half)
+        column = g.new_empty(6, n, t1 - t0, tw, k)
+        for j, v in _input_tile_columns(x, t0, t1):
+            _at_adjoint([half[j][:, :, a] for a in range(4)], column)  # along a -> i
+            products = column.view(6, -1, k)
+            if band == 0:
+                torch.bmm(v.transpose(1, 2), products, out=total[j])
+            else:
+                total[j].baddbmm_(v.transpose(1, 2), products)
+    return total.transpose(0, 1).reshape(36, c, k)
 
 
 # Tiles are processed in bands of tile rows whose transformed data (36 x tiles x channels floats)
-# stays near this size: cache-friendly transforms and a bounded scratch memory on large images.
+# stays under this size: a bounded scratch memory on large images (smaller bands cost speed).
 _BAND_BYTES = 64 << 20
 
 
@@ -183,6 +208,20 @@ def _bt(d: Sequence[Tensor], out: Sequence[Tensor]) -> None:
     torch.add(d[5], d[3], alpha=-5, out=out[5]).add_(d[1], alpha=4)
 
 
+def _bt_each(d: Sequence[Tensor]) -> Iterator[tuple[int, Tensor]]:
+    """B^T of F(4, 3) one output at a time (each is consumed before the next is made)."""
+    yield 0, torch.add(d[4], d[2], alpha=-5).add_(d[0], alpha=4)
+    a, b = torch.add(d[4], d[2], alpha=-4), torch.add(d[3], d[1], alpha=-4)
+    yield 1, a + b
+    yield 2, a.sub_(b)
+    del a, b
+    c, e = torch.sub(d[4], d[2]), torch.sub(d[3], d[1]).mul_(2)
+    yield 3, c + e
+    yield 4, c.sub_(e)
+    del c, e
+    yield 5, torch.add(d[5], d[3], alpha=-5).add_(d[1], alpha=4)
+
+
 def _at(m: Sequence[Tensor], out: Sequence[Tensor]) -> None:
     """A^T of F(4, 3): 6 inputs -> 4 outputs."""
     s1, t1 = torch.add(m[1], m[2]), torch.sub(m[1], m[2])
@@ -205,9 +244,9 @@ def _at_adjoint(g: Sequence[Tensor], out: Sequence[Tensor]) -> None:
     out[5].copy_(g[3])
 
 
-def _input_tiles(x: Tensor, t0: int, t1: int) -> Tensor:
-    """x [N, H, W, C] -> V [36, N*(t1-t0)*Tw, C]: B^T d B of the overlapping 6x6 input tiles of tile
-    rows t0..t1 (zero padding 1 around the image)."""
+def _input_tile_columns(x: Tensor, t0: int, t1: int) -> Iterator[tuple[int, Tensor]]:
+    """x [N, H, W, C] -> (j, V[:, j] [6 (i), N*(t1-t0)*Tw, C]) for j = 0..5: B^T d B of the
+    overlapping 6x6 input tiles of tile rows t0..t1 (zero padding 1 around the image)."""
     n, h, w, c = x.shape
     _, tw = _tiles(h, w)
     bt = t1 - t0
@@ -215,32 +254,8 @@ def _input_tiles(x: Tensor, t0: int, t1: int) -> Tensor:
     padded = x.new_zeros(n, 4 * bt + 2, 4 * tw + 2, c)
     r0, r1 = max(4 * t0 - 1, 0), min(4 * t1 + 1, h)
     padded[:, r0 - (4 * t0 - 1) : r1 - (4 * t0 - 1), 1 : w + 1] = x[:, r0:r1]
-    rows = x.new_empty(6, n, bt, 4 * tw + 2, c)
+    rows = x.new_empty(6, n, bt, 4 * tw + 2, c)  # B^T along H: [i, N, bt, W + 2, C]
     _bt([padded[:, r : r + 4 * bt - 3 : 4] for r in range(6)], rows)
     del padded
-    v = x.new_empty(6, 6, n, bt, tw, c)
-    for i in range(6):
-        _bt([rows[i][:, :, s : s + 4 * tw - 3 : 4] for s in range(6)], v[i])
-    return v.view(36, n * bt * tw, c)
-
-
-def _output_tiles(m: Tensor, out: Tensor) -> None:
-    """M [36, N*bt*Tw, K] -> out [N, bt, 4, Tw, 4, K]: A^T m A of every tile."""
-    n, bt, _, tw, _, k = out.shape
-    m = m.view(6, 6, n, bt, tw, k)
-    rows = m.new_empty(4, 6, n, bt, tw, k)
-    _at(list(m), rows)
-    del m
-    for a in range(4):
-        _at(list(rows[a]), [out[:, :, a, :, b] for b in range(4)])
-
-
-def _output_tiles_adjoint(g: Tensor) -> Tensor:
-    """g [N, bt, 4, Tw, 4, K] -> [36, N*bt*Tw, K]: the adjoint of :func:`_output_tiles`."""
-    n, bt, _, tw, _, k = g.shape
-    cols = g.new_empty(6, n, bt, tw, 4, k)
-    _at_adjoint([g[:, :, a] for a in range(4)], cols)
-    out = cols.new_empty(6, 6, n, bt, tw, k)
-    for i in range(6):
-        _at_adjoint([cols[i][..., b, :] for b in range(4)], out[i])
-    return out.view(36, n * bt * tw, k)
+    for j, v in _bt_each([rows[:, :, :, s : s + 4 * tw - 3 : 4] for s in range(6)]):  # along W
+        yield j, v.view(6, n * bt * tw, c)
