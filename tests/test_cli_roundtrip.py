@@ -20,9 +20,10 @@ def test_train_eval_predict_round_trip(shared_data, tmp_path):
     run = tmp_path / "run"
     proc = fcos("train", "--data", shared_data / "fruit", "--out", run, "--backbone", "resnet18", "--img-size", 128,
                 "--fpn-channels", 32, "--head-convs", 1, "--recipe", "cpu", "--batch-size", 4, "--max-iters", 4,
-                "--workers", 0, "--no-progress")
+                "--workers", 0, "--no-progress", "--conv3x3", "winograd")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done: AP" in proc.stdout
+    assert "conv3x3: winograd" in (run / "config.yaml").read_text()
     for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "val_predictions.png", "last.pt", "best.pt"):
         assert (run / name).is_file(), name
 

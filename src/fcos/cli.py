@@ -35,6 +35,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--head-convs", type=int, help="convs per head tower (official 4)")
     g.add_argument("--backbone-weights", help="local ImageNet ResNet state dict (freezes BN, stem and stage 1)")
     g.add_argument("--weights", help="initialise from an fcos checkpoint (fine-tuning)")
+    g.add_argument("--conv3x3", choices=["auto", "direct", "winograd"],
+                   help="head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)")
     g = p.add_argument_group("schedule (defaults from --recipe)")
     g.add_argument("--recipe", default="official", choices=["official", "cpu"],
                    help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs")
@@ -87,6 +89,7 @@ def _train(args: argparse.Namespace) -> int:
     model_cfg = model_config_for(
         1, preset=args.preset, backbone=args.backbone, img_size=args.img_size, fpn_channels=args.fpn_channels,
         head_convs=args.head_convs, backbone_weights=args.backbone_weights,
+        **({"conv3x3": args.conv3x3} if args.conv3x3 else {}),
     )
     from fcos.engine.distributed import cleanup
 
