@@ -22,13 +22,15 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
+from fcos.data.yolo import IMAGE_SUFFIXES as DATASET_IMAGE_SUFFIXES
 from fcos.export import onnx_inputs
 from fcos.model.transform import check_resized_size, scale_boxes
 from fcos.postprocess import class_aware_nms
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# What Pillow decodes of the dataset readers' formats, plus .gif (first frame) for prediction.
+IMAGE_SUFFIXES = tuple(sorted(DATASET_IMAGE_SUFFIXES | {".gif"}))
 BACKENDS = ("torch", "onnxruntime")
 ImageLike = Image.Image | np.ndarray | Tensor
 
