@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fcos import FCOS, official
 from fcos.data import load_annotations
+from fcos.engine import distributed as D
 from fcos.engine.config import model_config_for
 from fcos.engine.evaluate import evaluate
 
@@ -138,3 +139,18 @@ def test_torchrun_smoke_train_and_resume(shared_data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout
     assert torch.load(tmp_path / "last.pt", weights_only=True)["iteration"] == 6
+
+
+def test_evaluating_unwraps_and_restores_mode_even_on_errors():
+    class Wrapper(torch.nn.Module):  # stands in for DDP: the model is its `.module`
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    inner = torch.nn.Linear(2, 2).train()
+    with D.evaluating(Wrapper(inner)) as base:
+        assert base is inner and not inner.training
+    assert inner.training
+    with pytest.raises(RuntimeError), D.evaluating(inner):
+        raise RuntimeError("boom")
+    assert inner.training

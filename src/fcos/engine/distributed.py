@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -39,6 +40,19 @@ def world_size() -> int:
 
 def is_main() -> bool:
     return rank() == 0
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The model without its DDP wrapper, in eval mode inside the block, its mode restored after
+    (also on errors). Evaluation runs the bare module: DDP's forward would expect a backward pass."""
+    base = getattr(model, "module", model)
+    was_training = base.training
+    base.eval()
+    try:
+        yield base
+    finally:
+        base.train(was_training)
 
 
 def init_from_env(device: str) -> torch.device:

@@ -41,28 +41,25 @@ def predict_dataset(
     """Detections for this process's shard of ``data``: ``[{"image_id", "boxes", "scores", "labels"}]``,
     boxes in the pixels of the image on disk. Images are resized in the loader workers by the model's
     own rule, so the model's resize is a no-op and the outputs equal those for the raw images."""
-    base = getattr(model, "module", model)
-    cfg = base.config.input
+    cfg = getattr(model, "module", model).config.input
     dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
     subset = Subset(dataset, shard(len(dataset), D.rank(), D.world_size()))
     loader = DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
-    was_training = base.training
-    base.eval()
     results = []
     bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not (progress and D.is_main()))
-    for images, targets in bar:
-        images = [im.to(device, non_blocking=True) for im in images]
-        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            detections = base(images)
-        for image, target, det in zip(images, targets, detections, strict=True):
-            boxes = scale_boxes(det["boxes"].float().cpu(), image.shape[-2:], target["orig_size"].tolist())
-            results.append({
-                "image_id": int(target["image_id"]),
-                "boxes": boxes,
-                "scores": det["scores"].float().cpu(),
-                "labels": det["labels"].cpu(),
-            })
-    base.train(was_training)
+    with D.evaluating(model) as base:
+        for images, targets in bar:
+            images = [im.to(device, non_blocking=True) for im in images]
+            with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                detections = base(images)
+            for image, target, det in zip(images, targets, detections, strict=True):
+                boxes = scale_boxes(det["boxes"].float().cpu(), image.shape[-2:], target["orig_size"].tolist())
+                results.append({
+                    "image_id": int(target["image_id"]),
+                    "boxes": boxes,
+                    "scores": det["scores"].float().cpu(),
+                    "labels": det["labels"].cpu(),
+                })
     return results
 
 

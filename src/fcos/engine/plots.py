@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fcos.data import DetectionData, DetectionDataset
+from fcos.engine.distributed import evaluating
 
 __all__ = ["plot_loss_curve", "save_val_predictions"]
 
@@ -66,14 +67,12 @@ def save_val_predictions(
 
     if count <= 0 or len(data) == 0:
         return None
-    base = getattr(model, "module", model)
-    was_training = base.training
-    base.eval()
     dataset = DetectionDataset(data)
+    samples = [dataset[index] for index in range(min(count, len(dataset)))]
+    with evaluating(model) as base:
+        detections = [base([image.to(device)])[0] for image, _ in samples]
     tiles = []
-    for index in range(min(count, len(dataset))):
-        image, target = dataset[index]
-        det = base([image.to(device)])[0]
+    for (image, target), det in zip(samples, detections, strict=True):
         pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
         # Draw on a tile of at most tile_size px so large photos and their labels stay legible.
         scale = min(1.0, tile_size / max(pil.size))
@@ -83,6 +82,5 @@ def save_val_predictions(
             pil, det["boxes"][keep].cpu() * scale, det["labels"][keep].cpu(), det["scores"][keep].cpu(), data.class_names,
             gt_boxes=target["boxes"] * scale, gt_labels=target["labels"],
         ))
-    base.train(was_training)
     image_grid(tiles, cols=4).save(out)
     return out
