@@ -119,11 +119,12 @@ class _Winograd3x3(torch.autograd.Function):
         x, _ = ctx.saved_tensors
         grad_nhwc = grad_out.permute(0, 2, 3, 1)
         grad_x = grad_u = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _conv_nhwc(grad_nhwc, ctx.rotated.use(), None).permute(0, 3, 1, 2)
+        # Filter gradient first: its scratch then does not coexist with the input gradient.
         if ctx.needs_input_grad[1]:
             # The input tiles are recomputed: keeping them from the forward pass would cost 2.25x x.
             grad_u = _filter_gradient(x.permute(0, 2, 3, 1), grad_nhwc)
+        if ctx.needs_input_grad[0]:
+            grad_x = _conv_nhwc(grad_nhwc, ctx.rotated.use(), None).permute(0, 3, 1, 2)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             grad_bias = grad_nhwc.sum((0, 1, 2))
         # The filter's gradient reaches `weight` through `u`.
@@ -136,7 +137,7 @@ def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
     k = u.shape[-1]
     th, tw = _tiles(h, w)
     u = u.view(6, 6, c, k)
-    y = x.new_empty(n, th, 4, tw, 4, k)
+    y: Tensor | None = None  # allocated once the first band's scratch is freed: a lower peak
     for t0, t1 in _bands(n, th, tw, max(c, k)):
         # One column j of the 6x6 transformed tiles at a time: B^T d B -> products -> A^T (.) along
         # i, so the [36, tiles, channels] arrays are never all in memory; then A^T along j.
@@ -146,9 +147,12 @@ def _conv_nhwc(x: Tensor, u: Tensor, bias: Tensor | None) -> Tensor:
             products = torch.bmm(v, u[:, j], out=products)  # [6 (i), tiles, K]
             _at(list(products.view(6, n, t1 - t0, tw, k)), half[:, j])
         del products
+        if y is None:
+            y = x.new_empty(n, th, 4, tw, 4, k)
         out = y[:, t0:t1]
         for a in range(4):
             _at(list(half[a]), [out[:, :, a, :, b] for b in range(4)])
+    assert y is not None
     y = y.view(n, 4 * th, 4 * tw, k)
     if 4 * th != h or 4 * tw != w:
         y = y[:, :h, :w].contiguous()
