@@ -73,7 +73,7 @@ class _Rotated:
 def _transform(weight: Tensor, gg: Tensor) -> Tensor:
     """[K, C, 3, 3] -> [36, K, C]."""
     k, c = weight.shape[:2]
-    return (gg.to(weight.dtype) @ weight.reshape(k * c, 9).t()).view(36, k, c)
+    return (gg.to(weight) @ weight.reshape(k * c, 9).t()).view(36, k, c)  # weight's dtype and device
 
 
 def supported(x: Tensor, weight: Tensor) -> bool:
