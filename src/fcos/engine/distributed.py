@@ -16,6 +16,7 @@ __all__ = [
     "all_gather_objects",
     "all_reduce_max",
     "barrier",
+    "broadcast_object",
     "cleanup",
     "init_from_env",
     "is_distributed",
@@ -97,6 +98,16 @@ def all_gather_objects(obj: Any) -> list[Any]:
     gathered: list[Any] = [None] * world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` (picklable) on every rank: for decisions that must agree across processes but
+    rest on per-process state such as wall clocks."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def launch_local(devices: int, argv: Sequence[str]) -> int:

@@ -183,7 +183,8 @@ class Trainer:
         if self.val_data is not None and due and not final:
             self._evaluate()
         # Tiny datasets finish an epoch every few updates: do not spend the run writing checkpoints.
-        if time.perf_counter() - self.last_save >= self.cfg.checkpoint_interval:
+        # Clocks differ between processes, so rank 0's clock decides for all (_save is a collective).
+        if D.broadcast_object(time.perf_counter() - self.last_save >= self.cfg.checkpoint_interval):
             self._save("last.pt")
 
     def _finish(self) -> dict[str, Any]:
@@ -203,9 +204,12 @@ class Trainer:
         self._write_metrics(record)
         if D.is_main():
             tqdm.write(f"val epoch {self.epoch}: AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP75 {metrics['AP75']:.4f}")
-            if metrics["AP"] > self.best_ap:
-                self.best_ap = metrics["AP"]
-                self._save("best.pt")
+        # evaluate() hands every rank the same metrics, so every rank takes this branch and enters
+        # _save's barrier together.
+        if metrics["AP"] > self.best_ap:
+            self.best_ap = metrics["AP"]
+            self._save("best.pt")
+        if D.is_main():  # pictures only: the bare module, no collectives
             save_val_predictions(model, self.val_data, self.out / "val_predictions.png", self.cfg.val_images, self.device)
             plot_loss_curve(self.out / "metrics.jsonl", self.out / "loss_curve.png")
         return metrics
@@ -217,7 +221,7 @@ class Trainer:
         remaining = max(0.0, self.cfg.time_budget - self.train_seconds)
         fitted = self.iteration + int(remaining / per_update)
         limit = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
-        total = int(D.all_gather_objects(max(self.iteration, min(limit, fitted)))[0])
+        total = int(D.broadcast_object(max(self.iteration, min(limit, fitted))))  # rank 0's clock decides
         if D.is_main() and abs(total - self.total) > 0.1 * self.total:
             tqdm.write(f"time budget {self.cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
         self.total = total
@@ -267,6 +271,7 @@ class Trainer:
         return state
 
     def _save(self, name: str) -> None:
+        """Rank 0 writes; every rank must call this (it ends in a barrier)."""
         if D.is_main():
             save_checkpoint(self._state(), self.out / name)
         D.barrier()
@@ -281,8 +286,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.total = state["scheduler"]["total"]
         previous = state.get("train_config", {})
-        if not self.cfg.time_budget and (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
-            # Resuming with a new length extends (or shortens) the run; the same length resumes exactly.
+        if (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
+            # Resuming with a new length extends (or shortens) the run (a time budget then re-fits it);
+            # the same length resumes exactly, with the schedule the checkpoint was fitted to.
             self.total = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.best_ap, self.train_seconds = state["best_ap"], state["train_seconds"]
