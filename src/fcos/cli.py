@@ -91,14 +91,15 @@ def _train(args: argparse.Namespace) -> int:
         head_convs=args.head_convs, backbone_weights=args.backbone_weights,
         **({"conv3x3": args.conv3x3} if args.conv3x3 else {}),
     )
-    from fcos.engine.distributed import cleanup
+    from fcos.engine.distributed import cleanup, is_main
 
     try:
         summary = train(model_cfg, cfg)
+        report = is_main()  # asked before the process group is gone
     finally:
         cleanup()
     val = summary.get("val") or {}
-    if val:
+    if val and report:
         print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
               f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
     return 0
