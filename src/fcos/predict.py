@@ -9,8 +9,6 @@ Every image is run on its own, so an image's detections never depend on what it 
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,19 +16,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
-from fcos.data.yolo import IMAGE_SUFFIXES as DATASET_IMAGE_SUFFIXES
+from fcos.data.images import IMAGE_SUFFIXES, ImageError, is_image_file, read_image
 from fcos.export import onnx_inputs
 from fcos.model.transform import check_resized_size, scale_boxes
 from fcos.postprocess import class_aware_nms
+from fcos.writes import save_image, write_json
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
 
-# What Pillow decodes of the dataset readers' formats, plus .gif (first frame) for prediction.
-IMAGE_SUFFIXES = tuple(sorted(DATASET_IMAGE_SUFFIXES | {".gif"}))
 BACKENDS = ("torch", "onnxruntime")
 ImageLike = Image.Image | np.ndarray | Tensor
 
@@ -60,22 +57,6 @@ def to_tensor(image: ImageLike) -> Tensor:
     if not image.is_floating_point():
         raise ValueError(f"tensor images must be float in [0, 1] or uint8, got {image.dtype}")
     return image.float()
-
-
-def upright_rgb(image: Image.Image) -> Image.Image:
-    """Decode an opened image to RGB with its EXIF orientation applied (Pillow errors propagate)."""
-    image.load()
-    return ImageOps.exif_transpose(image).convert("RGB")
-
-
-def read_image(path: str | Path) -> Image.Image:
-    """Decode an image file to RGB, EXIF orientation applied; ValueError naming the file if it can't."""
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            return upright_rgb(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
 
 
 def _providers(device: str) -> list[Any]:
@@ -213,7 +194,7 @@ def list_images(source: str | Path) -> list[Path]:
     if source.is_file():
         return [source]
     if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(p for p in source.iterdir() if is_image_file(p))
     raise FileNotFoundError(f"source not found: {source}")
 
 
@@ -238,9 +219,11 @@ def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path
     (1-based position in the sorted file list), ``file_name``, ``category_id`` (the checkpoint's
     ``category_ids``), ``category_name``, ``bbox`` [x, y, w, h] in original pixels and ``score``.
 
-    A single unreadable source file raises ValueError naming it. In a directory, unreadable images (and
-    images too small for the model) are skipped with a warning naming each file, and a final warning
-    gives the count; ValueError if none could be read. Returns ``out_dir``.
+    A single unreadable source file raises :class:`fcos.data.images.ImageError` naming it. In a directory,
+    broken files (empty, truncated, corrupt, not an image whatever the suffix, too many pixels) and images
+    too small for the model are skipped with a warning naming each file and why, then a warning with the
+    count, and the rest are predicted; ValueError if none could be read. A failed write (no space, read-only
+    folder) raises :class:`fcos.writes.WriteError` naming the file. Returns ``out_dir``.
     """
     from tqdm import tqdm
 
@@ -249,11 +232,10 @@ def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path
     files = list_images(source)
     single = Path(source).is_file()
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) in {source}")
     out_dir = Path(out_dir)
     if not single and out_dir.resolve() == Path(source).resolve():
         raise ValueError(f"out_dir {out_dir} is the source directory: drawn images would overwrite the originals")
-    out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
     skipped: list[str] = []
     for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=len(files) < 2), start=1):
@@ -263,16 +245,15 @@ def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path
         except ValueError as exc:
             if single:
                 raise
-            warnings.warn(f"skipping {path}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping {path}: {exc.problem if isinstance(exc, ImageError) else exc}", stacklevel=2)
             skipped.append(path.name)
             continue
-        draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names).save(out_dir / path.name)
+        drawn = draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names)
+        save_image(drawn, out_dir / path.name)
         records += _coco_records(det, image_id, path.name, predictor.category_ids)
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {len(files)} images that could not be read: {skipped}", stacklevel=2)
         if len(skipped) == len(files):
             raise ValueError(f"none of the {len(files)} images in {source} could be read")
-    tmp = out_dir / ".predictions.json.tmp"
-    tmp.write_text(json.dumps(records, indent=1))
-    os.replace(tmp, out_dir / "predictions.json")
+    write_json(out_dir / "predictions.json", records)
     return out_dir

@@ -14,7 +14,6 @@ Robustness rules, all answered with a JSON ``{"detail": message}`` and the servi
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
 from collections.abc import Callable
@@ -27,10 +26,19 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from starlette.datastructures import UploadFile
 
-from fcos.predict import upright_rgb
+from fcos.data.images import (
+    CorruptImageError,
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    decode,
+    exif_orientation,
+    open_image,
+    oriented_size,
+)
 
 __all__ = ["create_app", "serve"]
 
@@ -98,33 +106,37 @@ class _Slots:
         return await asyncio.shield(future)
 
 
-def _open_checked(data: bytes, max_pixels: int, min_side: int) -> Image.Image:
-    """Parse the header only and check the size before any pixel is decoded."""
+def _http_error(exc: ImageError) -> HTTPException:
+    """fcos.data.images' errors -> the status each deserves."""
+    if isinstance(exc, NotAnImageError):
+        return HTTPException(415, f"not an image: {exc.problem}")
+    if isinstance(exc, ImageTooLargeError):
+        return HTTPException(413, f"image has too many pixels: {exc.problem}")
+    if isinstance(exc, CorruptImageError):
+        return HTTPException(400, f"corrupt or truncated image: {exc.problem}")
+    return HTTPException(422, f"unusable image: {exc.problem}")
+
+
+def _open_checked(data: bytes, max_pixels: int, min_side: int) -> tuple[Image.Image, int]:
+    """Parse the header only and check the size before any pixel is decoded. -> (image, EXIF orientation)"""
     if not data:
         raise HTTPException(400, "empty upload: the 'file' part has no bytes")
     try:
-        image = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise HTTPException(413, f"image has too many pixels; the limit is {max_pixels} ({exc})") from None
-    except UnidentifiedImageError:
-        raise HTTPException(415, "not an image: the upload is not in a format Pillow can read (JPEG, PNG, ...)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise HTTPException(400, f"corrupt image header: {exc}") from None
-    width, height = image.size
-    if width * height > max_pixels:
-        raise HTTPException(413, f"image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        image = open_image(data, max_pixels=max_pixels, name="upload")
+    except ImageError as exc:
+        raise _http_error(exc) from None
+    orientation = exif_orientation(image)
+    width, height = oriented_size(image, orientation)
     if min(width, height) < min_side:
         raise HTTPException(422, f"image is {width}x{height}; both sides must be at least {min_side} px")
-    return image
+    return image, orientation
 
 
-def _decode(image: Image.Image) -> Image.Image:
+def _decode(image: Image.Image, orientation: int) -> Image.Image:
     try:
-        return upright_rgb(image)
-    except Image.DecompressionBombError as exc:
-        raise HTTPException(413, f"image has too many pixels ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise HTTPException(400, f"corrupt or truncated image: {exc}") from None
+        return decode(image, orientation=orientation, name="upload")
+    except ImageError as exc:
+        raise _http_error(exc) from None
 
 
 def _parse_conf(value: Any) -> float | None:
@@ -222,10 +234,10 @@ def create_app(
         threshold = conf if threshold is None else threshold
         if upload.size is not None and upload.size > max_bytes:
             raise HTTPException(413, f"upload too large: the limit is {max_upload_mb:g} MB")
-        image = _open_checked(await upload.read(), max_pixels, min_side)
+        image, orientation = _open_checked(await upload.read(), max_pixels, min_side)
 
         def work() -> tuple[dict[str, Any], int, int, float]:
-            rgb = _decode(image)
+            rgb = _decode(image, orientation)
             start = time.perf_counter()
             try:
                 (det,) = predictor(rgb, conf=threshold)

@@ -18,6 +18,9 @@ def test_survives_pickling_and_dataloader_style_rebuild():
     e = DatasetError("a.txt", "broken", line=2)
     back = pickle.loads(pickle.dumps(e))
     assert isinstance(back, DatasetError) and str(back) == str(e) and back.line == 2
-    # torch re-raises worker exceptions as type(e)(message): must still be a DatasetError with that text.
-    rebuilt = DatasetError(f"Caught DatasetError in worker.\n{e}")
-    assert str(rebuilt).endswith("a.txt line 2: broken")
+    # torch re-raises worker exceptions as type(e)(text): still a DatasetError, whose message is the
+    # original one line; the worker's traceback is kept beside it.
+    text = (f"Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+            f'  File "x.py", line 1, in f\n    raise e\nfcos.data.errors.DatasetError: {e}\n')
+    rebuilt = DatasetError(text)
+    assert str(rebuilt) == "a.txt line 2: broken" and rebuilt.worker_traceback == text

@@ -118,7 +118,7 @@ def test_bad_yaml(make_yolo, yaml, problem):
 def test_corrupt_image_header_and_label_path(make_yolo):
     root = make_yolo({"a": ""})
     (root / "images" / "train" / "a.png").write_bytes(b"not an image")
-    with pytest.raises(DatasetError, match=r"a\.png: cannot read the image header"):
+    with pytest.raises(DatasetError, match=r"a\.png: not an image in a supported format"):
         read_yolo(root, "train")
     assert label_path(Path("/d/images/x/images/train/a.jpg")) == Path("/d/images/x/labels/train/a.txt")
 

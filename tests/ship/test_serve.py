@@ -122,7 +122,7 @@ def test_conf_from_form_or_query(client, photo):
         ("empty_file", 400, "empty upload"),
         ("wrong_field", 400, "'file' field"),
         ("one_pixel", 422, "at least 16 px"),
-        ("too_many_pixels", 413, "the limit is 40000000"),
+        ("too_many_pixels", 413, "the limit is 40,000,000"),
         ("decompression_bomb", 413, "too many pixels"),
         ("too_large", 413, "the limit is 1 MB"),
     ],

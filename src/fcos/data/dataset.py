@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from fcos.data.errors import DatasetError
+from fcos.data.images import ImageError, decode, exif_orientation, open_image, oriented_size
 from fcos.data.records import DetectionData, ImageRecord
 
 __all__ = ["DetectionDataset", "Sample", "decode_image", "load_image"]
@@ -20,29 +21,36 @@ Sample = tuple[Tensor, dict[str, Tensor]]
 
 
 def decode_image(path: str | Path, width: int, height: int) -> Image.Image:
-    """Fully decode an image as RGB and check it is ``width`` x ``height``.
+    """Fully decode an image as RGB (:mod:`fcos.data.images`) and check it is ``width`` x ``height``.
 
-    Grayscale, RGBA (alpha dropped), palette and CMYK images are converted to RGB. EXIF orientation is
-    NOT applied: annotations (and COCO's width/height) describe the pixels as stored.
+    EXIF orientation: the annotations declare a size, and the size says which pixels they describe.
+    A declared size equal to the image's size after its EXIF rotation gets the rotated pixels (what an
+    annotation tool, a browser, detectron2 and ultralytics show; also when the rotation keeps the size);
+    a declared size equal only to the stored size gets the stored pixels (the tool ignored the EXIF tag).
+    YOLO labels are normalised, so the YOLO reader declares the rotated size, as ultralytics does.
 
     Raises:
-        DatasetError: unreadable, truncated or corrupt file, or a size other than the declared one.
+        DatasetError: missing, unreadable, truncated or corrupt file, too many pixels, or a size other
+            than the declared one (naming both).
     """
     try:
-        with Image.open(path) as im:
-            if im.size != (width, height):
-                raise DatasetError(
-                    path,
-                    f"image is {im.size[0]}x{im.size[1]} but the annotations declare {width}x{height} (w x h)",
-                )
-            im.load()  # decode now, so truncation surfaces here and not later in a worker
-            return im.convert("RGB")
-    except DatasetError:
-        raise
-    except FileNotFoundError:
-        raise DatasetError(path, "image file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DatasetError(path, f"cannot decode the image (corrupt or truncated?): {e}") from None
+        with open_image(path) as image:
+            orientation = exif_orientation(image)
+            rotated = oriented_size(image, orientation)
+            if (width, height) != rotated:
+                if (width, height) != image.size:
+                    raise DatasetError(path, _size_mismatch(image.size, rotated, width, height))
+                orientation = 1  # the annotations describe the stored pixels
+            return decode(image, orientation=orientation, name=str(path))
+    except ImageError as e:
+        raise DatasetError(path, e.problem) from None
+
+
+def _size_mismatch(stored: tuple[int, int], rotated: tuple[int, int], width: int, height: int) -> str:
+    size = f"{stored[0]}x{stored[1]}"
+    if rotated != stored:
+        size += f" ({rotated[0]}x{rotated[1]} after its EXIF rotation)"
+    return f"image is {size} but the annotations declare {width}x{height} (w x h)"
 
 
 def load_image(record: ImageRecord) -> Tensor:

@@ -22,7 +22,10 @@ class DatasetError(ValueError):
     """
 
     # `problem` has a default so that DataLoader workers can rebuild the exception from its message
-    # alone (torch re-raises worker errors as ``type(exc)(message)``); it stays a DatasetError.
+    # alone: torch re-raises a worker's error in the main process as ``type(exc)(text)``, where the text
+    # is "Caught DatasetError in DataLoader worker process N. Original Traceback ...". It stays a
+    # DatasetError whose message is the original one line (what the CLI prints); the worker's traceback
+    # is kept in ``worker_traceback``.
     def __init__(
         self,
         path: str | Path,
@@ -31,6 +34,9 @@ class DatasetError(ValueError):
         line: int | None = None,
         annotation_id: int | None = None,
     ) -> None:
+        self.worker_traceback: str | None = None
+        if not problem and isinstance(path, str) and path.startswith("Caught DatasetError"):
+            self.worker_traceback, path = path, _original_message(path)
         self.path = Path(path) if problem else path
         self.problem = problem
         self.line = line
@@ -53,6 +59,13 @@ class DatasetError(ValueError):
     def __reduce__(self) -> tuple:
         # Pickling (DataLoader workers, multiprocessing) must keep path/line/annotation_id.
         return (_rebuild, (self.path, self.problem, self.line, self.annotation_id))
+
+
+def _original_message(worker_text: str) -> str:
+    """The last line of a worker's traceback text: ``fcos.data.errors.DatasetError: <message>``."""
+    marker = f"{DatasetError.__module__}.{DatasetError.__qualname__}: "
+    at = worker_text.rfind(marker)
+    return worker_text[at + len(marker):].strip() if at >= 0 else worker_text.strip().splitlines()[-1]
 
 
 def _rebuild(path: str | Path, problem: str, line: int | None, annotation_id: int | None) -> DatasetError:

@@ -1,7 +1,9 @@
 """Ultralytics YOLO reader: ``images/<split>/*``, ``labels/<split>/*.txt``, class names from ``data.yaml``.
 
 A label line is ``class cx cy w h``, normalised to 0-1 by the image size, which is read from the image
-header (Pillow opens lazily, so no pixels are decoded). An image without a label file has no objects:
+header (Pillow opens lazily, so no pixels are decoded). That size is the one after the image's EXIF
+rotation, as ultralytics reads it (``exif_size``) and trains on it: a phone photo's labels describe it
+upright. An image without a label file has no objects:
 that is YOLO's convention for negatives, so it is kept and counted in the report.
 """
 
@@ -12,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, UnidentifiedImageError
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
+from fcos.data.images import ImageError, is_image_file, open_image, oriented_size
 from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes
 
-__all__ = ["IMAGE_SUFFIXES", "label_path", "read_yolo"]
+__all__ = ["label_path", "read_yolo"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 NO_LABEL_FILE = "image without a label file (no objects)"
 ORPHAN_LABEL = "label file without an image (not used)"
 
@@ -127,7 +128,7 @@ def _split_sources(config: dict[str, Any], split: str, root: Path, path: Path) -
 
 def _list_images(source: Path) -> list[Path]:
     if source.is_dir():
-        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return sorted(p for p in source.rglob("*") if is_image_file(p))
     if source.suffix == ".txt" and source.is_file():
         try:
             lines = [line.strip() for line in source.read_text(encoding="utf-8").splitlines()]
@@ -152,11 +153,12 @@ def label_path(image: Path) -> Path:
 
 
 def _image_size(image: Path) -> tuple[int, int]:
+    """(width, height) after the EXIF rotation, from the header."""
     try:
-        with Image.open(image) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DatasetError(image, f"cannot read the image header: {e}") from None
+        with open_image(image) as im:
+            return oriented_size(im)
+    except ImageError as e:
+        raise DatasetError(image, e.problem) from None
 
 
 def _record(image: Path, image_id: int, num_classes: int, report: LoadReport) -> ImageRecord:

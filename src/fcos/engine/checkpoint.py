@@ -9,9 +9,7 @@ prediction, export and serving need no extra flags.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch
 
 from fcos.config import FCOSConfig
 from fcos.model.backbone import resolve_frozen_stages, resolve_norm
+from fcos.writes import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -40,22 +39,15 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``state`` atomically: a temporary file in the same folder, fsync, then rename.
+    """Write ``state`` atomically (:func:`fcos.writes.atomic_write`: a temporary file in the same folder,
+    fsync, rename). A process killed mid-write, or a write that fails, leaves the previous file intact.
 
-    A process killed mid-write leaves the previous file intact (at worst a stray ``.tmp``).
+    Raises:
+        WriteError: the file could not be written (no space, file size limit, read-only folder), naming it.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
     return path
 
 

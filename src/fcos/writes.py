@@ -1,0 +1,174 @@
+"""Writing files that people and resumed runs rely on: atomically, or not at all, with one clear error.
+
+Every write of a checkpoint, ``metrics.jsonl``, a run folder's config and plots, ``predictions.json`` and
+drawn images goes through here. A write that fails (no space left, the file size limit, a read-only
+folder, a missing or unwritable path) raises :class:`WriteError` naming the file and the reason, and:
+
+- :func:`atomic_write` (and the helpers built on it) never leaves a half-written file at ``path``: the
+  bytes go to a temporary file in the same folder, are flushed and fsynced, then renamed over ``path``
+  (POSIX rename is atomic), and the folder is fsynced so the rename survives a power cut. On failure the
+  temporary file is removed and the previous ``path`` is untouched;
+- :func:`append_line` (metrics logs) truncates the file back to its previous length when an append
+  fails half-way, so the log stays whole lines.
+
+A process killed between the two steps leaves at worst a stray ``.<name>.*.tmp`` file beside ``path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["WriteError", "append_line", "atomic_write", "save_image", "write_json", "write_text"]
+
+_HINTS = {
+    errno.ENOSPC: "no space left on the device",
+    getattr(errno, "EDQUOT", -1): "disk quota exceeded",
+    errno.EFBIG: "file size limit reached (ulimit -f, or the file system's largest file)",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class WriteError(OSError):
+    """A file could not be written, e.g. ``"cannot write runs/a/last.pt: no space left on the device"``.
+
+    Attributes: ``path`` (the file), ``reason`` (in words); ``errno`` as the underlying OSError had it.
+    """
+
+    def __init__(self, path: str | Path, reason: str, code: int | None = None) -> None:
+        super().__init__(f"cannot write {path}: {reason}")
+        self.path, self.reason, self.errno = Path(path), reason, code
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.reason, self.errno))
+
+    @classmethod
+    def from_error(cls, path: str | Path, error: BaseException) -> WriteError:
+        """The WriteError for an OSError (or a library's error) met while writing ``path``."""
+        if isinstance(error, WriteError):
+            return error
+        code = getattr(error, "errno", None)
+        reason = _HINTS.get(code) or getattr(error, "strerror", None) or str(error) or type(error).__name__
+        return cls(path, reason, code)
+
+
+class _Recorder:
+    """A file proxy that remembers the first OSError of ``write`` (torch.save turns it into a vague RuntimeError)."""
+
+    def __init__(self, file: IO[Any]) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """``with atomic_write(path) as f: f.write(...)``: ``path`` holds all of it, or its previous content.
+
+    Raises:
+        WriteError: naming ``path`` (any OSError, or an error of a library writing into ``f``).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError.from_error(path, exc) from None
+    recorder = None
+    try:
+        with os.fdopen(fd, mode) as file:
+            recorder = _Recorder(file)
+            yield recorder
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        cause = recorder.error if recorder is not None and recorder.error is not None else exc
+        if isinstance(cause, OSError) and not isinstance(exc, WriteError):
+            raise WriteError.from_error(path, cause) from exc
+        raise
+    _fsync_folder(path.parent)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, value: Any, indent: int | None = 1) -> Path:
+    """Replace ``path`` with ``value`` as JSON atomically."""
+    return write_text(path, json.dumps(value, indent=indent))
+
+
+def save_image(image: Any, path: str | Path, **params: Any) -> Path:
+    """Save a PIL image atomically, in the format its suffix names (``params`` go to ``Image.save``)."""
+    from PIL import Image
+
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    with atomic_write(path) as f:
+        image.save(f, format=image_format, **params)
+    return path
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (a newline is added). On failure the file is cut back to its previous length."""
+    path = Path(path)
+    data = (line.rstrip("\n") + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise WriteError.from_error(path, exc) from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # no half line: a resumed run parses every line
+            raise WriteError.from_error(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename durable (POSIX); not possible on every platform or file system, so best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
