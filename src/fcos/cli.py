@@ -27,6 +27,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default="runs/train", help="run folder (config, metrics, plots, checkpoints)")
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", default="val", help="'none' to skip validation")
+    g.add_argument("--skip-bad-images", action="store_true", default=None,
+                   help="decode every image first; leave out and count unreadable ones instead of stopping")
     g = p.add_argument_group("model")
     g.add_argument("--preset", default="official", choices=["official", "torchvision"])
     g.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
@@ -70,7 +72,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 _TRAIN_FIELDS = ("epochs", "max_iters", "time_budget", "batch_size", "accumulate", "optimizer", "lr", "weight_decay",
                  "warmup_iters", "schedule", "clip_grad", "ema", "amp", "photometric", "hflip", "device", "workers",
-                 "seed", "resume", "eval_every", "checkpoint_every", "on_nonfinite", "progress", "weights", "log_every")
+                 "seed", "resume", "eval_every", "checkpoint_every", "on_nonfinite", "progress", "weights", "log_every",
+                 "skip_bad_images")
 
 
 @command("train", "train FCOS on a dataset", _train_args)
@@ -182,6 +185,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     check = sub.add_parser("check", help="load a split as training would and decode every image")
     check.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
     check.add_argument("--split", default="train")
+    check.add_argument("--skip-bad-images", action="store_true",
+                       help="count and name unreadable images instead of stopping at the first")
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
     shapes.add_argument("--out", required=True, help="output folder")
     # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
@@ -201,7 +206,7 @@ def _data(args: argparse.Namespace) -> int:
         print(f"wrote the shapes dataset to {out}")
         return 0
     try:
-        check_dataset(args.data, args.split)
+        check_dataset(args.data, args.split, skip_bad_images=args.skip_bad_images)
     except DatasetError as e:  # a problem in the data, not a bug: the message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -279,13 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
+    from fcos.data.images import ImageError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.writes import WriteError
 
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     try:
         return int(args.run(args) or 0)
-    except (DatasetError, CheckpointError, FileNotFoundError) as exc:
+    except (DatasetError, ImageError, CheckpointError, WriteError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

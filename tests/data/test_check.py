@@ -25,3 +25,44 @@ def test_check_opens_every_image(shared_data, tmp_path):
     last.write_bytes(last.read_bytes()[:500])  # reading the annotations alone would not notice
     with pytest.raises(DatasetError, match=rf"{last.name}: cannot decode the image"):
         check_dataset(root, "val", progress=False, out=io.StringIO())
+
+
+def _two_broken(root):
+    """The fruit val split with its 3rd image truncated and its 5th replaced by text."""
+    data = check_dataset(root, "val", progress=False, out=io.StringIO())
+    third, fifth = data.records[2].path, data.records[4].path
+    third.write_bytes(third.read_bytes()[:2000])
+    fifth.write_text("not an image")
+    return data, third, fifth
+
+
+def test_skip_bad_images_counts_and_names_them(shared_data, tmp_path):
+    root = tmp_path / "fruit"
+    shutil.copytree(shared_data / "fruit" / "annotations", root / "annotations")
+    shutil.copytree(shared_data / "fruit" / "images", root / "images")
+    before, third, fifth = _two_broken(root)
+    with pytest.raises(DatasetError, match=rf"{third.name}: cannot decode the image"):  # the first, in order
+        check_dataset(root, "val", progress=False, out=io.StringIO())
+    out = io.StringIO()
+    data = check_dataset(root, "val", skip_bad_images=True, progress=False, out=out)
+    assert [r.path for r in data.records] == [r.path for r in before.records if r.path not in (third, fifth)]
+    lost = len(before.records[2].boxes) + len(before.records[4].boxes)
+    assert data.report.images == 58 and data.report.boxes == before.report.boxes - lost
+    text = out.getvalue()
+    assert "unreadable images skipped (--skip-bad-images): 2" in text
+    assert f"{third}: cannot decode the image" in text and f"{fifth}: not an image" in text
+    assert "images: 58" in text
+
+
+def test_data_check_cli_skip_flag(shared_data, tmp_path, capsys):
+    from fcos.cli import main
+
+    root = tmp_path / "fruit"
+    shutil.copytree(shared_data / "fruit" / "annotations", root / "annotations")
+    shutil.copytree(shared_data / "fruit" / "images", root / "images")
+    _, third, _ = _two_broken(root)
+    assert main(["data", "check", "--data", str(root), "--split", "val"]) == 1
+    err = capsys.readouterr().err
+    assert f"\nerror: {third}: cannot decode the image" in err and "Traceback" not in err
+    assert main(["data", "check", "--data", str(root), "--split", "val", "--skip-bad-images"]) == 0
+    assert "unreadable images skipped (--skip-bad-images): 2" in capsys.readouterr().out

@@ -23,6 +23,8 @@ from fcos.data.errors import DatasetError
 
 __all__ = ["DetectionData", "ImageRecord", "LoadReport", "remap_classes", "to_coco"]
 
+SHOWN_SKIPPED = 20  # skipped images named one per line in the summary; the rest are counted
+
 
 def _boxes(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32).reshape(-1, 4)
@@ -80,6 +82,7 @@ class LoadReport:
     clipped: Counter[str] = field(default_factory=Counter)  # boxes changed to fit the image
     dropped: Counter[str] = field(default_factory=Counter)  # boxes removed
     notes: Counter[str] = field(default_factory=Counter)  # anything else worth knowing (missing label files)
+    skipped_images: list[str] = field(default_factory=list)  # "path: problem" of images left out (--skip-bad-images)
 
     @property
     def boxes(self) -> int:
@@ -113,6 +116,11 @@ class LoadReport:
                 lines.extend(f"    {reason}: {n}" for reason, n in sorted(counter.items()))
             elif label != "notes":
                 lines.append(f"  {label}: 0")
+        if self.skipped_images:
+            lines.append(f"  unreadable images skipped (--skip-bad-images): {len(self.skipped_images)}")
+            lines.extend(f"    {problem}" for problem in self.skipped_images[:SHOWN_SKIPPED])
+            if len(self.skipped_images) > SHOWN_SKIPPED:
+                lines.append(f"    ... and {len(self.skipped_images) - SHOWN_SKIPPED} more")
         return "\n".join(lines)
 
 

@@ -20,6 +20,9 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str | None = "val"  # None: no validation
     out: str = "runs/train"
+    # Decode every image before training and leave out (and count) the unreadable ones, instead of
+    # stopping at the first with a DatasetError naming it.
+    skip_bad_images: bool = False
     # --- length: epochs, or max_iters, capped by a wall-clock budget for the training loop
     epochs: int = 12
     max_iters: int | None = None  # optimizer updates; overrides epochs

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
-from fcos.data import DetectionDataset, collate, load_annotations
+from fcos.data import DetectionData, DetectionDataset, collate, load_annotations
+from fcos.data.check import scan_images
 from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
@@ -56,10 +57,9 @@ class Trainer:
         self.device = D.init_from_env(config.device)
         self.out = Path(config.out)
         _seed_everything(config.seed)
-        self.train_data = load_annotations(config.data, config.train_split)
+        self.train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
-        self.val_data = (load_annotations(config.data, config.val_split, self.train_data.class_names)
-                         if config.val_split else None)
+        self.val_data = _load(config, config.val_split, self.train_data.class_names) if config.val_split else None
         if D.is_main():
             print(self.train_data.report.summary())
         model_config = override(model_config, num_classes=self.train_data.num_classes)
@@ -335,6 +335,13 @@ def _drop_records_after(path: Path, iteration: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept))
     tmp.replace(path)
+
+
+def _load(config: TrainConfig, split: str, class_names: list[str] | None = None) -> DetectionData:
+    data = load_annotations(config.data, split, class_names)
+    if config.skip_bad_images:
+        data = scan_images(data, skip_bad_images=True, progress=config.progress and D.is_main())
+    return data
 
 
 def _seed_everything(seed: int) -> None:
