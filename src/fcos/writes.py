@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import tempfile
@@ -35,6 +36,10 @@ _HINTS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "permission denied",
 }
+
+
+_UMASK = os.umask(0)  # read once, at import: os.umask can only be read by setting it
+os.umask(_UMASK)
 
 
 class WriteError(OSError):
@@ -64,10 +69,15 @@ class WriteError(OSError):
 
 
 class _Recorder:
-    """A file proxy that remembers the first OSError of ``write`` (torch.save turns it into a vague RuntimeError)."""
+    """A file proxy that remembers the first OSError of ``write`` (torch.save turns it into a vague RuntimeError)
+    and hides ``fileno``: Pillow's encoders write to a file descriptor directly and ignore short writes (a
+    full disk, the file size limit), which would leave a truncated image; through ``write`` they fail."""
 
     def __init__(self, file: IO[Any]) -> None:
         self.file, self.error = file, None
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fcos.writes: write through the file object")
 
     def write(self, data: Any) -> int:
         try:
@@ -94,6 +104,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; the result gets a new file's usual mode
     except OSError as exc:
         raise WriteError.from_error(path, exc) from None
     recorder = None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import resource
 import signal
 import subprocess
 import sys
@@ -133,3 +134,35 @@ def test_resume_from_corrupt_checkpoint_is_a_clear_cli_error(shared_data, tmp_pa
     assert "Traceback" not in proc.stderr
     assert f"error: checkpoint {bad} is corrupt" in proc.stderr
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="Linux prlimit")
+def test_checkpoint_write_failing_mid_run_stops_cleanly_then_resume_finishes(shared_data, tmp_path):
+    """The disk "fills up" after the first checkpoint: the file size limit of the running process drops to
+    1 MB (metrics.jsonl stays under it, a checkpoint does not). The run stops with one line naming last.pt,
+    exit 1; last.pt is the previous checkpoint, whole; --resume then finishes the run."""
+    data, out = shared_data / "fruit", tmp_path / "run"
+    proc = subprocess.Popen(train_command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=ENV, preexec_fn=lambda: signal.signal(signal.SIGXFSZ, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline and (read_iteration(out / "last.pt") or 0) < 2:
+            time.sleep(0.02)
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (2**20, 2**20))
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == (f"error: cannot write {out / 'last.pt'}: file size limit reached "
+                                               "(ulimit -f, or the file system's largest file)")
+    saved = read_iteration(out / "last.pt")
+    assert saved is not None and 2 <= saved < 8
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "last.pt", "metrics.jsonl"]  # no stray .tmp
+
+    resumed = subprocess.run(train_command(data, out, "--resume"), capture_output=True, text=True, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {out / 'last.pt'} at update {saved}" in resumed.stdout
+    assert read_iteration(out / "last.pt") == 8
+    assert [r["iteration"] for r in train_records(out)] == list(range(1, 9))

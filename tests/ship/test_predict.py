@@ -139,3 +139,55 @@ def test_predict_cli_single_image(checkpoint, shared_data, tmp_path, capsys):
     assert (out / image.name).is_file()
     records = json.loads((out / "predictions.json").read_text())
     assert records and all(r["score"] >= 0.4 and r["image_id"] == 1 for r in records)
+
+
+def test_predict_folder_skips_and_names_broken_files(predictor, shared_data, tmp_path):
+    """Broken files of every kind are skipped and named; the rest, odd suffixes included, are predicted."""
+    source = tmp_path / "in"
+    source.mkdir()
+    photos = real_images(shared_data, 2)
+    shutil.copy(photos[0], source / "PHOTO.JPG")  # upper-case suffix
+    shutil.copy(photos[1], source / "really_a_jpeg.png")  # valid image, another format's suffix
+    jpeg = photos[0].read_bytes()
+    broken = {
+        "empty.jpg": b"",
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+        "garbage.png": bytes(range(256)) * 8,
+        "notes.jpg": b"shopping list: apples, bananas",  # not an image, image suffix
+    }
+    for name, data in broken.items():
+        (source / name).write_bytes(data)
+    with pytest.warns(UserWarning) as caught:
+        out = predict_source(predictor, source, tmp_path / "out", conf=0.3)
+    messages = [str(w.message) for w in caught]
+    for name in broken:
+        assert any(m.startswith(f"skipping {source / name}: ") for m in messages), (name, messages)
+    assert any("skipped 4 of 6" in m for m in messages)
+    assert sorted(p.name for p in out.iterdir()) == ["PHOTO.JPG", "predictions.json", "really_a_jpeg.png"]
+    assert {r["file_name"] for r in json.loads((out / "predictions.json").read_text())} == {"PHOTO.JPG", "really_a_jpeg.png"}
+
+
+def test_predict_cli_failing_write_is_one_line_and_leaves_no_partial_file(checkpoint, shared_data, tmp_path):
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for path in real_images(shared_data, 2):
+        shutil.copy(path, source / path.name)
+
+    def file_size_limit():  # the disk "fills up": no file of the process may pass 4 kB
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000, 4_000))
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "fcos", "predict", "--weights", str(checkpoint), "--source", str(source),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300, preexec_fn=file_size_limit,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    first = sorted(source.iterdir())[0].name
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {out / first}: file size limit reached")
+    assert not out.exists() or list(out.iterdir()) == []

@@ -10,6 +10,7 @@ from torch import nn
 
 from fcos.data import DetectionData, DetectionDataset
 from fcos.engine.distributed import evaluating
+from fcos.writes import atomic_write, save_image
 
 __all__ = ["plot_loss_curve", "save_val_predictions"]
 
@@ -45,8 +46,11 @@ def plot_loss_curve(metrics_file: Path, out: Path) -> Path | None:
     ax.legend(handles, labels, loc="upper right", fontsize=8)
     ax.set_title("fcos training")
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        with atomic_write(out) as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -82,5 +86,4 @@ def save_val_predictions(
             pil, det["boxes"][keep].cpu() * scale, det["labels"][keep].cpu(), det["scores"][keep].cpu(), data.class_names,
             gt_boxes=target["boxes"] * scale, gt_labels=target["labels"],
         ))
-    image_grid(tiles, cols=4).save(out)
-    return out
+    return save_image(image_grid(tiles, cols=4), out)

@@ -36,6 +36,7 @@ from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
 from fcos.engine.plots import plot_loss_curve, save_val_predictions
 from fcos.engine.sampling import ResumableSampler, SeededSamples
 from fcos.model.detector import FCOS
+from fcos.writes import WriteError, append_line, write_text
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
@@ -88,7 +89,7 @@ class Trainer:
         if D.is_main():
             self.out.mkdir(parents=True, exist_ok=True)
             resolved = {"model": self.model.config.to_dict(), "train": dataclasses.asdict(config)}
-            (self.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+            write_text(self.out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -271,11 +272,18 @@ class Trainer:
         return state
 
     def _save(self, name: str) -> None:
-        """Rank 0 writes; every rank must call this (it ends in a barrier)."""
+        """Rank 0 writes; every rank must call this (it ends in a collective). A failed write (disk full,
+        file size limit, read-only folder) keeps the previous file and stops every rank with its WriteError."""
+        failure = None
         if D.is_main():
-            save_checkpoint(self._state(), self.out / name)
-        D.barrier()
+            try:
+                save_checkpoint(self._state(), self.out / name)
+            except WriteError as exc:
+                failure = exc
+        failure = D.broadcast_object(failure)  # the barrier: every rank waits for the write and learns its fate
         self.last_save = time.perf_counter()
+        if failure is not None:
+            raise failure
 
     def _resume(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -303,9 +311,7 @@ class Trainer:
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
         if D.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_line(self.out / "metrics.jsonl", json.dumps(record))
 
 
 def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> dict[str, Any]:
@@ -332,9 +338,7 @@ def _drop_records_after(path: Path, iteration: int) -> None:
             continue
         if record.get("iteration", 0) <= iteration:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    tmp.replace(path)
+    write_text(path, "".join(kept))
 
 
 def _load(config: TrainConfig, split: str, class_names: list[str] | None = None) -> DetectionData:
