@@ -42,18 +42,20 @@ class LoadResult:
     wrong: list[str] = field(default_factory=list)  # "payload: status body"
     dropped: list[str] = field(default_factory=list)  # transport errors: reset, closed, timed out
     detections: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # image -> distinct answers
-    latencies_ms: list[float] = field(default_factory=list)  # valid requests answered 200
+    latencies_ms: list[float] = field(default_factory=list)  # valid requests answered 200, as the client saw them
+    inference_ms: list[float] = field(default_factory=list)  # their model time, as the server measured it
     rss_mb: list[tuple[int, float]] = field(default_factory=list)  # (requests done, server RSS)
     requests: int = 0
     seconds: float = 0.0
 
-    def percentile(self, q: float) -> float:
-        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
-
     def summary(self) -> dict:
-        return {"requests": self.requests, "seconds": round(self.seconds, 2),
-                "valid_200": len(self.latencies_ms), "p50_ms": round(self.percentile(50), 1),
-                "p99_ms": round(self.percentile(99), 1), "wrong": len(self.wrong), "dropped": len(self.dropped),
+        def pct(values: list[float], q: float) -> float:
+            return round(float(np.percentile(values, q)), 1) if values else float("nan")
+
+        return {"requests": self.requests, "seconds": round(self.seconds, 2), "valid_200": len(self.latencies_ms),
+                "p50_ms": pct(self.latencies_ms, 50), "p99_ms": pct(self.latencies_ms, 99),
+                "inference_p50_ms": pct(self.inference_ms, 50), "inference_p99_ms": pct(self.inference_ms, 99),
+                "wrong": len(self.wrong), "dropped": len(self.dropped),
                 "statuses": {name: dict(c) for name, c in sorted(self.statuses.items())}}
 
 
@@ -120,6 +122,7 @@ def run_load(url: str, mix: list[Payload], *, clients: int = 8, requests: int = 
                     elif payload.valid and response.status_code == 200:
                         body = response.json()
                         result.latencies_ms.append(elapsed)
+                        result.inference_ms.append(body["inference_ms"])
                         result.detections[payload.name].add(json.dumps(body["detections"]))
 
     stop = threading.Event()
