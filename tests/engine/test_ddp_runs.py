@@ -96,3 +96,25 @@ def test_nonfinite_stop_exits_with_the_documented_error_on_every_rank(shapes, tm
     assert result.returncode == 1
     assert result.stderr.count("error: non-finite loss or gradient") == 2  # one line per rank
     assert "Traceback" not in result.stderr.split("error: non-finite")[0]
+
+
+def test_failed_checkpoint_write_stops_every_rank(shapes, tmp_path):
+    # The file size limit (1 MB, SIGXFSZ ignored: EFBIG as a full disk answers) lets config.yaml and
+    # metrics.jsonl through but not a checkpoint: rank 0's write fails, every rank learns it in the
+    # collective that ends the save, and all stop with the same one-line error (no hang, no traceback).
+    import resource
+    import signal
+
+    def file_size_limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+    out = tmp_path / "full"
+    cmd = torchrun(*train_args(shapes, out, "--batch-size", "1", "--max-iters", "4", "--checkpoint-every", "2"))
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=TIMEOUT, preexec_fn=file_size_limit)
+    assert result.returncode == 1, result.stderr[-3000:]
+    message = f"error: cannot write {out / 'last.pt'}: file size limit reached"
+    assert result.stderr.count(message) == 2, result.stderr[-3000:]  # one line per rank
+    assert "Traceback" not in result.stderr.split("error: cannot write")[0]
+    assert not (out / "last.pt").exists() and not list(out.glob(".last.pt.*"))
+    assert [e for e, _ in events(out)] == ["train"]  # update 1 and 2 logged (log-every 2), nothing after
