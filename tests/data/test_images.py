@@ -309,3 +309,9 @@ def test_check_names_the_broken_file(tmp_path):
     assert dataset[0][0].shape == (3, 12, 16)
     with pytest.raises(DatasetError, match=r"broken\.png: cannot decode the image"):
         dataset[1]
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    (tmp_path / "album.jpg").mkdir()
+    with pytest.raises(ImageError, match=r"album\.jpg: cannot read the file: Is a directory"):
+        read_image(tmp_path / "album.jpg")

@@ -133,6 +133,8 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_P
         raise ImageTooLargeError(where, f"the header declares too many pixels to decode safely ({exc})") from None
     except UnidentifiedImageError:
         raise NotAnImageError(where, "not an image in a supported format (JPEG, PNG, BMP, TIFF, WebP, GIF)") from None
+    except (PermissionError, IsADirectoryError, FileNotFoundError) as exc:  # the file, not its content
+        raise ImageError(where, f"cannot read the file: {exc.strerror or exc}") from None
     except _DECODE_ERRORS as exc:
         raise CorruptImageError(where, f"cannot decode the image: corrupt or truncated header ({_describe(exc)})") from None
     width, height = image.size
