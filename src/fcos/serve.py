@@ -8,7 +8,8 @@ Robustness rules, all answered with a JSON ``{"detail": message}`` and the servi
   ``min_side`` -> 422; Pillow's decompression-bomb guard becomes the same 413;
 - not an image -> 415; empty, truncated or corrupt image -> 400;
 - at most ``max_concurrency`` inferences run at once, each in a worker thread (the event loop stays
-  free for other requests); a request waits up to ``queue_timeout_s`` for a slot, then gets 503;
+  free for other requests); a request waits up to ``queue_timeout_s`` for a slot, then gets 503; at most
+  ``max_queue`` wait at once (TorchServe's job queue): one more gets 503 at once, with ``Retry-After``;
 - images are opened and decoded by :mod:`fcos.data.images`, as in datasets and ``fcos predict``;
 - SIGTERM (or SIGINT) lets the requests in flight finish, then the server exits 0 (:func:`serve`).
 
@@ -79,11 +80,12 @@ class _UploadLimit:
 
 
 class _Slots:
-    """At most ``size`` holders at once; waiting is bounded. One asyncio.Semaphore per event loop."""
+    """At most ``size`` holders at once and ``max_waiting`` waiting, each for a bounded time.
+    One asyncio.Semaphore per event loop."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.active = 0
+    def __init__(self, size: int, max_waiting: int) -> None:
+        self.size, self.max_waiting = size, max_waiting
+        self.active = self.waiting = 0
         self.max_active = 0
         self._semaphores: dict[int, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
@@ -95,11 +97,17 @@ class _Slots:
 
     async def run(self, executor: ThreadPoolExecutor, fn: Callable[[], Any], timeout: float) -> Any:
         semaphore = self._semaphore()
+        if semaphore.locked() and self.waiting >= self.max_waiting:
+            raise HTTPException(503, f"server busy: {self.waiting} requests already wait for {self.size} inference "
+                                     "slots; retry later", headers={"Retry-After": "1"})
+        self.waiting += 1
         try:
             await asyncio.wait_for(semaphore.acquire(), timeout)
         except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
             raise HTTPException(503, f"server busy: {self.size} inferences running; retry later",
                                 headers={"Retry-After": "1"}) from None
+        finally:
+            self.waiting -= 1
         self.active += 1
         self.max_active = max(self.max_active, self.active)
 
@@ -165,6 +173,7 @@ def create_app(
     max_pixels: int = 40_000_000,
     min_side: int = 16,
     queue_timeout_s: float = 10.0,
+    max_queue: int = 100,
     conf: float = 0.3,
     backend: str | None = None,
     device: str = "cpu",
@@ -177,16 +186,18 @@ def create_app(
         max_pixels: largest accepted width * height, checked from the header before decoding.
         min_side: smallest accepted image side in pixels.
         queue_timeout_s: how long a request waits for a free inference slot before 503.
+        max_queue: requests that may wait for a slot at once; one more gets 503 at once (TorchServe's
+            ``job_queue_size``, default 100: a flood of uploads is refused, not buffered).
         conf: score threshold when the request gives none (``conf`` form field or query parameter).
     """
     from fcos.predict import Predictor
 
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    if max_concurrency < 1 or max_queue < 0:
+        raise ValueError(f"max_concurrency must be >= 1 and max_queue >= 0, got {max_concurrency}, {max_queue}")
     predictor = Predictor(weights, device=device, backend=backend) if isinstance(weights, str | Path) else weights
     max_bytes = int(max_upload_mb * MiB)
     executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fcos-infer")
-    slots = _Slots(max_concurrency)
+    slots = _Slots(max_concurrency, max_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -216,6 +227,7 @@ def create_app(
             "backend": getattr(predictor, "backend", None),
             "classes": list(predictor.class_names),
             "active": slots.active,
+            "waiting": slots.waiting,
             "max_concurrency": max_concurrency,
         }
 

@@ -180,6 +180,25 @@ def test_full_queue_gets_503_then_recovers():
         assert upload(c, png(64, 64)).status_code == 200
 
 
+def test_full_queue_refuses_at_once():
+    """Beyond max_queue waiting requests, one more gets 503 without waiting (a flood is refused, not buffered)."""
+    fake = FakePredictor(1.0)
+    app = create_app(fake, max_concurrency=1, max_queue=1, queue_timeout_s=30)
+    with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        running = pool.submit(upload, c, png(64, 64))
+        while app.state.slots.active == 0:
+            time.sleep(0.01)
+        waiting = pool.submit(upload, c, png(64, 64))
+        while app.state.slots.waiting == 0:
+            time.sleep(0.01)
+        start = time.perf_counter()
+        refused = upload(c, png(64, 64))
+        assert refused.status_code == 503 and time.perf_counter() - start < 0.5
+        assert "1 requests already wait for 1 inference slots" in refused.json()["detail"] and refused.headers["retry-after"]
+        assert running.result().status_code == waiting.result().status_code == 200
+        assert app.state.slots.waiting == app.state.slots.active == 0
+
+
 def test_event_loop_stays_responsive_during_inference():
     fake = FakePredictor(1.5)
     with TestClient(create_app(fake)) as c, ThreadPoolExecutor(1) as pool:
