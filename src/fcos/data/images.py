@@ -28,7 +28,6 @@ corrupt). Nothing else escapes (``tests/data/test_image_fuzz.py`` checks it on t
 from __future__ import annotations
 
 import io
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -74,7 +73,8 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
 class ImageError(ValueError):
-    """An image that cannot be used, e.g. ``"photos/a.jpg: truncated or corrupt image (...)"``."""
+    """An image that cannot be used, e.g. ``"photos/a.jpg: cannot decode the image: corrupt or truncated data (...)"``;
+    the base class also means an unreadable file (a folder, no permission) or a colour mode without RGB."""
 
     def __init__(self, path: str | Path | None, problem: str = "") -> None:
         self.path = path
@@ -109,7 +109,8 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_P
         name: how errors name the image (default: the path, or "image").
 
     Raises:
-        NotAnImageError, ImageTooLargeError, CorruptImageError (naming the image).
+        NotAnImageError, ImageTooLargeError, CorruptImageError, or ImageError for a file that cannot be
+        read at all (missing, a folder, no permission); each names the image.
     """
     where = name or (str(source) if isinstance(source, str | Path) else "image")
     if isinstance(source, bytes | bytearray):
@@ -125,10 +126,9 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_P
         except OSError as exc:
             raise ImageError(where, f"cannot read the file: {exc.strerror or exc}") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, by our limit
-            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on damaged metadata (EXIF, DPI)
-            image = Image.open(source, formats=FORMATS)
+        # Pillow may warn about damaged metadata (EXIF, DPI) or a large image; the warnings are left alone:
+        # silencing them would change process-wide filters, from threads (scan_images, serve) too.
+        image = Image.open(source, formats=FORMATS)
     except Image.DecompressionBombError as exc:  # Pillow's own check, at its own (higher) limit
         raise ImageTooLargeError(where, f"the header declares too many pixels to decode safely ({exc})") from None
     except UnidentifiedImageError:
@@ -154,9 +154,7 @@ def exif_orientation(image: Image.Image) -> int:
     if image.format == "PNG" and "exif" not in image.info:
         return 1  # Pillow would decode the whole PNG to look for an eXIf chunk after the pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns about each damaged tag; the answer is the same
-            value = image.getexif().get(ORIENTATION, 1)
+        value = image.getexif().get(ORIENTATION, 1)
     except Exception:  # a damaged metadata block; browsers ignore it too  # noqa: BLE001
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
