@@ -17,9 +17,8 @@ from torch import Tensor
 from torchvision.ops import nms
 
 from fcos.config import DecodeConfig
-from fcos.model.head import HeadOutputs
-from fcos.model.points import Points
 from fcos.ops.boxes import clip_boxes, ltrb_to_boxes
+from fcos.structures import HeadOutputs, Points
 
 __all__ = ["Decoder", "Detections", "class_aware_nms"]
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from fcos.config import STRIDES, DecodeConfig, InputConfig
 from fcos.data.yolo import IMAGE_SUFFIXES as DATASET_IMAGE_SUFFIXES
 from fcos.export import onnx_inputs
-from fcos.model.transform import check_resized_size, scale_boxes
+from fcos.ops.sizing import check_resized_size, scale_boxes
 from fcos.postprocess import class_aware_nms
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]

@@ -12,8 +12,9 @@ from fcos.cli import main
 from fcos.config import FCOSConfig
 from fcos.engine.checkpoint import load_model
 from fcos.export import DEFAULT_OPSET, ExportModule, export_onnx, onnx_input_shape, onnx_inputs, read_metadata
-from fcos.model.transform import ImageBatch, scale_boxes
+from fcos.ops.sizing import scale_boxes
 from fcos.predict import Predictor, read_image, to_tensor
+from fcos.structures import ImageBatch
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from fcos.assign import assign_targets, stack_targets
 from fcos.bench.common import emit, level_shapes, peak_memory_mb, time_ms
 from fcos.config import STRIDES, torchvision
 from fcos.losses import FCOSCriterion
-from fcos.model.head import HeadOutputs
 from fcos.model.points import make_points
+from fcos.structures import HeadOutputs
 
 NUM_CLASSES = 80
 

@@ -16,9 +16,9 @@ from torchvision.models.detection.image_list import ImageList
 
 from fcos.bench.common import compare_ms, emit, level_shapes
 from fcos.config import STRIDES, torchvision
-from fcos.model.head import HeadOutputs
 from fcos.model.points import make_points
 from fcos.postprocess import Decoder
+from fcos.structures import HeadOutputs
 
 NUM_CLASSES = 80
 

@@ -15,7 +15,7 @@ import torch
 from fcos.assign import assign_targets, stack_targets
 from fcos.bench.assign_loss import Case
 from fcos.bench.common import compare_ms, emit, peak_memory_mb
-from fcos.model.transform import pad_to_multiple
+from fcos.ops.sizing import pad_to_multiple
 
 
 def _measure(batch: int, height: int, width: int, boxes: int, quick: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from fcos.data import DetectionData, DetectionDataset, collate, to_coco
 from fcos.data.transforms import Resize
 from fcos.engine import distributed as D
 from fcos.engine.sampling import shard
-from fcos.model.transform import scale_boxes
+from fcos.ops.sizing import scale_boxes
 
 __all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "run_pycocotools", "to_coco_results"]
 

@@ -13,10 +13,12 @@ from fcos.config import STRIDES, FCOSConfig
 from fcos.losses import FCOSCriterion
 from fcos.model.backbone import ResNetBackbone
 from fcos.model.fpn import FPN
-from fcos.model.head import FCOSHead, HeadOutputs
-from fcos.model.points import Points, make_points
-from fcos.model.transform import ImageBatch, InputTransform, check_resized_size
+from fcos.model.head import FCOSHead
+from fcos.model.points import make_points
+from fcos.model.transform import InputTransform
+from fcos.ops.sizing import check_resized_size
 from fcos.postprocess import Decoder
+from fcos.structures import HeadOutputs, ImageBatch, Points
 
 __all__ = ["FCOS"]
 
