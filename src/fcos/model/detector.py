@@ -9,7 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from fcos.assign import assign_targets, stack_targets
-from fcos.config import STRIDES, FCOSConfig
+from fcos.config import STRIDES, FCOSConfig, override
+from fcos.convert import config_from_torchvision, state_dict_from_torchvision
 from fcos.losses import FCOSCriterion
 from fcos.model.backbone import ResNetBackbone
 from fcos.model.fpn import FPN
@@ -51,11 +52,13 @@ class FCOS(nn.Module):
 
     @classmethod
     def from_torchvision(cls, tv_model: nn.Module, **changes: Any) -> FCOS:
-        """An :class:`FCOS` (preset ``torchvision``) computing exactly what ``tv_model`` computes;
-        ``changes`` override config fields (see :func:`fcos.convert.from_torchvision`)."""
-        from fcos.convert import from_torchvision
-
-        return from_torchvision(tv_model, **changes)
+        """An :class:`FCOS` (preset ``torchvision``) with the same weights, settings and train/eval mode
+        as ``tv_model``, computing exactly what it computes. ``changes`` override config fields (dotted
+        paths as in :func:`fcos.config.override`), e.g. ``channels_last=True`` for the faster NHWC layout."""
+        model = cls(override(config_from_torchvision(tv_model), **changes))
+        model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
+        model.train(tv_model.training)
+        return model
 
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
