@@ -79,15 +79,19 @@ class FCOS(nn.Module):
         return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
     def forward_batch(self, batch: ImageBatch) -> HeadOutputs:
-        """Raw head outputs for an already transformed batch (export and benchmarks)."""
+        """Raw head outputs for an already transformed batch (benchmarks)."""
         tensor = batch.tensor
         if self.config.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return self.head_outputs(tensor)
+
+    def head_outputs(self, tensor: Tensor) -> HeadOutputs:
+        """backbone -> fpn -> head on a normalised, padded [B, 3, H, W] tensor (also traced for export)."""
         return self.head(self.fpn(self.backbone(tensor)))
 
     def points(self, outputs: HeadOutputs, padded_size: Sequence[int]) -> Points:
-        shape = (int(padded_size[0]), int(padded_size[1]))
-        return make_points(outputs.level_shapes, self.strides, shape, self.config.points, outputs.cls_logits.device)
+        """Points of ``outputs`` for a padded input of ``padded_size`` (H, W): ints, or traced sizes."""
+        return make_points(outputs.level_shapes, self.strides, padded_size, self.config.points, outputs.cls_logits.device)
 
     def loss(self, outputs: HeadOutputs, points: Points, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         boxes, labels, valid = stack_targets(targets, outputs.cls_logits.device)
