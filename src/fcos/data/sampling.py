@@ -12,31 +12,33 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["ResumableSampler", "SeededSamples", "shard"]
-
-
-def shard(num_items: int, rank: int, world: int) -> list[int]:
-    """Indices of this process's share for evaluation (no padding, no repeats)."""
-    return list(range(rank, num_items, world))
+__all__ = ["ResumableSampler", "SeededSamples"]
 
 
 class ResumableSampler(Sampler[int]):
     """Shuffled (per-epoch seed) indices of this rank's shard, starting ``skip`` samples into the epoch.
 
-    Every rank sees ``num_items // world`` samples per epoch (the remainder is dropped so ranks stay
-    in step, as DistributedSampler(drop_last=True)).
+    With ``even=True`` (training) every rank sees ``num_items // world`` samples per epoch: the
+    remainder is dropped so ranks stay in step, as DistributedSampler(drop_last=True). With
+    ``even=False`` (evaluation) rank r takes items r, r + world, ...: every item exactly once overall.
     """
 
-    def __init__(self, num_items: int, *, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, num_items: int, *, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1, even: bool = True
+    ) -> None:
         self.num_items, self.seed, self.shuffle, self.rank, self.world = num_items, seed, shuffle, rank, world
+        self.even = even
         self.epoch = 0
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         self.epoch, self.skip = epoch, skip
 
+    def _per_rank(self) -> int:
+        return self.num_items // self.world if self.even else len(range(self.rank, self.num_items, self.world))
+
     def __len__(self) -> int:
-        return self.num_items // self.world - self.skip
+        return self._per_rank() - self.skip
 
     def __iter__(self) -> Iterator[int]:
         if self.shuffle:
@@ -44,8 +46,7 @@ class ResumableSampler(Sampler[int]):
             order = torch.randperm(self.num_items, generator=gen).tolist()
         else:
             order = list(range(self.num_items))
-        per_rank = self.num_items // self.world
-        mine = order[self.rank :: self.world][:per_rank]
+        mine = order[self.rank :: self.world][: self._per_rank()]
         offset = self.epoch * self.num_items
         return iter([offset + i for i in mine[self.skip :]])
 

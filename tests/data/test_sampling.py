@@ -1,7 +1,7 @@
 import torch
 from torch.utils.data import Dataset
 
-from fcos.engine.sampling import ResumableSampler, SeededSamples, shard
+from fcos.data.sampling import ResumableSampler, SeededSamples
 
 
 def test_epochs_shuffle_differently_and_reproducibly():
@@ -30,7 +30,10 @@ def test_ranks_partition_an_epoch():
         parts.append(list(s))
     assert all(len(p) == 3 for p in parts)
     assert len(set(sum(parts, []))) == 9
-    assert shard(10, 1, 3) == [1, 4, 7]
+    # uneven (evaluation): rank r takes r, r + 3, ...; every item once over all ranks
+    uneven = [list(ResumableSampler(10, seed=1, shuffle=False, rank=r, world=3, even=False)) for r in range(3)]
+    assert uneven == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert [len(ResumableSampler(10, seed=1, rank=r, world=3, even=False)) for r in range(3)] == [4, 3, 3]
 
 
 class Noise(Dataset):
