@@ -48,7 +48,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         cfg = cpu_from_scratch(data=str(data), out=str(Path(tmp) / "run"), val_split=None, batch_size=1,
                                max_iters=iterations, workers=0, progress=False, log_every=every,
                                checkpoint_every=every, hflip=0.5, photometric=True)
-        trainer = Trainer(model_config_for(3, **MODEL), cfg)
+        trainer = Trainer.from_config(model_config_for(3, **MODEL), cfg)
         trace: list[tuple[int, float]] = [(0, _settled_rss())]
         step = trainer.step
 
