@@ -180,19 +180,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
-
-
-@command("bench", "run benchmarks (JSON lines, ours vs torchvision measured in the same run)", _bench_args)
-def _bench(args: argparse.Namespace) -> int:
-    from fcos.bench import run_benchmarks
-
-    run_benchmarks(args.names or None, quick=args.quick)
-    return 0
-
-
 def _data_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", required=True)
     check = sub.add_parser("check", help="load a split as training would and decode every image")

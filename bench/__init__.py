@@ -1,5 +1,8 @@
 """Benchmarks: each module's ``run(quick)`` prints JSON lines ``{"name", "ours", "reference", "unit",
-"ratio", "params", ...}`` with the reference measured in the same process on the same inputs."""
+"ratio", "params", ...}`` with the reference measured in the same process on the same inputs.
+
+Run from the repository root: ``python -m bench [names] [--quick]`` (``make bench`` runs them all).
+They live outside the installed package: they measure it, they are not part of it."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 __all__ = ["BENCHMARKS", "run_benchmarks"]
 
-# name -> module under fcos.bench
+# name -> module under bench/
 BENCHMARKS: dict[str, str] = {
     "assign_loss": "assign_loss",
     "scaling": "scaling",
@@ -27,5 +30,5 @@ def run_benchmarks(names: list[str] | None = None, quick: bool = False) -> list[
         raise ValueError(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(BENCHMARKS)}")
     records: list[dict[str, Any]] = []
     for name in names or list(BENCHMARKS):
-        records += importlib.import_module(f"fcos.bench.{BENCHMARKS[name]}").run(quick=quick)
+        records += importlib.import_module(f"bench.{BENCHMARKS[name]}").run(quick=quick)
     return records

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import os
 import re
 import statistics
 import sys
@@ -18,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ms", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
+__all__ = ["compare_ms", "dataset_path", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -118,3 +121,17 @@ def emit(
 def _round(value: float) -> float:
     """3 decimals, but 4 significant digits for small values (differences like 1.8e-06 stay visible)."""
     return round(value, 3) if abs(value) >= 1 else float(f"{value:.4g}")
+
+
+def dataset_path(name: str, quick: bool) -> Path:
+    """A real dataset: the whole one in ``$FCOS_SHARED_DATA`` or ``../shared/data`` beside the checkout;
+    ``--quick`` runs (a smoke check, no figures) fall back to the subset vendored under tests/assets."""
+    shared = Path(os.environ.get("FCOS_SHARED_DATA", REPO.parent / "shared" / "data")) / name
+    if shared.is_dir():
+        return shared
+    if quick:
+        return REPO / "tests" / "assets" / name
+    raise FileNotFoundError(
+        f"the whole {name} dataset was not found at {shared}: this benchmark measures on the full dataset "
+        "(set FCOS_SHARED_DATA to the folder holding it; only --quick runs use the subset in tests/assets)"
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fcos.bench.common import compare_ms, emit
+from bench.common import compare_ms, emit
 from fcos.engine.evaluate import METRIC_NAMES, coco_metrics, run_pycocotools
 
 CLASSES = ["a", "b", "c", "d", "e"]

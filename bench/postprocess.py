@@ -14,7 +14,7 @@ import torch
 from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
-from fcos.bench.common import compare_ms, emit, level_shapes
+from bench.common import compare_ms, emit, level_shapes
 from fcos.config import STRIDES, torchvision
 from fcos.model.points import make_points
 from fcos.postprocess import Decoder

@@ -9,8 +9,8 @@ import torch
 from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
+from bench.common import emit, level_shapes, peak_memory_mb, time_ms
 from fcos.assign import assign_targets, stack_targets
-from fcos.bench.common import emit, level_shapes, peak_memory_mb, time_ms
 from fcos.config import STRIDES, torchvision
 from fcos.losses import FCOSCriterion
 from fcos.model.points import make_points

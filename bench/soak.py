@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fcos.bench.common import emit, rss_mib
+from bench.common import emit, rss_mib
 from fcos.data import generate_shapes
 from fcos.engine.config import cpu_from_scratch, model_config_for
 from fcos.engine.trainer import Trainer

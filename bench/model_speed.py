@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torchvision.models.detection import fcos_resnet50_fpn
 
-from fcos.bench.common import compare_ms, emit, peak_memory_mb
+from bench.common import compare_ms, emit, peak_memory_mb
 from fcos.model.detector import FCOS
 
 NUM_CLASSES = 80

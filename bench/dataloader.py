@@ -17,21 +17,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from fcos.bench.common import emit
+from bench.common import dataset_path, emit
 from fcos.config import InputConfig
 from fcos.data import DetectionDataset, collate, load_annotations
 from fcos.data.transforms import training_transforms
 
 SIZE = 512
-
-
-def _shared_data() -> Path:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent.parent / "shared" / "data" / "fruit"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("the fruit dataset (../shared/data/fruit) was not found beside the checkout")
 
 
 def _reference_dataset(root: Path):
@@ -63,7 +54,7 @@ def _images_per_second(dataset, workers: int, epochs: int) -> float:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    root = _shared_data()
+    root = dataset_path("fruit", quick)
     data = load_annotations(root, "train")
     if quick:
         data.records = data.records[:16]

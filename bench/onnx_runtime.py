@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fcos.bench.common import compare_ms, emit
+from bench.common import compare_ms, emit
 from fcos.config import official
 from fcos.engine.checkpoint import model_checkpoint, save_checkpoint
 from fcos.export import export_onnx

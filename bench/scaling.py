@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from bench.assign_loss import Case
+from bench.common import compare_ms, emit, peak_memory_mb
 from fcos.assign import assign_targets, stack_targets
-from fcos.bench.assign_loss import Case
-from fcos.bench.common import compare_ms, emit, peak_memory_mb
 from fcos.ops.sizing import pad_to_multiple
 
 
