@@ -10,10 +10,10 @@ from fcos.data.errors import DatasetError
 def test_check_returns_data_and_prints_summary(shared_data):
     out = io.StringIO()
     data = check_dataset(shared_data / "raccoon", "val", progress=False, out=out)
-    assert len(data.records) == 40 and data.class_names == ["raccoon"]
+    assert len(data.records) == 8 and data.class_names == ["raccoon"]
     text = out.getvalue()
-    assert "images: 40 (0 without objects)" in text and "boxes: 42 in 1 classes" in text
-    assert "all 40 images decode at their declared size" in text
+    assert "images: 8 (0 without objects)" in text and "boxes: 9 in 1 classes" in text
+    assert "all 8 images decode at their declared size" in text
 
 
 def test_check_opens_every_image(shared_data, tmp_path):
