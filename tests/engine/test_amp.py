@@ -74,6 +74,7 @@ def config(data, out, **changes):
 
 def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path):
     trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True))
+    assert trainer.device.type == "cpu" and next(trainer.model.parameters()).device.type == "cpu"
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # CPU: no GradScaler
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run()

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fcos.engine.config import cpu_from_scratch, model_config_for
-from fcos.engine.hooks import Hook, default_hooks
+from fcos.engine.hooks import Hook, TimeBudget, default_hooks
 from fcos.engine.trainer import Trainer
 from fcos.model.detector import FCOS
 
@@ -77,3 +77,37 @@ def test_without_hooks_nothing_is_written_and_a_hook_can_stop_early(tmp_path):
     assert summary["event"] == "done" and summary["iteration"] == 2
     assert [e[0] for e in recorder.events] == ["before_train", "after_step", "after_step", "after_train"]
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "last.pt").exists()
+
+
+class Clockless:
+    """The trainer state TimeBudget reads, with made-up durations (no wall clock)."""
+
+    def __init__(self, durations, train_seconds, budget, planned=1000):
+        self.cfg = cpu_from_scratch(time_budget=budget)
+        self.durations, self.train_seconds = durations, train_seconds
+        self.iteration = len(durations)
+        self.total = planned
+        self._planned = planned
+
+    def planned_updates(self):
+        return self._planned
+
+
+def test_time_budget_fits_the_total_to_the_measured_speed():
+    # 20 updates measured, the first 2 (warm-up) ignored: 0.5 s each; 10 s used of 20 -> 20 more updates
+    durations = [5.0, 5.0] + [0.5] * 18
+    trainer = Clockless(durations, train_seconds=10.0, budget=20.0)
+    TimeBudget().after_step(trainer, {})
+    assert trainer.total == 20 + 20
+    # never beyond the planned length, never below the updates already done
+    capped = Clockless(durations, train_seconds=10.0, budget=20.0, planned=30)
+    TimeBudget().after_step(capped, {})
+    assert capped.total == 30
+    spent = Clockless(durations, train_seconds=25.0, budget=20.0)
+    TimeBudget().after_step(spent, {})
+    assert spent.total == 20
+    # re-fitted every 10 updates only, once 12 are measured
+    for measured in (durations[:10], durations[:19]):
+        early = Clockless(measured, train_seconds=5.0, budget=20.0)
+        TimeBudget().after_step(early, {})
+        assert early.total == 1000
