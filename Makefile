@@ -32,6 +32,7 @@ demo: setup
 
 lint: setup
 	$(PY) -m ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
