@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Steadies the allocator's share of timing noise (see bench/README in docs/performance.md).
+# Steadies the allocator's share of timing noise (see docs/performance.md).
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
@@ -25,13 +25,14 @@ test-fast: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q -m "not slow"
 
 bench: setup
-	$(PY) -m fcos bench
+	$(PY) -m bench
 
 demo: setup
 	$(PY) -m fcos demo --out runs/demo
 
 lint: setup
 	$(PY) -m ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

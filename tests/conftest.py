@@ -1,16 +1,13 @@
-"""Shared fixtures: seeded RNG, paths to the real datasets in ../shared/data."""
+"""Shared fixtures: seeded RNG, the real images vendored in tests/assets."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-# The real datasets live beside the checkout (../shared/data); FCOS_SHARED_DATA overrides.
-SHARED_DATA = Path(os.environ.get("FCOS_SHARED_DATA", REPO.parent / "shared" / "data"))
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 @pytest.fixture(autouse=True)
@@ -20,6 +17,6 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not (SHARED_DATA / "raccoon").is_dir():
-        pytest.fail(f"real datasets not found at {SHARED_DATA} (set FCOS_SHARED_DATA)")
-    return SHARED_DATA
+    """The folder holding ``fruit/`` and ``raccoon/``: small MIT-licensed subsets of the real datasets,
+    vendored in tests/assets (counts in tests/assets/README.md), so the suite needs nothing beside the clone."""
+    return ASSETS

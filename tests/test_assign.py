@@ -9,7 +9,8 @@ import torch
 
 from fcos.assign import assign_targets, stack_targets
 from fcos.config import STRIDES, AssignConfig, PointsConfig
-from fcos.model.points import Points, make_points
+from fcos.model.points import make_points
+from fcos.structures import Points
 
 OFFICIAL = AssignConfig()
 INSIDE = AssignConfig(center_sampling_radius=0.0)

@@ -12,7 +12,7 @@ from torchvision.ops import sigmoid_focal_loss
 from fcos.assign import Assignment
 from fcos.config import LossConfig
 from fcos.losses import FCOSCriterion, sigmoid_focal_loss_onehot
-from fcos.model.head import HeadOutputs
+from fcos.structures import HeadOutputs
 
 
 @pytest.mark.parametrize("alpha,gamma", [(0.25, 2.0), (0.5, 1.5), (0.25, 0.0)])

@@ -9,9 +9,9 @@ import torch
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from fcos.config import STRIDES, DecodeConfig, PointsConfig
-from fcos.model.head import HeadOutputs
 from fcos.model.points import make_points
 from fcos.postprocess import Decoder
+from fcos.structures import HeadOutputs
 
 
 def logit(p):

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from fcos.config import AssignConfig
-from fcos.model.points import LevelGrid, Points
 from fcos.ops.boxes import box_area, boxes_to_ltrb, centerness_from_ltrb
+from fcos.structures import LevelGrid, Points
 
 __all__ = ["Assignment", "assign_targets", "stack_targets"]
 

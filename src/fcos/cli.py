@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = ["main"]
 
@@ -22,58 +25,70 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data and outputs")
-    g.add_argument("--data", required=True, help="dataset directory (COCO, VOC or YOLO layout) or data YAML")
-    g.add_argument("--out", default="runs/train", help="run folder (config, metrics, plots, checkpoints)")
-    g.add_argument("--train-split", default="train")
-    g.add_argument("--val-split", default="val", help="'none' to skip validation")
-    g.add_argument("--skip-bad-images", action="store_true", default=None,
-                   help="decode every image first; leave out and count unreadable ones instead of stopping")
-    g = p.add_argument_group("model")
-    g.add_argument("--preset", default="official", choices=["official", "torchvision"])
-    g.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50", "resnet101"])
+    from fcos.config import PRESETS, FCOSConfig
+    from fcos.engine.config import DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
+    from fcos.model.backbone import BACKBONES
+
+    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, RUNTIME)}
+    g = groups["model"]
+    g.add_argument("--preset", default="official", choices=sorted(PRESETS))
+    g.add_argument("--backbone", default="resnet50", choices=BACKBONES)
     g.add_argument("--img-size", type=int, help="longer image side (default: the preset's 800/1333 rule)")
     g.add_argument("--fpn-channels", type=int, help="FPN and head width (official 256)")
     g.add_argument("--head-convs", type=int, help="convs per head tower (official 4)")
     g.add_argument("--backbone-weights", help="local ImageNet ResNet state dict (freezes BN, stem and stage 1)")
-    g.add_argument("--weights", help="initialise from an fcos checkpoint (fine-tuning)")
-    g.add_argument("--conv3x3", choices=["auto", "direct", "winograd"],
+    g.add_argument("--conv3x3", choices=get_args(get_type_hints(FCOSConfig)["conv3x3"]),
                    help="head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)")
-    g = p.add_argument_group("schedule (defaults from --recipe)")
-    g.add_argument("--recipe", default="official", choices=["official", "cpu"],
-                   help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--max-iters", type=int, help="optimizer updates (overrides --epochs)")
-    g.add_argument("--time-budget", type=float, help="seconds of training; the schedule is fitted to it")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--accumulate", type=int, help="micro-batches per update (gradient accumulation)")
-    g.add_argument("--optimizer", choices=["sgd", "adamw"])
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--warmup-iters", type=int)
-    g.add_argument("--schedule", choices=["step", "cosine"])
-    g.add_argument("--clip-grad", type=float)
-    g.add_argument("--ema", type=float, help="EMA decay, e.g. 0.9998")
-    g.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA fp16, CPU bf16)")
-    g.add_argument("--no-photometric", dest="photometric", action="store_false", default=None)
-    g.add_argument("--hflip", type=float, help="horizontal flip probability")
-    g = p.add_argument_group("runtime")
-    g.add_argument("--device", help="cpu, cuda, cuda:1 ...")
-    g.add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
-    g.add_argument("--workers", type=int)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--resume", nargs="?", const="auto", help="continue from a checkpoint (default OUT/last.pt)")
-    g.add_argument("--eval-every", type=int, help="epochs between validations (0: at the end)")
-    g.add_argument("--checkpoint-every", type=int, help="also save last.pt every N updates")
-    g.add_argument("--on-nonfinite", choices=["stop", "skip"])
-    g.add_argument("--log-every", type=int, help="updates between metrics.jsonl lines")
-    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    groups[SCHEDULE].add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS),
+                                  help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs")
+    add_config_flags(groups, TrainConfig)
+    groups[RUNTIME].add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
 
 
-_TRAIN_FIELDS = ("epochs", "max_iters", "time_budget", "batch_size", "accumulate", "optimizer", "lr", "weight_decay",
-                 "warmup_iters", "schedule", "clip_grad", "ema", "amp", "photometric", "hflip", "device", "workers",
-                 "seed", "resume", "eval_every", "checkpoint_every", "on_nonfinite", "progress", "weights", "log_every",
-                 "skip_bad_images")
+def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type) -> None:
+    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``), in the group and
+    with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x`` (``bool``)
+    follow the annotation. Unset flags are absent from the namespace: the recipe's default applies."""
+    hints = get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        kind, optional = _unwrap_optional(hints[f.name])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if f.metadata.get("required"):
+            kwargs["required"] = True
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            kwargs["choices"] = get_args(kind)
+        elif get_origin(kind) is tuple:
+            kwargs.update(type=get_args(kind)[0], nargs="+")
+        else:
+            kwargs["type"] = _none_or(kind) if optional else kind
+            kwargs["metavar"] = {int: "N", float: "X"}.get(kind)
+        if "const" in f.metadata:
+            kwargs.update(nargs="?", const=f.metadata["const"])
+        groups[f.metadata.get("group", "options")].add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def config_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of ``config_class`` given on the command line (tuples for multi-value flags)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+
+
+def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
+    args = [a for a in get_args(kind) if a is not type(None)]
+    if get_origin(kind) in (Union, UnionType) and len(args) == 1:
+        return args[0], True
+    return kind, False
+
+
+def _none_or(kind: type) -> Callable[[str], Any]:
+    """Parse ``kind``, or the word 'none' as None (an optional field set to nothing)."""
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
 
 
 @command("train", "train FCOS on a dataset", _train_args)
@@ -83,12 +98,10 @@ def _train(args: argparse.Namespace) -> int:
 
         argv = sys.argv[1:] if args.argv is None else list(args.argv)
         return launch_local(args.devices, _drop_flag(argv, "--devices"))
-    from fcos.engine.config import TRAIN_PRESETS, model_config_for
+    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
     from fcos.engine.trainer import train
 
-    overrides = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None}
-    val_split = None if args.val_split.lower() == "none" else args.val_split
-    cfg = TRAIN_PRESETS[args.recipe](data=args.data, out=args.out, train_split=args.train_split, val_split=val_split, **overrides)
+    cfg = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
     model_cfg = model_config_for(
         1, preset=args.preset, backbone=args.backbone, img_size=args.img_size, fpn_channels=args.fpn_channels,
         head_convs=args.head_convs, backbone_weights=args.backbone_weights,
@@ -164,19 +177,6 @@ def _demo(args: argparse.Namespace) -> int:
     from fcos.demo import run_demo
 
     run_demo(args.out, data_dir=args.data_dir, time_budget=args.time_budget)
-    return 0
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: checks that every benchmark runs")
-
-
-@command("bench", "run benchmarks (JSON lines, ours vs torchvision measured in the same run)", _bench_args)
-def _bench(args: argparse.Namespace) -> int:
-    from fcos.bench import run_benchmarks
-
-    run_benchmarks(args.names or None, quick=args.quick)
     return 0
 
 

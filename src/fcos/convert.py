@@ -1,9 +1,10 @@
-"""Convert a ``torchvision.models.detection.FCOS`` (ResNet-FPN backbone) into :class:`fcos.FCOS`."""
+"""Map a ``torchvision.models.detection.FCOS`` (ResNet-FPN backbone) onto this package: its config and
+its state dict renamed. Pure mappings, no model built here (:meth:`fcos.FCOS.from_torchvision` builds
+one from them), so the model may import this module and not the other way round."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from torch import nn
 from torchvision.models.resnet import Bottleneck
@@ -11,10 +12,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fcos import config as cfgs
-from fcos.config import FCOSConfig, override
-from fcos.model.detector import FCOS
+from fcos.config import FCOSConfig
 
-__all__ = ["config_from_torchvision", "from_torchvision", "state_dict_from_torchvision"]
+__all__ = ["config_from_torchvision", "state_dict_from_torchvision"]
 
 # torchvision key prefix -> fcos key prefix
 _KEY_MAP = (
@@ -102,14 +102,3 @@ def _frozen_stages(body: nn.Module) -> int:
             break
     return frozen
 
-
-def from_torchvision(tv_model: nn.Module, **changes: Any) -> FCOS:
-    """Build an :class:`FCOS` with the same weights, settings and train/eval mode as ``tv_model``.
-
-    ``changes`` override config fields (dotted paths as in :func:`fcos.config.override`), e.g.
-    ``channels_last=True`` for the faster NHWC layout.
-    """
-    model = FCOS(override(config_from_torchvision(tv_model), **changes))
-    model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
-    model.train(tv_model.training)
-    return model

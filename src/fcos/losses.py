@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from fcos.assign import Assignment
 from fcos.config import LossConfig
-from fcos.model.head import HeadOutputs
 from fcos.ops.boxes import ltrb_iou_loss
+from fcos.structures import HeadOutputs
 
 __all__ = ["FCOSCriterion", "reduce_mean", "sigmoid_focal_loss_onehot"]
 

@@ -3,7 +3,7 @@
 
 Both backends give the same detections for the same image (``tests/ship/test_export.py`` checks it on
 real images): the ONNX path resizes and pads on the host exactly as the model's ``InputTransform``
-does (:func:`fcos.export.onnx_inputs`) and maps boxes back with the same ``scale_boxes``.
+does (:mod:`fcos.export.host`) and maps boxes back with the same ``scale_boxes``.
 Every image is run on its own, so an image's detections never depend on what it was batched with.
 """
 
@@ -21,9 +21,8 @@ from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
 from fcos.data.images import IMAGE_SUFFIXES, ImageError, is_image_file, read_image
-from fcos.export import onnx_inputs
-from fcos.model.transform import check_resized_size, scale_boxes
-from fcos.postprocess import class_aware_nms
+from fcos.export.host import finish, prepare_inputs
+from fcos.ops.sizing import check_resized_size
 from fcos.writes import save_image, write_json
 
 __all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
@@ -172,20 +171,11 @@ class Predictor:
 
     @torch.inference_mode()
     def _run_onnx(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        batch, sizes = onnx_inputs([image], self.input_config, self.img_size)
+        batch, sizes = prepare_inputs([image], self.input_config, self.img_size)
         resized = (int(sizes[0, 0]), int(sizes[0, 1]))
         check_resized_size(resized, image.shape[-2:], max(STRIDES), self.input_config.size_divisible)
         outputs = self.session.run(None, {"images": batch.numpy(), "image_sizes": sizes.numpy()})
-        boxes, scores, labels = (torch.from_numpy(o[0]) for o in outputs[:3])
-        if self.nms_in_graph:
-            n = int(outputs[3][0])
-            boxes, scores, labels = boxes[:n], scores[:n], labels[:n]
-        else:
-            valid = labels >= 0
-            boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-            keep = class_aware_nms(boxes, scores, labels, self.decode_config.nms_thresh)[: self.decode_config.max_detections]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        return scale_boxes(boxes, resized, image.shape[-2:]), scores, labels
+        return finish(outputs, self.nms_in_graph, self.decode_config, resized, image.shape[-2:])
 
 
 def list_images(source: str | Path) -> list[Path]:

@@ -9,10 +9,10 @@ from fcos.data.errors import DatasetError
 def test_detects_coco_folder_json_file_and_yolo(shared_data):
     fruit = shared_data / "fruit"
     coco = load_annotations(fruit, "val")
-    assert coco.format == "coco" and len(coco.records) == 60
-    assert load_annotations(fruit / "annotations" / "val.json").report.boxes == 106
+    assert coco.format == "coco" and len(coco.records) == 13
+    assert load_annotations(fruit / "annotations" / "val.json").report.boxes == 25
     yolo = load_annotations(fruit / "yolo", "val")
-    assert yolo.format == "yolo" and yolo.report.boxes == 106
+    assert yolo.format == "yolo" and yolo.report.boxes == 25
     assert load_annotations(fruit / "yolo" / "data.yaml", "val").format == "yolo"
 
 
@@ -35,10 +35,10 @@ def test_coco_json_elsewhere_and_named_like_instances(shared_data, tmp_path):
     (tmp_path / "annotations").mkdir()
     shutil.copy(fruit / "annotations" / "val.json", tmp_path / "annotations" / "instances_val2017.json")
     (tmp_path / "images").symlink_to(fruit / "images", target_is_directory=True)
-    assert load_annotations(tmp_path, "val").report.images == 60
+    assert load_annotations(tmp_path, "val").report.images == 13
     loose = tmp_path / "loose.json"
     shutil.copy(fruit / "annotations" / "val.json", loose)
-    assert load_annotations(loose, image_dir=fruit / "images").report.images == 60
+    assert load_annotations(loose, image_dir=fruit / "images").report.images == 13
     with pytest.raises(
         DatasetError, match=r"no annotation file for split 'test' \(found: instances_val2017.json\)"
     ):

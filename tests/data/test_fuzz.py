@@ -1,14 +1,16 @@
-"""Readers fail only with DatasetError, whatever the files contain."""
+"""Readers fail only with DatasetError, whatever the files contain, and what they return is well formed."""
 
 import json
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fcos.data.coco import read_coco
 from fcos.data.errors import DatasetError
+from fcos.data.records import DetectionData
 from fcos.data.voc import read_voc
 from fcos.data.yolo import read_yolo
 
@@ -39,10 +41,22 @@ _FIELDS = [(section, key) for section, items in _DOC.items() for key in items[0]
 
 
 def _reads_or_dataset_error(read) -> None:
+    """The property: a reader either returns well-formed records or raises DatasetError naming the
+    problem; any other exception is a failure."""
     try:
-        read()
-    except DatasetError:
-        pass
+        data = read()
+    except DatasetError as exc:
+        assert exc.path is not None and str(exc), "a DatasetError names the file and what is wrong"
+        return
+    except Exception as exc:  # noqa: BLE001 - the property under test
+        pytest.fail(f"{type(exc).__name__} escaped the reader (only DatasetError may): {exc}")
+    assert isinstance(data, DetectionData) and len(data.category_ids) == len(data.class_names)
+    for record in data.records:
+        boxes, labels = record.boxes, record.labels
+        assert boxes.shape == (len(labels), 4) and np.isfinite(boxes).all()
+        assert (boxes[:, 2:] > boxes[:, :2]).all() and (boxes >= 0).all()
+        assert (boxes[:, [0, 2]] <= record.width).all() and (boxes[:, [1, 3]] <= record.height).all()
+        assert ((labels >= 0) & (labels < data.num_classes)).all()
 
 
 @FUZZ

@@ -6,7 +6,7 @@ import torch
 from fcos.config import official
 from fcos.data import DetectionDataset, Resize, build_loader, generate_shapes, load_annotations
 from fcos.model.detector import FCOS
-from fcos.model.transform import scale_boxes
+from fcos.ops.sizing import scale_boxes
 
 
 def test_a_loader_batch_trains_and_boxes_map_back_to_disk_pixels(tmp_path):

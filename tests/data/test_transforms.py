@@ -13,7 +13,7 @@ from fcos.data.transforms import (
     photometric,
     resize,
 )
-from fcos.model.transform import resize_scale, resized_shape, scale_boxes
+from fcos.ops.sizing import resize_scale, resized_shape, scale_boxes
 
 
 def _boxes(n: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

@@ -26,7 +26,7 @@ def trainer(shared_data, out, batch_size, accumulate):
     cfg = cpu_from_scratch(data=str(shared_data / "fruit"), out=str(out), val_split=None, batch_size=batch_size,
                            accumulate=accumulate, max_iters=2, workers=0, progress=False, optimizer="sgd", lr=0.05,
                            warmup_iters=0, clip_grad=None)
-    return Trainer(model_cfg, cfg)
+    return Trainer.from_config(model_cfg, cfg)
 
 
 def images(n):

@@ -27,7 +27,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def fruit_batch(shared_data):
     dataset = DetectionDataset(load_annotations(shared_data / "fruit", "train"), Resize(128, 128))
-    images, targets = zip(*(dataset[i] for i in (0, 90, 170, 230)), strict=True)  # apples, bananas, oranges
+    images, targets = zip(*(dataset[i] for i in (0, 9, 16, 22)), strict=True)  # apple, bananas, mixed, orange
     return list(images), list(targets)
 
 
@@ -73,7 +73,8 @@ def config(data, out, **changes):
 
 
 def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path):
-    trainer = Trainer(tiny(), config(shared_data / "fruit", tmp_path, amp=True))
+    trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True))
+    assert trainer.device.type == "cpu" and next(trainer.model.parameters()).device.type == "cpu"
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # CPU: no GradScaler
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run()
@@ -88,7 +89,7 @@ def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path):
 def test_enabled_grad_scaler_skips_overflowing_update_and_continues(shared_data, tmp_path):
     """The CUDA fp16 branch: an enabled GradScaler (here on the CPU) owns gradient overflow. It skips
     that optimizer step and halves the scale; the trainer neither stops nor counts a skip."""
-    trainer = Trainer(tiny(), config(shared_data / "fruit", tmp_path, max_iters=2))
+    trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, max_iters=2))
     trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     param = trainer.model.head.cls_logits.weight
     hook = param.register_hook(lambda grad: torch.full_like(grad, math.inf))  # overflow in the first update

@@ -4,7 +4,6 @@ evaluation sharded over two processes scores like one process; `fcos train --dev
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -88,7 +87,7 @@ def eval_model_and_data(shared_data):
         model.head.box_pred.bias.fill_(3.0)
         model.head.cls_logits.bias.zero_()
     data = load_annotations(shared_data / "fruit", "val")
-    return model, dataclasses.replace(data, records=data.records[::9])  # 7 images, all 3 classes: shards of 4 and 3
+    return model, data  # 13 images, all 3 classes: shards of 7 and 6
 
 
 def _eval_worker(rank: int, world: int, port: int, shared_data, out: str) -> None:

@@ -20,13 +20,17 @@ def test_head_shapes_prior_and_scales():
     assert out.level_shapes == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
     # the classification prior: sigmoid(bias) = 0.01
     assert torch.sigmoid(head.cls_logits.bias).tolist() == pytest.approx([0.01] * 5)
-    assert (out.box_ltrb >= 0).all()
-    # distances are relu(scale * x) * stride: doubling P4's scale doubles P4's distances only
+    assert (out.box_ltrb >= 0).all() and (out.box_ltrb > 0).any()
+    # distances are relu(scale * x) * stride: doubling P4's scale doubles P4's distances exactly (a power
+    # of two) and leaves every other level as it was
+    feats = features()
+    base = head(feats).box_ltrb
     with torch.no_grad():
         head.scales[1].scale.fill_(2.0)
-    out2 = head(features_same := features())
-    out1 = FCOSHead.forward(head, features_same)
-    assert torch.equal(out1.box_ltrb, out2.box_ltrb)
+    scaled = head(feats).box_ltrb
+    p4 = slice(8 * 12, 8 * 12 + 4 * 6)
+    assert torch.equal(scaled[:, p4], 2 * base[:, p4]) and (base[:, p4] > 0).any()
+    assert torch.equal(scaled[:, : p4.start], base[:, : p4.start]) and torch.equal(scaled[:, p4.stop :], base[:, p4.stop :])
 
 
 def test_level_scale_and_stride_applied():

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fcos.config import STRIDES, PointsConfig
@@ -25,6 +26,8 @@ def test_torchvision_points_use_padded_size_over_grid_size():
     assert pts.xy[0].tolist() == [0.0, 0.0] and pts.strides[p6.start].item() == 64
 
 
-def test_points_follow_device_and_dtype():
-    pts = make_points([(2, 3)], [8], (16, 24), PointsConfig())
-    assert pts.xy.dtype == torch.float32 and pts.xy.shape == (6, 2)
+@pytest.mark.parametrize("device", ["cpu", "meta", *(["cuda"] if torch.cuda.is_available() else [])])
+def test_points_follow_device_and_dtype(device):
+    pts = make_points([(2, 3)], [8], (16, 24), PointsConfig(), device=device)
+    assert pts.xy.device.type == pts.strides.device.type == device
+    assert pts.xy.dtype == pts.strides.dtype == torch.float32 and pts.xy.shape == (6, 2) and pts.strides.shape == (6,)

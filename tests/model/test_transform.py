@@ -3,7 +3,8 @@ import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from fcos.config import InputConfig
-from fcos.model.transform import InputTransform, resized_shape, scale_boxes
+from fcos.model.transform import InputTransform
+from fcos.ops.sizing import resized_shape, scale_boxes
 
 
 @pytest.mark.parametrize("size", [(480, 640), (333, 222), (1000, 200), (800, 1333), (17, 29)])

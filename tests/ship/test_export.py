@@ -11,9 +11,10 @@ from ship_helpers import CLASS_NAMES, assert_same_detections, make_checkpoint, r
 from fcos.cli import main
 from fcos.config import FCOSConfig
 from fcos.engine.checkpoint import load_model
-from fcos.export import DEFAULT_OPSET, ExportModule, export_onnx, onnx_input_shape, onnx_inputs, read_metadata
-from fcos.model.transform import ImageBatch, scale_boxes
+from fcos.export import DEFAULT_OPSET, DetectorGraph, export_onnx, input_shape, prepare_inputs, read_metadata
+from fcos.ops.sizing import scale_boxes
 from fcos.predict import Predictor, read_image, to_tensor
+from fcos.structures import ImageBatch
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,8 @@ def test_graph_decoding_equals_the_pytorch_decoder_in_eager_mode(tmp_path):
         image = torch.rand(3, 301, 433)
         with torch.no_grad():
             (expected,) = model([image])
-            x, sizes = onnx_inputs([image], model.config.input)
-            boxes, scores, labels, count = ExportModule(model).eval()(x, sizes)
+            x, sizes = prepare_inputs([image], model.config.input)
+            boxes, scores, labels, count = DetectorGraph(model).eval()(x, sizes)
         n = int(count[0])
         got = {"boxes": scale_boxes(boxes[0, :n], sizes[0].int().tolist(), (301, 433)).numpy(),
                "scores": scores[0, :n].numpy(), "labels": labels[0, :n].numpy()}
@@ -100,7 +101,7 @@ def test_no_nms_export_with_host_nms_matches_pytorch(exports, checkpoint, shared
         image = read_image(path)
         assert_same_detections(torch_predictor(image)[0], onnx_predictor(image)[0])
     # Raw candidate outputs: unused rows are marked, real ones lie inside the image.
-    x, sizes = onnx_inputs([to_tensor(read_image(path))], onnx_predictor.input_config)
+    x, sizes = prepare_inputs([to_tensor(read_image(path))], onnx_predictor.input_config)
     boxes, scores, labels = onnx_predictor.session.run(None, {"images": x.numpy(), "image_sizes": sizes.numpy()})
     assert boxes.shape == (1, 5000, 4) and (scores[labels < 0] == 0).all() and (labels >= 0).sum() > 100
     assert (boxes[..., 2] <= sizes[0, 1].item()).all() and (boxes[..., 3] <= sizes[0, 0].item()).all()
@@ -109,12 +110,12 @@ def test_no_nms_export_with_host_nms_matches_pytorch(exports, checkpoint, shared
 def test_dynamic_batch_equals_pytorch_and_each_image_alone(exports, checkpoint):
     model, _ = load_model(checkpoint)
     images = [torch.rand(3, 240, 330), torch.rand(3, 400, 300)]
-    x, sizes = onnx_inputs(images, model.config.input)
+    x, sizes = prepare_inputs(images, model.config.input)
     assert x.shape[0] == 2 and x.shape[-2] % 32 == 0 and x.shape[-1] % 32 == 0
     session = ort.InferenceSession(str(exports["dynamic"]), providers=["CPUExecutionProvider"])
     batched = session.run(None, {"images": x.numpy(), "image_sizes": sizes.numpy()})
     with torch.no_grad():
-        eager = [t.numpy() for t in ExportModule(model).eval()(x, sizes)]
+        eager = [t.numpy() for t in DetectorGraph(model).eval()(x, sizes)]
     for i in range(2):
         n = int(batched[3][i])
         assert n == int(eager[3][i]) > 10
@@ -140,7 +141,7 @@ def test_torchvision_preset_exports_with_parity(tmp_path):
 
 def torch_on_padded(model, image, img_size):
     """The PyTorch model on exactly the padded input a fixed-size graph sees."""
-    x, sizes = onnx_inputs([image], model.config.input, img_size)
+    x, sizes = prepare_inputs([image], model.config.input, img_size)
     resized = (int(sizes[0, 0]), int(sizes[0, 1]))
     inside = torch.zeros(1, 1, *x.shape[-2:], dtype=torch.bool)
     inside[..., : resized[0], : resized[1]] = True
@@ -163,9 +164,9 @@ def test_fixed_size_export_matches_pytorch_on_the_same_padding(exports, checkpoi
 
 def test_fixed_size_resize_rule():
     cfg = FCOSConfig().input  # min 800, max 1333
-    assert onnx_input_shape(480, 640, cfg) == (800, 1066)
-    assert onnx_input_shape(480, 640, cfg, (800, 1088)) == (800, 1066)  # fits: the model's own rule
-    assert onnx_input_shape(480, 640, cfg, (512, 512)) == (384, 512)  # scaled down to fit
+    assert input_shape(480, 640, cfg) == (800, 1066)
+    assert input_shape(480, 640, cfg, (800, 1088)) == (800, 1066)  # fits: the model's own rule
+    assert input_shape(480, 640, cfg, (512, 512)) == (384, 512)  # scaled down to fit
 
 
 def test_invalid_img_size_is_refused(checkpoint, tmp_path):

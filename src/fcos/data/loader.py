@@ -1,4 +1,9 @@
-"""Batching: ``collate`` and a seeded, optionally distributed ``DataLoader``."""
+"""Batching: ``collate`` and the one ``DataLoader`` factory, used for training, evaluation and tests.
+
+Sampling is deterministic, resumable and shardable (:mod:`fcos.data.sampling`): the order comes from
+(seed, epoch), each sample's augmentations from (seed, epoch, index), so a batch is the same for any
+number of workers or processes, and a run resumed mid-epoch continues exactly.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
+
+from fcos.data.sampling import ResumableSampler, SeededSamples
 
 __all__ = ["build_loader", "collate", "seed_worker"]
 
@@ -33,38 +40,36 @@ def seed_worker(worker_id: int) -> None:
 def build_loader(
     dataset: Dataset,
     batch_size: int,
-    shuffle: bool,
-    workers: int,
+    *,
+    shuffle: bool = False,
+    workers: int = 0,
     seed: int = 0,
     drop_last: bool = False,
-    distributed: bool = False,
+    rank: int = 0,
+    world: int = 1,
+    even: bool = True,
     pin_memory: bool = False,
+    persistent: bool = True,
 ) -> DataLoader:
-    """A DataLoader yielding ``(list[image], list[target])`` batches.
+    """A DataLoader yielding ``(list[image], list[target])`` batches; ``loader.sampler`` is a
+    :class:`ResumableSampler`: call ``loader.sampler.set_epoch(epoch, skip=...)`` before each epoch.
 
-    Reproducible for a fixed ``seed``: the shuffle order and each worker's RNG (used by random transforms)
-    derive from it. Samples come in the same order for any ``workers``; random augmentations are identical
-    for the same ``workers`` (each worker has its own RNG stream).
-
-    With ``distributed=True`` a :class:`DistributedSampler` (needs an initialised process group) gives each
-    rank its shard; call ``loader.sampler.set_epoch(epoch)`` every epoch so shuffles differ between epochs.
-    Workers are persistent when ``workers > 0`` (no re-spawn each epoch).
+    Reproducible for a fixed ``seed``: the shuffle order derives from (seed, epoch) and the random
+    transforms of sample i from (seed, epoch, i), so batches are identical for any ``workers``.
+    ``rank`` / ``world``: this process's shard (``even``: the same count on every rank, for training;
+    else every item exactly once, for evaluation). Workers are kept across epochs (``persistent``)
+    when ``workers > 0``.
     """
-    generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if distributed:
-        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
-        shuffle = False  # the sampler shuffles
+    sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world=world, even=even)  # type: ignore[arg-type]
     return DataLoader(
-        dataset,
+        SeededSamples(dataset, seed),
         batch_size=batch_size,
-        shuffle=shuffle,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
         pin_memory=pin_memory,
         drop_last=drop_last,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker,
-        persistent_workers=workers > 0,
+        persistent_workers=persistent and workers > 0,
     )

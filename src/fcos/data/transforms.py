@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fcos.config import InputConfig
-from fcos.model.transform import resized_shape, scale_boxes
+from fcos.ops.sizing import resized_shape, scale_boxes
 
 __all__ = [
     "Compose",
@@ -42,7 +42,7 @@ _LUMA = _RGB_TO_YIQ[0]
 
 
 def resize(image: Tensor, boxes: Tensor, min_size: float, max_size: float) -> tuple[Tensor, Tensor]:
-    """Resize like the model does (:func:`fcos.model.transform.resized_shape` / ``scale_boxes``).
+    """Resize like the model does (:func:`fcos.ops.sizing.resized_shape` / ``scale_boxes``).
 
     image: [3, H, W] -> [3, H', W'] with (H', W') = resized_shape(H, W, min_size, max_size); boxes: [N, 4].
     Bilinear without antialiasing, as the model's own resize, so a pre-resized image passes through the

@@ -4,64 +4,83 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fcos import config as model_presets
 from fcos.config import FCOSConfig
 
-__all__ = ["TRAIN_PRESETS", "TrainConfig", "model_config_for"]
+__all__ = ["TRAIN_PRESETS", "TrainConfig", "model_config_for", "option"]
+
+
+def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
+    """A TrainConfig field with its help text and CLI group (read by ``fcos train``'s flag builder);
+    extra keys tune the flag (``required``, ``const`` for an optional value)."""
+    return field(default=default, metadata={"help": help, "group": group, **cli})
+
+
+DATA, SCHEDULE, RUNTIME = "data and outputs", "schedule (defaults from --recipe)", "runtime"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training run. Every field is a ``fcos train`` flag (``--max-iters`` for ``max_iters``)."""
+
     # --- data and outputs
-    data: str = ""  # dataset directory (COCO / VOC / YOLO layout) or data YAML
-    train_split: str = "train"
-    val_split: str | None = "val"  # None: no validation
-    out: str = "runs/train"
-    # Decode every image before training and leave out (and count) the unreadable ones, instead of
-    # stopping at the first with a DatasetError naming it.
-    skip_bad_images: bool = False
+    data: str = option("", "dataset directory (COCO, VOC or YOLO layout) or data YAML", group=DATA, required=True)
+    train_split: str = option("train", "split to train on", group=DATA)
+    val_split: str | None = option("val", "split to validate on; 'none' to skip validation", group=DATA)
+    out: str = option("runs/train", "run folder (config, metrics, plots, checkpoints)", group=DATA)
+    skip_bad_images: bool = option(
+        False, "decode every image first; leave out, count and name the unreadable ones instead of stopping "
+        "at the first", group=DATA)
     # --- length: epochs, or max_iters, capped by a wall-clock budget for the training loop
-    epochs: int = 12
-    max_iters: int | None = None  # optimizer updates; overrides epochs
-    time_budget: float | None = None  # seconds; the schedule (warm-up, decay) is fitted to what fits
+    epochs: int = option(12, "passes over the training split", group=SCHEDULE)
+    max_iters: int | None = option(None, "optimizer updates (overrides --epochs)", group=SCHEDULE)
+    time_budget: float | None = option(
+        None, "seconds of training; the schedule (warm-up, decay) is fitted to what fits", group=SCHEDULE)
     # --- batch and optimisation
-    batch_size: int = 8
-    # Micro-batches per optimizer update. Equals one batch of accumulate * batch_size only when every
-    # micro-batch has the same number of positives (each loss is normalised by its own micro-batch's
-    # positives, so sparse micro-batches weigh more), BatchNorm is frozen and no image is padded differently.
-    accumulate: int = 1
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float | None = None  # None: 0.01 * batch / 16 for SGD (official linear rule), 1e-3 for AdamW
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 500  # official: 500 iterations from 1/3 of the base rate
-    warmup_factor: float = 1.0 / 3.0
-    schedule: Literal["step", "cosine"] = "step"
-    steps: tuple[float, ...] = (2 / 3, 8 / 9)  # official 60k and 80k of 90k iterations
-    gamma: float = 0.1
-    clip_grad: float | None = None  # max gradient norm
-    ema: float | None = None  # EMA decay (e.g. 0.9998); evaluation then uses the averaged weights
-    amp: bool = False  # CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast
+    batch_size: int = option(8, "images per process and micro-batch", group=SCHEDULE)
+    # Equals one batch of accumulate * batch_size only when every micro-batch has the same number of
+    # positives (each loss is normalised by its own micro-batch's positives, so sparse micro-batches
+    # weigh more), BatchNorm is frozen and no image is padded differently.
+    accumulate: int = option(1, "micro-batches per update (gradient accumulation)", group=SCHEDULE)
+    optimizer: Literal["sgd", "adamw"] = option("sgd", "optimizer", group=SCHEDULE)
+    lr: float | None = option(
+        None, "learning rate (default: 0.01 per 16 images for SGD, the official linear rule; 1e-3 for AdamW)",
+        group=SCHEDULE)
+    momentum: float = option(0.9, "SGD momentum", group=SCHEDULE)
+    weight_decay: float = option(1e-4, "weight decay (never on norms and biases)", group=SCHEDULE)
+    warmup_iters: int = option(500, "linear warm-up updates (official: 500 from 1/3 of the rate)", group=SCHEDULE)
+    warmup_factor: float = option(1.0 / 3.0, "learning-rate factor at the first warm-up update", group=SCHEDULE)
+    schedule: Literal["step", "cosine"] = option("step", "learning-rate decay after warm-up", group=SCHEDULE)
+    steps: tuple[float, ...] = option(
+        (2 / 3, 8 / 9), "step decay points, fractions of the run (official: 60k and 80k of 90k)", group=SCHEDULE)
+    gamma: float = option(0.1, "step decay factor", group=SCHEDULE)
+    clip_grad: float | None = option(None, "max gradient norm", group=SCHEDULE)
+    ema: float | None = option(
+        None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
+    amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast)", group=SCHEDULE)
     # --- augmentation
-    hflip: float = 0.5
-    photometric: bool = True
+    hflip: float = option(0.5, "horizontal flip probability", group=SCHEDULE)
+    photometric: bool = option(True, "photometric jitter (brightness, contrast, saturation, hue)", group=SCHEDULE)
     # --- runtime
-    device: str = "cpu"
-    workers: int = 2
-    seed: int = 0
-    resume: str | None = None  # checkpoint path, or "auto" for OUT/last.pt
-    weights: str | None = None  # initialise the model from an fcos checkpoint (fine-tuning)
-    eval_every: int = 1  # epochs between validations; 0: only at the end
-    checkpoint_every: int = 0  # also write last.pt every N updates (0: at epoch ends only)
-    checkpoint_interval: float = 30.0  # seconds: epoch-end checkpoints no more often than this
-    log_every: int = 10
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    max_skips: int = 20  # consecutive skipped updates before "skip" gives up and stops
-    val_images: int = 16  # validation images drawn into val_predictions.png
-    progress: bool = True
+    device: str = option("cpu", "cpu, cuda, cuda:1 ...", group=RUNTIME)
+    workers: int = option(2, "data loader worker processes", group=RUNTIME)
+    seed: int = option(0, "seed of initialisation, sampling and augmentation", group=RUNTIME)
+    resume: str | None = option(
+        None, "continue from a checkpoint (without a value: OUT/last.pt)", group=RUNTIME, const="auto")
+    weights: str | None = option(None, "initialise from an fcos checkpoint (fine-tuning)", group="model")
+    eval_every: int = option(1, "epochs between validations (0: only at the end)", group=RUNTIME)
+    checkpoint_every: int = option(0, "also save last.pt every N updates (0: at epoch ends only)", group=RUNTIME)
+    checkpoint_interval: float = option(
+        30.0, "seconds: epoch-end checkpoints no more often than this", group=RUNTIME)
+    log_every: int = option(10, "updates between metrics.jsonl lines", group=RUNTIME)
+    on_nonfinite: Literal["stop", "skip"] = option(
+        "stop", "on a NaN/inf loss or gradient: stop (keeping the last checkpoint) or skip the update", group=RUNTIME)
+    max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops", group=RUNTIME)
+    val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
+    progress: bool = option(True, "progress bar", group=RUNTIME)
 
     def base_lr(self, processes: int = 1) -> float:
         """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,

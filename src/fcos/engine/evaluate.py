@@ -13,14 +13,12 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from fcos.data import DetectionData, DetectionDataset, collate, to_coco
+from fcos.data import DetectionData, DetectionDataset, build_loader, to_coco
 from fcos.data.transforms import Resize
 from fcos.engine import distributed as D
-from fcos.engine.sampling import shard
-from fcos.model.transform import scale_boxes
+from fcos.ops.sizing import scale_boxes
 
 __all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "run_pycocotools", "to_coco_results"]
 
@@ -43,8 +41,8 @@ def predict_dataset(
     own rule, so the model's resize is a no-op and the outputs equal those for the raw images."""
     cfg = getattr(model, "module", model).config.input
     dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
-    subset = Subset(dataset, shard(len(dataset), D.rank(), D.world_size()))
-    loader = DataLoader(subset, batch_size=batch_size, num_workers=workers, collate_fn=collate)
+    loader = build_loader(dataset, batch_size, workers=workers, rank=D.rank(), world=D.world_size(), even=False,
+                          persistent=False)
     results = []
     bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not (progress and D.is_main()))
     with D.evaluating(model) as base:

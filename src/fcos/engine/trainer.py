@@ -1,8 +1,13 @@
-"""Training loop: a short update step, with logging, evaluation, checkpointing and plots as hooks.
+"""Training loop: a short update step; logging, evaluation, checkpoints, plots and the time budget are
+hooks around it (:mod:`fcos.engine.hooks`).
 
 Iterations count optimizer updates (each of ``accumulate`` micro-batches). Everything needed to
 continue exactly is checkpointed: model, optimizer, schedule, scaler, EMA, epoch, position in the
 epoch and RNG states; with the seeded sampler this makes ``--resume`` bit-identical on CPU.
+
+A :class:`Trainer` is built from parts (a model, a dataset of ``(image, target)`` samples, optional
+validation data, optimizer and hooks); :meth:`Trainer.from_config` builds those parts from the CLI's
+two configs and a dataset on disk.
 """
 
 from __future__ import annotations
@@ -13,34 +18,31 @@ import json
 import math
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
-from fcos.data import DetectionData, DetectionDataset, collate, load_annotations
+from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.check import scan_images
 from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
 from fcos.engine.evaluate import evaluate
+from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
-from fcos.engine.plots import plot_loss_curve, save_val_predictions
-from fcos.engine.sampling import ResumableSampler, SeededSamples
 from fcos.model.detector import FCOS
-from fcos.writes import WriteError, append_line, write_text
+from fcos.writes import WriteError, write_text
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
-
-_REFIT_EVERY = 10  # with a time budget, re-fit the schedule's length to the measured speed this often
 
 
 class NonFiniteLossError(RuntimeError):
@@ -49,59 +51,115 @@ class NonFiniteLossError(RuntimeError):
 
 def train(model_config: FCOSConfig, config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate and write the run folder; returns the final summary (also in metrics.jsonl)."""
-    return Trainer(model_config, config).run()
+    return Trainer.from_config(model_config, config).run()
 
 
 class Trainer:
-    def __init__(self, model_config: FCOSConfig, config: TrainConfig) -> None:
+    """Trains ``model`` on ``dataset`` as ``config`` says.
+
+    Args:
+        model: an :class:`~fcos.FCOS` whose ``num_classes`` matches the data; moved to ``config.device``
+            and wrapped in DDP when a process group is initialised.
+        dataset: map-style dataset of ``(image [3, H, W] in [0, 1], {"boxes", "labels", ...})`` samples,
+            augmentations included (sampling and augmentation seeds come from ``config.seed``).
+        config: the run's :class:`~fcos.engine.config.TrainConfig`.
+        class_names / category_ids: stored in checkpoints (ids default to 1..C).
+        val_data: validation split, for evaluation hooks and the final evaluation (None: no validation).
+        optimizer: default :func:`~fcos.engine.optim.build_optimizer` from ``config``.
+        hooks: default :func:`~fcos.engine.hooks.default_hooks`; ``trainer.hooks`` may be extended.
+    """
+
+    def __init__(
+        self,
+        model: FCOS,
+        dataset: Dataset,
+        config: TrainConfig,
+        *,
+        class_names: Sequence[str],
+        category_ids: Sequence[int] | None = None,
+        val_data: DetectionData | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        hooks: Sequence[Hook] | None = None,
+    ) -> None:
         self.cfg = config
         self.device = D.init_from_env(config.device)
         self.out = Path(config.out)
-        _seed_everything(config.seed)
-        self.train_data = _load(config, config.train_split)
-        # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
-        self.val_data = _load(config, config.val_split, self.train_data.class_names) if config.val_split else None
-        if D.is_main():
-            print(self.train_data.report.summary())
-        model_config = override(model_config, num_classes=self.train_data.num_classes)
-        self.model = FCOS(model_config).to(self.device)
-        if config.weights:
-            _load_matching_weights(self.model, config.weights)
-        lr = config.base_lr(D.world_size())
-        self.optimizer = build_optimizer(self.model, config.optimizer, lr, config.weight_decay, config.momentum)
+        self.class_names, self.category_ids = list(class_names), category_ids
+        self.val_data = val_data
+        self.model = model.to(self.device)
+        self.optimizer = optimizer or build_optimizer(
+            self.model, config.optimizer, config.base_lr(D.world_size()), config.weight_decay, config.momentum)
         for group in self.optimizer.param_groups:
-            group["initial_lr"] = group["lr"]
+            group.setdefault("initial_lr", group["lr"])
         cuda = self.device.type == "cuda"
         self.amp_dtype = (torch.float16 if cuda else torch.bfloat16) if config.amp else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and cuda)
         self.ema = ModelEMA(self.model, config.ema) if config.ema else None
         self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
-        self.loader, self.sampler = self._train_loader()
+        self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
+                                   drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda)
+        self.sampler = self.loader.sampler
+        if len(self.sampler) < config.batch_size * config.accumulate:
+            raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
+                             f"{config.batch_size} x {config.accumulate}; lower --batch-size")
         self.updates_per_epoch = max(1, len(self.sampler) // config.batch_size // config.accumulate)
-        self.total = config.max_iters or config.epochs * self.updates_per_epoch
+        self.total = self.planned_updates()
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
         self.best_ap, self.skipped = -1.0, 0
         self.train_seconds = 0.0
         self.last_save = time.perf_counter()
         self.durations: list[float] = []  # seconds per update, for fitting a time budget
+        self.hooks: list[Hook] = list(default_hooks() if hooks is None else hooks)
+        self.bar: tqdm | None = None
+        self.val_metrics: dict[str, Any] = {}
+        self._stop = False
         if config.resume:
             self._resume(self.out / "last.pt" if config.resume == "auto" else Path(config.resume))
+
+    @classmethod
+    def from_config(cls, model_config: FCOSConfig, config: TrainConfig, **parts: Any) -> Trainer:
+        """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
+        their classes (initialised from ``config.weights`` if given) and the training transforms.
+        ``parts`` (optimizer, hooks) are passed on."""
+        D.init_from_env(config.device)
+        _seed_everything(config.seed)
+        train_data = _load(config, config.train_split)
+        # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
+        val_data = _load(config, config.val_split, train_data.class_names) if config.val_split else None
         if D.is_main():
-            self.out.mkdir(parents=True, exist_ok=True)
-            resolved = {"model": self.model.config.to_dict(), "train": dataclasses.asdict(config)}
-            write_text(self.out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+            print(train_data.report.summary())
+        model = FCOS(override(model_config, num_classes=train_data.num_classes))
+        if config.weights:
+            _load_matching_weights(model, config.weights)
+        transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
+        return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
+                   category_ids=train_data.category_ids, val_data=val_data, **parts)
+
+    def planned_updates(self) -> int:
+        """The run's length before any time budget: ``max_iters``, or ``epochs`` full epochs."""
+        return self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluation uses: the EMA's when enabled."""
+        return self.ema.module if self.ema else self.model
+
+    def request_stop(self) -> None:
+        """End training after the current update (a hook's call, e.g. early stopping; decide it the
+        same way on every rank). The run then finishes as a completed one."""
+        self._stop = True
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume)."""
+        self._call("before_train")
         end = self.total if stop_at is None else min(stop_at, self.total)
-        bar = tqdm(total=self.total, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
-                   disable=not (self.cfg.progress and D.is_main()))
-        window: list[dict[str, float]] = []
-        while self.iteration < end:
+        self.bar = tqdm(total=self.total, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
+                        disable=not (self.cfg.progress and D.is_main()))
+        while self.iteration < end and not self._stop:
             self.sampler.set_epoch(self.epoch, skip=self.position * self.cfg.accumulate * self.cfg.batch_size)
             batches = iter(self.loader)
-            while self.position < self.updates_per_epoch and self.iteration < min(end, self.total):
+            while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
                 start = time.perf_counter()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
                 losses = self.step(micro)
@@ -109,18 +167,40 @@ class Trainer:
                 self.train_seconds += seconds
                 self.durations.append(seconds)
                 images = sum(len(m[0]) for m in micro) * D.world_size()
-                window.append({**losses, "images": images, "seconds": seconds})
-                bar.update(1)
-                self._after_step(window, bar)
+                self.bar.update(1)
+                self._call("after_step", {**losses, "images": images, "seconds": seconds})
+                self.bar.total = self.total  # a hook (the time budget) may have changed it
             if self.position >= self.updates_per_epoch:
                 self.epoch, self.position = self.epoch + 1, 0
-                self._after_epoch()
+                self._call("after_epoch")
             end = self.total if stop_at is None else min(stop_at, self.total)  # the budget may shrink total
-        bar.close()
+        self.bar.close()
+        self.bar = None
+        if self._stop:
+            self.total = self.iteration
         if self.iteration < self.total:
-            self._save("last.pt")
+            self.save("last.pt")
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
-        return self._finish()
+        if self.val_data is not None:
+            self.evaluate()
+        summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
+                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": self.val_metrics, "out": str(self.out)}
+        self._call("after_train", summary)
+        return summary
+
+    def evaluate(self) -> dict[str, Any]:
+        """COCO metrics of :attr:`eval_model` on ``val_data`` (a collective: every rank calls it), then
+        the ``after_eval`` hooks."""
+        assert self.val_data is not None
+        metrics = evaluate(self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
+                           device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
+        self.val_metrics = metrics
+        self._call("after_eval", metrics)
+        return metrics
+
+    def _call(self, event: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(self, *args)
 
     def step(self, micro_batches: list[tuple[list[torch.Tensor], list[dict]]]) -> dict[str, float]:
         """One optimizer update over ``accumulate`` micro-batches; returns the mean losses."""
@@ -163,70 +243,7 @@ class Trainer:
         self.position += 1
         return {**sums, "lr": self.optimizer.param_groups[0]["lr"]}
 
-    # ------------------------------------------------------------------ hooks
-    def _after_step(self, window: list[dict[str, float]], bar: tqdm) -> None:
-        if self.cfg.time_budget and len(self.durations) >= 2 + _REFIT_EVERY and self.iteration % _REFIT_EVERY == 0:
-            self._fit_schedule_to_budget()
-            bar.total = self.total
-        if self.iteration % self.cfg.log_every == 0 or self.iteration == self.total:
-            record = _mean_record(window, self.iteration, self.epoch)
-            window.clear()
-            bar.set_postfix(loss=f"{record['loss']:.3f}", cls=f"{record['classification']:.3f}",
-                            box=f"{record['bbox_regression']:.3f}", ctr=f"{record['bbox_ctrness']:.3f}",
-                            lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")
-            self._write_metrics(record)
-        if self.cfg.checkpoint_every and self.iteration % self.cfg.checkpoint_every == 0:
-            self._save("last.pt")
-
-    def _after_epoch(self) -> None:
-        final = self.iteration >= self.total
-        due = self.cfg.eval_every and self.epoch % self.cfg.eval_every == 0
-        if self.val_data is not None and due and not final:
-            self._evaluate()
-        # Tiny datasets finish an epoch every few updates: do not spend the run writing checkpoints.
-        # Clocks differ between processes, so rank 0's clock decides for all (_save is a collective).
-        if D.broadcast_object(time.perf_counter() - self.last_save >= self.cfg.checkpoint_interval):
-            self._save("last.pt")
-
-    def _finish(self) -> dict[str, Any]:
-        metrics = self._evaluate() if self.val_data is not None else {}
-        self._save("last.pt")
-        summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
-                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": metrics, "out": str(self.out)}
-        self._write_metrics(summary)
-        return summary
-
-    def _evaluate(self) -> dict[str, Any]:
-        assert self.val_data is not None
-        model = self.ema.module if self.ema else self.model
-        metrics = evaluate(model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
-                           device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
-        record = {"event": "val", "iteration": self.iteration, "epoch": self.epoch, **metrics}
-        self._write_metrics(record)
-        if D.is_main():
-            tqdm.write(f"val epoch {self.epoch}: AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP75 {metrics['AP75']:.4f}")
-        # evaluate() hands every rank the same metrics, so every rank takes this branch and enters
-        # _save's barrier together.
-        if metrics["AP"] > self.best_ap:
-            self.best_ap = metrics["AP"]
-            self._save("best.pt")
-        if D.is_main():  # pictures only: the bare module, no collectives
-            save_val_predictions(model, self.val_data, self.out / "val_predictions.png", self.cfg.val_images, self.device)
-            plot_loss_curve(self.out / "metrics.jsonl", self.out / "loss_curve.png")
-        return metrics
-
-    def _fit_schedule_to_budget(self) -> None:
-        """Set the total number of updates so training ends within the time budget, from the mean time
-        of recent updates (re-fitted as training goes, so a machine that slows down still fits)."""
-        per_update = float(np.mean(self.durations[2:][-5 * _REFIT_EVERY:]))
-        remaining = max(0.0, self.cfg.time_budget - self.train_seconds)
-        fitted = self.iteration + int(remaining / per_update)
-        limit = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
-        total = int(D.broadcast_object(max(self.iteration, min(limit, fitted))))  # rank 0's clock decides
-        if D.is_main() and abs(total - self.total) > 0.1 * self.total:
-            tqdm.write(f"time budget {self.cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
-        self.total = total
-
+    # ------------------------------------------------------------------ schedule
     def _warmup(self) -> int:
         return min(self.cfg.warmup_iters, self.total // 4)
 
@@ -241,25 +258,12 @@ class Trainer:
         if D.is_main():
             tqdm.write(f"skipping {where} (non-finite); {self.skipped} in a row")
 
-    # ------------------------------------------------------------------ state
-    def _train_loader(self) -> tuple[DataLoader, ResumableSampler]:
-        cfg = self.cfg
-        transforms = training_transforms(self.model.config.input, hflip=cfg.hflip, photometric=cfg.photometric)
-        dataset = SeededSamples(DetectionDataset(self.train_data, transforms), cfg.seed)
-        sampler = ResumableSampler(len(dataset), seed=cfg.seed, rank=D.rank(), world=D.world_size())
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, collate_fn=collate,
-                            drop_last=True, pin_memory=self.device.type == "cuda", persistent_workers=cfg.workers > 0)
-        if len(sampler) < cfg.batch_size * cfg.accumulate:
-            raise ValueError(f"{len(sampler)} training images per process cannot fill one update of "
-                             f"{cfg.batch_size} x {cfg.accumulate}; lower --batch-size")
-        return loader, sampler
-
     def _state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
         state = {
-            **model_checkpoint(self.model, self.train_data.class_names, self.train_data.category_ids),
+            **model_checkpoint(self.model, self.class_names, self.category_ids),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"total": self.total, "warmup": self._warmup()},
             "scaler": self.scaler.state_dict(),
@@ -271,9 +275,10 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         return state
 
-    def _save(self, name: str) -> None:
-        """Rank 0 writes; every rank must call this (it ends in a collective). A failed write (disk full,
-        file size limit, read-only folder) keeps the previous file and stops every rank with its WriteError."""
+    def save(self, name: str) -> None:
+        """Write ``OUT/name`` (rank 0); every rank must call this (it ends in a collective). A failed write
+        (disk full, file size limit, read-only folder) keeps the previous file and stops every rank with
+        its :class:`~fcos.writes.WriteError`."""
         failure = None
         if D.is_main():
             try:
@@ -297,7 +302,7 @@ class Trainer:
         if (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
             # Resuming with a new length extends (or shortens) the run (a time budget then re-fits it);
             # the same length resumes exactly, with the schedule the checkpoint was fitted to.
-            self.total = self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
+            self.total = self.planned_updates()
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.best_ap, self.train_seconds = state["best_ap"], state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -308,21 +313,6 @@ class Trainer:
         if D.is_main():
             _drop_records_after(self.out / "metrics.jsonl", self.iteration)
             print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch})")
-
-    def _write_metrics(self, record: dict[str, Any]) -> None:
-        if D.is_main():
-            append_line(self.out / "metrics.jsonl", json.dumps(record))
-
-
-def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> dict[str, Any]:
-    keys = [k for k in window[0] if k not in ("images", "seconds")] if window else []
-    record: dict[str, Any] = {"event": "train", "iteration": iteration, "epoch": epoch}
-    for key in keys:
-        record[key] = float(np.mean([w[key] for w in window]))
-    record["loss"] = sum(record.get(k, 0.0) for k in ("classification", "bbox_regression", "bbox_ctrness"))
-    seconds = sum(w["seconds"] for w in window)
-    record["images_per_s"] = sum(w["images"] for w in window) / seconds if seconds else 0.0
-    return record
 
 
 def _drop_records_after(path: Path, iteration: int) -> None:

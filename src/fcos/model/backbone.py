@@ -11,7 +11,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fcos.config import BackboneConfig
 
-__all__ = ["ResNetBackbone", "resolve_frozen_stages", "resolve_norm"]
+__all__ = ["BACKBONES", "ResNetBackbone", "resolve_frozen_stages", "resolve_norm"]
 
 _RESNETS = {
     "resnet18": resnet.resnet18,
@@ -19,6 +19,7 @@ _RESNETS = {
     "resnet50": resnet.resnet50,
     "resnet101": resnet.resnet101,
 }
+BACKBONES = tuple(_RESNETS)  # the names a config may give (CLI choices)
 # Modules frozen by `frozen_stages`, from the input side (detectron2's freeze_at numbering - 1).
 _STAGES = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 

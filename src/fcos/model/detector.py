@@ -9,14 +9,17 @@ import torch
 from torch import Tensor, nn
 
 from fcos.assign import assign_targets, stack_targets
-from fcos.config import STRIDES, FCOSConfig
+from fcos.config import STRIDES, FCOSConfig, override
+from fcos.convert import config_from_torchvision, state_dict_from_torchvision
 from fcos.losses import FCOSCriterion
 from fcos.model.backbone import ResNetBackbone
 from fcos.model.fpn import FPN
-from fcos.model.head import FCOSHead, HeadOutputs
-from fcos.model.points import Points, make_points
-from fcos.model.transform import ImageBatch, InputTransform, check_resized_size
+from fcos.model.head import FCOSHead
+from fcos.model.points import make_points
+from fcos.model.transform import InputTransform
+from fcos.ops.sizing import check_resized_size
 from fcos.postprocess import Decoder
+from fcos.structures import HeadOutputs, ImageBatch, Points
 
 __all__ = ["FCOS"]
 
@@ -49,11 +52,13 @@ class FCOS(nn.Module):
 
     @classmethod
     def from_torchvision(cls, tv_model: nn.Module, **changes: Any) -> FCOS:
-        """An :class:`FCOS` (preset ``torchvision``) computing exactly what ``tv_model`` computes;
-        ``changes`` override config fields (see :func:`fcos.convert.from_torchvision`)."""
-        from fcos.convert import from_torchvision
-
-        return from_torchvision(tv_model, **changes)
+        """An :class:`FCOS` (preset ``torchvision``) with the same weights, settings and train/eval mode
+        as ``tv_model``, computing exactly what it computes. ``changes`` override config fields (dotted
+        paths as in :func:`fcos.config.override`), e.g. ``channels_last=True`` for the faster NHWC layout."""
+        model = cls(override(config_from_torchvision(tv_model), **changes))
+        model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
+        model.train(tv_model.training)
+        return model
 
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
@@ -74,15 +79,19 @@ class FCOS(nn.Module):
         return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
     def forward_batch(self, batch: ImageBatch) -> HeadOutputs:
-        """Raw head outputs for an already transformed batch (export and benchmarks)."""
+        """Raw head outputs for an already transformed batch (benchmarks)."""
         tensor = batch.tensor
         if self.config.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
+        return self.head_outputs(tensor)
+
+    def head_outputs(self, tensor: Tensor) -> HeadOutputs:
+        """backbone -> fpn -> head on a normalised, padded [B, 3, H, W] tensor (also traced for export)."""
         return self.head(self.fpn(self.backbone(tensor)))
 
     def points(self, outputs: HeadOutputs, padded_size: Sequence[int]) -> Points:
-        shape = (int(padded_size[0]), int(padded_size[1]))
-        return make_points(outputs.level_shapes, self.strides, shape, self.config.points, outputs.cls_logits.device)
+        """Points of ``outputs`` for a padded input of ``padded_size`` (H, W): ints, or traced sizes."""
+        return make_points(outputs.level_shapes, self.strides, padded_size, self.config.points, outputs.cls_logits.device)
 
     def loss(self, outputs: HeadOutputs, points: Points, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         boxes, labels, valid = stack_targets(targets, outputs.cls_logits.device)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -15,18 +14,9 @@ from torch import Tensor, nn
 
 from fcos.config import HeadConfig
 from fcos.model.conv import Conv3x3
+from fcos.structures import HeadOutputs
 
-__all__ = ["FCOSHead", "HeadOutputs", "Scale"]
-
-
-@dataclass
-class HeadOutputs:
-    """Head outputs of all levels concatenated along the point axis (P = sum of H_l * W_l)."""
-
-    cls_logits: Tensor  # [B, P, C]
-    box_ltrb: Tensor  # [B, P, 4] predicted distances to the box sides, in input pixels
-    centerness: Tensor  # [B, P] logits
-    level_shapes: list[tuple[int, int]]  # (H_l, W_l) per level
+__all__ = ["FCOSHead", "Scale"]
 
 
 class Scale(nn.Module):

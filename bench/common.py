@@ -1,0 +1,137 @@
+"""Measurement helpers: warmed-up median wall time and peak resident memory of a callable.
+
+Peak memory is the rise of the process's resident-set high-water mark (VmHWM) over its resident
+size just before the call, after returning freed heap pages to the OS (malloc_trim) and resetting
+the mark (/proc/self/clear_refs, Linux >= 4.0). Both sides of a comparison are measured the same way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["compare_ms", "dataset_path", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def time_ms(fn: Callable[[], Any], *, warmup: int = 2, repeat: int = 7, min_time_s: float = 0.0) -> float:
+    """Median milliseconds of ``fn()`` over ``repeat`` runs (at least ``min_time_s`` in total) after warm-up."""
+    for _ in range(warmup):
+        fn()
+    samples: list[float] = []
+    start = time.perf_counter()
+    while len(samples) < repeat or time.perf_counter() - start < min_time_s:
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+        if len(samples) >= 10 * repeat:
+            break
+    return statistics.median(samples)
+
+
+def level_shapes(height: int, width: int, levels: int = 5) -> list[tuple[int, int]]:
+    """P3..P7 feature sizes of a padded input of ``height`` x ``width`` (stride-2 convs round up)."""
+    shapes, h, w = [], height // 8, width // 8
+    for _ in range(levels):
+        shapes.append((h, w))
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return shapes
+
+
+def compare_ms(
+    ours: Callable[[], Any], reference: Callable[[], Any], *, rounds: int = 3, warmup: int = 2, repeat: int = 5
+) -> tuple[float, float]:
+    """(ours, reference) milliseconds: alternating rounds, the best round median of each side, so that
+    load from other processes on a shared machine hits both sides alike."""
+    ours_ms = ref_ms = float("inf")
+    for _ in range(rounds):
+        ours_ms = min(ours_ms, time_ms(ours, warmup=warmup, repeat=repeat))
+        ref_ms = min(ref_ms, time_ms(reference, warmup=warmup, repeat=repeat))
+    return ours_ms, ref_ms
+
+
+def _status_kb(key: str) -> int | None:
+    try:
+        match = re.search(rf"^{key}:\s+(\d+) kB", _STATUS.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+def rss_mib() -> float | None:
+    """The process's resident set size now (VmRSS, MiB); None where /proc is unavailable."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024.0
+
+
+def peak_memory_mb(fn: Callable[[], Any]) -> float | None:
+    """Peak additional resident memory (MiB) while running ``fn()`` once; None where unsupported."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    fn()
+    peak = _status_kb("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(0.0, (peak - before) / 1024.0)
+
+
+def emit(
+    name: str, ours: float, reference: float | None, unit: str, params: dict[str, Any], *, higher_is_better: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Print one JSON line. ratio > 1 means ours is better: reference / ours for times and sizes,
+    ours / reference for throughputs (``higher_is_better``)."""
+    ratio = None
+    if reference and ours:
+        ratio = round(ours / reference if higher_is_better else reference / ours, 3)
+    record: dict[str, Any] = {
+        "name": name,
+        "ours": round(ours, 3),
+        "reference": None if reference is None else round(reference, 3),
+        "unit": unit,
+        "ratio": ratio,
+        "params": params,
+    }
+    if unit == "ms":
+        record["ours_ms"], record["reference_ms"] = record["ours"], record["reference"]
+    record.update({k: (_round(v) if isinstance(v, float) else v) for k, v in extra.items()})
+    print(json.dumps(record), flush=True)
+    sys.stdout.flush()
+    return record
+
+
+def _round(value: float) -> float:
+    """3 decimals, but 4 significant digits for small values (differences like 1.8e-06 stay visible)."""
+    return round(value, 3) if abs(value) >= 1 else float(f"{value:.4g}")
+
+
+def dataset_path(name: str, quick: bool) -> Path:
+    """A real dataset: the whole one in ``$FCOS_SHARED_DATA`` or ``../shared/data`` beside the checkout;
+    ``--quick`` runs (a smoke check, no figures) fall back to the subset vendored under tests/assets."""
+    shared = Path(os.environ.get("FCOS_SHARED_DATA", REPO.parent / "shared" / "data")) / name
+    if shared.is_dir():
+        return shared
+    if quick:
+        return REPO / "tests" / "assets" / name
+    raise FileNotFoundError(
+        f"the whole {name} dataset was not found at {shared}: this benchmark measures on the full dataset "
+        "(set FCOS_SHARED_DATA to the folder holding it; only --quick runs use the subset in tests/assets)"
+    )

@@ -1,0 +1,169 @@
+"""Training hooks: everything around the update step (logging, evaluation, checkpoints, plots, the
+time budget) is a :class:`Hook`, so a new concern (TensorBoard, early stopping) is a new hook, not
+an edit of the loop.
+
+Hooks run on EVERY rank, in list order, at each event. A hook that writes files or prints guards
+itself with ``D.is_main()``; a hook that takes a collective (``trainer.save``, ``trainer.evaluate``,
+``D.broadcast_object``) takes it on every rank, never under such a guard, and decides from values
+that agree across ranks (iteration counts, gathered metrics, broadcast clocks).
+
+Events: ``before_train`` (start of :meth:`Trainer.run`), ``after_step`` (after each optimizer update,
+with that update's losses), ``after_epoch``, ``after_eval`` (after each validation, with its
+metrics), ``after_train`` (once training reached its total, with the summary; not on a pause).
+A hook ends training early with ``trainer.request_stop()``: the run then finishes as a completed one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from fcos.engine import distributed as D
+from fcos.engine.plots import plot_loss_curve, save_val_predictions
+from fcos.writes import append_line, write_text
+
+if TYPE_CHECKING:
+    from fcos.engine.trainer import Trainer
+
+__all__ = ["Checkpointer", "Evaluation", "Hook", "MetricsLogger", "Plots", "TimeBudget", "default_hooks"]
+
+_REFIT_EVERY = 10  # with a time budget, re-fit the schedule's length to the measured speed this often
+
+
+class Hook:
+    """Base class: override the events you need (each gets the trainer first)."""
+
+    def before_train(self, trainer: Trainer) -> None: ...
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None: ...
+
+    def after_epoch(self, trainer: Trainer) -> None: ...
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None: ...
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None: ...
+
+
+class TimeBudget(Hook):
+    """Fits the total number of updates to ``time_budget`` from the measured time per update, re-fitted
+    every few updates (a machine that slows down still fits). Rank 0's clock decides for all."""
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        cfg = trainer.cfg
+        if not cfg.time_budget or len(trainer.durations) < 2 + _REFIT_EVERY or trainer.iteration % _REFIT_EVERY:
+            return
+        per_update = float(np.mean(trainer.durations[2:][-5 * _REFIT_EVERY:]))
+        remaining = max(0.0, cfg.time_budget - trainer.train_seconds)
+        fitted = trainer.iteration + int(remaining / per_update)
+        total = int(D.broadcast_object(max(trainer.iteration, min(trainer.planned_updates(), fitted))))
+        if D.is_main() and abs(total - trainer.total) > 0.1 * trainer.total:
+            tqdm.write(f"time budget {cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
+        trainer.total = total
+
+
+class MetricsLogger(Hook):
+    """Rank 0 writes ``config.yaml`` and ``metrics.jsonl`` (mean losses every ``log_every`` updates,
+    validation metrics, the final summary) and shows the latest losses on the progress bar."""
+
+    def __init__(self) -> None:
+        self.window: list[dict[str, float]] = []
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.window.clear()
+        if D.is_main():
+            trainer.out.mkdir(parents=True, exist_ok=True)
+            resolved = {"model": trainer.model.config.to_dict(), "train": dataclasses.asdict(trainer.cfg)}
+            write_text(trainer.out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        self.window.append(losses)
+        if trainer.iteration % trainer.cfg.log_every and trainer.iteration != trainer.total:
+            return
+        record = _mean_record(self.window, trainer.iteration, trainer.epoch)
+        self.window.clear()
+        if trainer.bar is not None:
+            trainer.bar.set_postfix(loss=f"{record['loss']:.3f}", cls=f"{record['classification']:.3f}",
+                                    box=f"{record['bbox_regression']:.3f}", ctr=f"{record['bbox_ctrness']:.3f}",
+                                    lr=f"{record['lr']:.2e}", img_s=f"{record['images_per_s']:.1f}")
+        self.write(trainer, record)
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        self.write(trainer, {"event": "val", "iteration": trainer.iteration, "epoch": trainer.epoch, **metrics})
+        if D.is_main():
+            tqdm.write(f"val epoch {trainer.epoch}: AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP75 {metrics['AP75']:.4f}")
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        self.write(trainer, summary)
+
+    @staticmethod
+    def write(trainer: Trainer, record: dict[str, Any]) -> None:
+        if D.is_main():
+            append_line(trainer.out / "metrics.jsonl", json.dumps(record))
+
+
+class Evaluation(Hook):
+    """Validates every ``eval_every`` epochs (the run's final evaluation is the trainer's own)."""
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        every = trainer.cfg.eval_every
+        if trainer.val_data is not None and every and trainer.epoch % every == 0 and trainer.iteration < trainer.total:
+            trainer.evaluate()
+
+
+class Checkpointer(Hook):
+    """``last.pt`` every ``checkpoint_every`` updates, at epoch ends (at most every ``checkpoint_interval``
+    seconds) and at the end; ``best.pt`` whenever validation AP improves. Every call is on all ranks."""
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        if trainer.cfg.checkpoint_every and trainer.iteration % trainer.cfg.checkpoint_every == 0:
+            trainer.save("last.pt")
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        # Tiny datasets finish an epoch every few updates: do not spend the run writing checkpoints.
+        # Clocks differ between processes, so rank 0's clock decides for all (save is a collective).
+        if D.broadcast_object(time.perf_counter() - trainer.last_save >= trainer.cfg.checkpoint_interval):
+            trainer.save("last.pt")
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        # evaluate() hands every rank the same metrics, so every rank takes this branch and enters
+        # save's barrier together.
+        if metrics["AP"] > trainer.best_ap:
+            trainer.best_ap = metrics["AP"]
+            trainer.save("best.pt")
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        trainer.save("last.pt")
+
+
+class Plots(Hook):
+    """Rank 0 draws ``val_predictions.png`` and ``loss_curve.png`` after each validation (the bare
+    module, no collectives)."""
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if D.is_main():
+            save_val_predictions(trainer.eval_model, trainer.val_data, trainer.out / "val_predictions.png",
+                                 trainer.cfg.val_images, trainer.device)
+            plot_loss_curve(trainer.out / "metrics.jsonl", trainer.out / "loss_curve.png")
+
+
+def default_hooks() -> list[Hook]:
+    """The built-in hooks, in the order they run: the time budget first (it may shorten the run), the
+    log before the checkpoint (a resumed run never misses a logged update), plots last (they read the log)."""
+    return [TimeBudget(), MetricsLogger(), Evaluation(), Checkpointer(), Plots()]
+
+
+def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> dict[str, Any]:
+    keys = [k for k in window[0] if k not in ("images", "seconds")] if window else []
+    record: dict[str, Any] = {"event": "train", "iteration": iteration, "epoch": epoch}
+    for key in keys:
+        record[key] = float(np.mean([w[key] for w in window]))
+    record["loss"] = sum(record.get(k, 0.0) for k in ("classification", "bbox_regression", "bbox_ctrness"))
+    seconds = sum(w["seconds"] for w in window)
+    record["images_per_s"] = sum(w["images"] for w in window) / seconds if seconds else 0.0
+    return record

@@ -1,0 +1,195 @@
+"""ONNX export of :class:`fcos.export.graph.DetectorGraph`: network + decoding (+ class-aware batched
+NMS) in one graph; the preprocessing contract, class names and config travel in the file's
+``metadata_props``.
+
+Preprocessing contract (also stored as JSON under ``metadata_props["preprocessing"]``):
+
+- input ``images``: float32 [B, 3, H, W], RGB in [0, 1]. Each image is resized on the host with the
+  model's own rule (:func:`fcos.ops.sizing.resized_shape`, bilinear, ``align_corners=False``) and
+  placed at the top-left corner. The graph normalises with the model's mean/std and zeroes every pixel
+  outside ``image_sizes``, exactly as :class:`~fcos.model.transform.InputTransform` pads, so whatever the
+  host puts in the padding does not matter.
+- input ``image_sizes``: float32 [B, 2], (h, w) of each resized image before padding; boxes are clipped to it.
+- H, W: with ``img_size=None`` (the default) they are dynamic and the host pads each image to the next
+  multiple of ``size_divisible`` (32): the padded size the PyTorch model uses for a single image, so the
+  two give the same detections. With ``img_size=(H, W)`` they are fixed; an image whose resized shape does
+  not fit is scaled down further to fit (:func:`fcos.export.host.input_shape`). Features near the bottom/right border
+  depend on the padded size, so a fixed-size graph matches PyTorch run on the identically padded input,
+  not PyTorch's own padding.
+- outputs with ``nms=True``: ``boxes`` [B, D, 4] xyxy in resized-image pixels, ``scores`` [B, D],
+  ``labels`` [B, D] int64, ``num_detections`` [B] int64; D = ``decode.max_detections``, sorted by
+  descending score. With ``nms=False``: ``boxes`` [B, N, 4], ``scores`` [B, N], ``labels`` [B, N], the top
+  ``decode.topk_per_level`` thresholded candidates of each of the 5 levels (N = 5 * topk_per_level); the
+  caller runs class-aware NMS at ``decode.nms_thresh`` and keeps ``decode.max_detections``.
+  Unused rows have label -1, score 0 and a zero box in both cases.
+
+The host side (:func:`fcos.export.host.prepare_inputs`, :func:`fcos.export.host.finish`) resizes and
+pads, and maps boxes back to the original image with :func:`fcos.ops.sizing.scale_boxes`.
+Exported with the TorchScript-based exporter (``dynamo=False``) at opset :data:`DEFAULT_OPSET`;
+NMS is the ONNX ``NonMaxSuppression`` op (per image and class, in the graph).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fcos.config import STRIDES, FCOSConfig
+from fcos.engine.checkpoint import load_model
+from fcos.export.graph import DetectorGraph
+
+__all__ = ["DEFAULT_OPSET", "export_onnx", "read_metadata"]
+
+DEFAULT_OPSET = 17
+FORMAT = "fcos-onnx"
+VERSION = 1
+
+
+def _metadata(model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, nms: bool, opset: int) -> dict[str, str]:
+    cfg: FCOSConfig = model.config
+    full = cfg.to_dict()
+    # The inference-relevant part, strict JSON (no infinities), readable by FCOSConfig.from_dict.
+    config = {key: full[key] for key in ("num_classes", "preset", "input", "points", "decode")}
+    preprocessing = {
+        "inputs": {"images": "float32 [B, 3, H, W] RGB in [0, 1]", "image_sizes": "float32 [B, 2] (h, w) before padding"},
+        "resize": "fcos.ops.sizing.resized_shape(h, w, min_size, max_size); bilinear, align_corners=False"
+        + ("" if img_size is None else "; scaled down further to fit img_size"),
+        "min_size": cfg.input.min_size,
+        "max_size": cfg.input.max_size,
+        "pad": "bottom/right to a multiple of size_divisible" if img_size is None else "bottom/right to img_size",
+        "size_divisible": cfg.input.size_divisible,
+        "img_size": None if img_size is None else list(img_size),
+        "normalize": "in graph: (x - mean) / std, zero outside image_sizes",
+        "mean": list(cfg.input.mean),
+        "std": list(cfg.input.std),
+        "dynamic_batch": dynamic,
+        "boxes": "xyxy in resized-image pixels; multiply by original / resized size (fcos.ops.sizing.scale_boxes)",
+    }
+    return {
+        "format": f"{FORMAT}/{VERSION}",
+        "class_names": json.dumps(list(state["class_names"])),
+        "category_ids": json.dumps([int(i) for i in state["category_ids"]]),
+        "config": json.dumps(config, allow_nan=False),
+        "backbone": json.dumps(cfg.backbone.name),
+        "preprocessing": json.dumps(preprocessing),
+        "nms": json.dumps(nms),
+        "opset": str(opset),
+    }
+
+
+def _set_shape(value_info: Any, dims: Sequence[int | str]) -> None:
+    shape = value_info.type.tensor_type.shape
+    del shape.dim[:]
+    for size in dims:
+        dim = shape.dim.add()
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
+
+
+def read_metadata(model_or_path: Any) -> dict[str, Any]:
+    """``metadata_props`` of an exported model (an ``onnx.ModelProto``, a path or an onnxruntime
+    session's ``custom_metadata_map``), JSON values decoded."""
+    if isinstance(model_or_path, dict):
+        props = model_or_path
+    else:
+        import onnx
+
+        proto = model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(str(model_or_path), load_external_data=False)
+        props = {p.key: p.value for p in proto.metadata_props}
+    if not str(props.get("format", "")).startswith(FORMAT):
+        raise ValueError("not an fcos ONNX export (metadata 'format' missing); export it with `fcos export`")
+    return {key: (value if key in ("format", "opset") else json.loads(value)) for key, value in props.items()}
+
+
+def export_onnx(
+    weights: str | Path,
+    out: str | Path,
+    img_size: Sequence[int] | None = None,
+    dynamic: bool = False,
+    nms: bool = True,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
+
+    Args:
+        weights: an fcos ``.pt`` checkpoint.
+        out: the ``.onnx`` file to write (atomically).
+        img_size: fixed (H, W) input, multiples of ``size_divisible``; None: H and W dynamic (default,
+            reproduces the PyTorch model's padding exactly).
+        dynamic: make the batch axis dynamic (default: batch 1).
+        nms: put class-aware NMS and the final top-``max_detections`` in the graph.
+        opset: ONNX opset (>= 11).
+    """
+    import onnx
+
+    model, state = load_model(weights)
+    cfg: FCOSConfig = model.config
+    div, min_side = cfg.input.size_divisible, max(model.strides)
+    if img_size is not None:
+        img_size = (int(img_size[0]), int(img_size[1]))
+        if img_size[0] % div or img_size[1] % div or min(img_size) < min_side:
+            raise ValueError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
+    trace_hw = img_size or (max(min_side, 2 * div * 4), max(min_side, 2 * div * 5))
+    batch = 2 if dynamic else 1
+    images = torch.rand(batch, 3, *trace_hw)
+    image_sizes = torch.tensor([[trace_hw[0] - 7.0, trace_hw[1] - 20.0]] * batch)
+    spatial = {} if img_size is not None else {2: "height", 3: "width"}
+    batch_axis = {0: "batch"} if dynamic else {}
+    outputs = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores", "labels"]
+    dynamic_axes = {"images": {**batch_axis, **spatial}, "image_sizes": dict(batch_axis)}
+    dynamic_axes.update({name: dict(batch_axis) for name in outputs})
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # GroupNorm's input check (`size == 1`) reads a traced size; it validates, it does not shape the graph.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
+            # Chosen on purpose: it maps the NMS below to NonMaxSuppression without onnxscript.
+            # (torch deprecates that exporter; the dynamo one needs onnxscript and a custom NMS translation.)
+            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+            # Advanced indexing here only ever uses non-negative indices, the case the exporter supports.
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+            torch.onnx.export(
+                DetectorGraph(model, nms=nms).eval(),
+                (images, image_sizes),
+                tmp,
+                dynamo=False,
+                opset_version=opset,
+                input_names=["images", "image_sizes"],
+                output_names=outputs,
+                dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
+                do_constant_folding=True,
+            )
+        proto = onnx.load(tmp)
+        # Output shapes are static (fixed top-k) but not inferable through NonMaxSuppression: state them.
+        candidates = len(STRIDES) * cfg.decode.topk_per_level
+        rows = min(cfg.decode.max_detections, candidates) if nms else candidates
+        shapes = {"boxes": [rows, 4], "scores": [rows], "labels": [rows], "num_detections": []}
+        for output in proto.graph.output:
+            _set_shape(output, ["batch" if dynamic else 1, *shapes[output.name]])
+        proto.producer_name = "fcos"
+        proto.doc_string = "FCOS detector with decoding" + (" and NMS" if nms else "") + "; see metadata 'preprocessing'"
+        for key, value in _metadata(model, state, img_size, dynamic, nms, opset).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

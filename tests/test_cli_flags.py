@@ -1,0 +1,44 @@
+"""``fcos train``'s flags are generated from TrainConfig's fields (help from their metadata)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from fcos.cli import build_parser, config_values
+from fcos.engine.config import TRAIN_PRESETS, TrainConfig
+
+
+def train_config(*flags: str) -> TrainConfig:
+    args = build_parser().parse_args(["train", "--data", "d", *flags])
+    return TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
+
+
+def test_every_field_is_a_flag_with_help():
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {opt: action for action in train._actions for opt in action.option_strings}
+    for field in dataclasses.fields(TrainConfig):
+        action = flags["--" + field.name.replace("_", "-")]
+        assert action.dest == field.name and action.help == field.metadata["help"] and action.help
+
+
+def test_unset_flags_keep_the_recipe_defaults():
+    assert train_config() == dataclasses.replace(TrainConfig(), data="d")
+    assert train_config("--recipe", "cpu") == TRAIN_PRESETS["cpu"](data="d")
+
+
+def test_spellings_types_and_special_values():
+    cfg = train_config("--recipe", "cpu", "--max-iters", "7", "--lr", "0.5", "--amp", "--no-photometric", "--no-progress",
+                       "--val-split", "none", "--steps", "0.5", "0.75", "--resume", "--optimizer", "sgd", "--ema", "0.99")
+    assert (cfg.max_iters, cfg.lr, cfg.amp, cfg.photometric, cfg.progress) == (7, 0.5, True, False, False)
+    assert cfg.val_split is None and cfg.steps == (0.5, 0.75) and cfg.resume == "auto" and cfg.ema == 0.99
+    assert cfg.optimizer == "sgd" and cfg.weight_decay == TRAIN_PRESETS["cpu"]().weight_decay  # rest from the recipe
+    assert train_config("--resume", "runs/x/last.pt").resume == "runs/x/last.pt"
+
+
+@pytest.mark.parametrize("flags", [["--optimizer", "adam"], ["--max-iters", "ten"], ["--schedule", "linear"]])
+def test_bad_values_are_refused_by_the_parser(flags, capsys):
+    with pytest.raises(SystemExit):
+        train_config(*flags)
+    assert "invalid" in capsys.readouterr().err
