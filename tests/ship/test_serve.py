@@ -182,8 +182,15 @@ def test_full_queue_gets_503_then_recovers():
 
 def test_full_queue_refuses_at_once():
     """Beyond max_queue waiting requests, one more gets 503 without waiting (a flood is refused, not buffered)."""
-    fake = FakePredictor(1.0)
-    app = create_app(fake, max_concurrency=1, max_queue=1, queue_timeout_s=30)
+    gate = threading.Event()  # the running inference holds its slot until the gate opens
+
+    class Gated(FakePredictor):
+        def __call__(self, image, conf=None):
+            gate.wait(60)
+            return super().__call__(image, conf)
+
+    fake = Gated(0.0)
+    app = create_app(fake, max_concurrency=1, max_queue=1, queue_timeout_s=60)
     with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
         running = pool.submit(upload, c, png(64, 64))
         while app.state.slots.active == 0:
@@ -191,12 +198,13 @@ def test_full_queue_refuses_at_once():
         waiting = pool.submit(upload, c, png(64, 64))
         while app.state.slots.waiting == 0:
             time.sleep(0.01)
-        start = time.perf_counter()
-        refused = upload(c, png(64, 64))
-        assert refused.status_code == 503 and time.perf_counter() - start < 0.5
-        assert "1 requests already wait for 1 inference slots" in refused.json()["detail"] and refused.headers["retry-after"]
+        refused = upload(c, png(64, 64))  # answered while the gate is shut: it did not wait for a slot
+        assert not running.done() and not waiting.done()
+        assert refused.status_code == 503 and refused.headers["retry-after"]
+        assert "1 requests already wait for 1 inference slots" in refused.json()["detail"]
+        gate.set()
         assert running.result().status_code == waiting.result().status_code == 200
-        assert app.state.slots.waiting == app.state.slots.active == 0
+    assert fake.calls == 2 and app.state.slots.waiting == app.state.slots.active == 0
 
 
 def test_event_loop_stays_responsive_during_inference():
