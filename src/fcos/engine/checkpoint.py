@@ -20,7 +20,6 @@ from typing import Any
 import torch
 
 from fcos.config import FCOSConfig
-from fcos.model.backbone import resolve_frozen_stages, resolve_norm
 
 __all__ = [
     "CheckpointError",
@@ -95,11 +94,9 @@ def model_checkpoint(model: torch.nn.Module, class_names: list[str], category_id
 
 
 def inference_config(config: FCOSConfig) -> FCOSConfig:
-    """The config with the backbone's ImageNet weights file dropped (its tensors are in the state dict)
-    and the "auto" norm / freezing choices that depended on that file made explicit."""
-    bb = config.backbone
-    resolved = dataclasses.replace(bb, weights=None, norm=resolve_norm(bb), frozen_stages=resolve_frozen_stages(bb))
-    return dataclasses.replace(config, backbone=resolved)
+    """The config with the backbone's pretrained weights source dropped (its tensors are in the state
+    dict) and the "auto" norm / freezing choices that depended on it made explicit."""
+    return dataclasses.replace(config, backbone=config.backbone.without_weights())
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
