@@ -43,7 +43,6 @@ from torch import Tensor, nn
 from torchvision.ops import nms as _nms
 
 from fcos.config import STRIDES, DecodeConfig, FCOSConfig, InputConfig
-from fcos.engine.checkpoint import load_model
 from fcos.model.points import grid_points
 from fcos.model.transform import pad_to_multiple, resize_scale, resized_shape
 from fcos.ops.boxes import clip_boxes, ltrb_to_boxes
@@ -304,7 +303,7 @@ def export_onnx(
     """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
 
     Args:
-        weights: an fcos ``.pt`` checkpoint.
+        weights: an fcos ``.pt`` checkpoint or a registered pretrained name (:mod:`fcos.pretrained`).
         out: the ``.onnx`` file to write (atomically).
         img_size: fixed (H, W) input, multiples of ``size_divisible``; None: H and W dynamic (default,
             reproduces the PyTorch model's padding exactly).
@@ -314,7 +313,9 @@ def export_onnx(
     """
     import onnx
 
-    model, state = load_model(weights)
+    from fcos.pretrained import load_weights
+
+    model, state = load_weights(weights)
     cfg: FCOSConfig = model.config
     div, min_side = cfg.input.size_divisible, max(model.strides)
     if img_size is not None:

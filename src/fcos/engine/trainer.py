@@ -63,9 +63,7 @@ class Trainer:
         if D.is_main():
             print(self.train_data.report.summary())
         model_config = override(model_config, num_classes=self.train_data.num_classes)
-        self.model = FCOS(model_config).to(self.device)
-        if config.weights:
-            _load_matching_weights(self.model, config.weights)
+        self._init_model(model_config)
         lr = config.base_lr(D.world_size())
         self.optimizer = build_optimizer(self.model, config.optimizer, lr, config.weight_decay, config.momentum)
         for group in self.optimizer.param_groups:
@@ -89,6 +87,21 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             resolved = {"model": self.model.config.to_dict(), "train": dataclasses.asdict(config)}
             (self.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+    def _init_model(self, model_config: FCOSConfig) -> None:
+        """Build the model; with ``weights``, start from them (fine-tuning: :mod:`fcos.engine.finetune`)."""
+        from fcos.pretrained import prefetch
+
+        if D.is_main():  # one process downloads what is missing; the others then read the cache
+            prefetch(model_config.backbone, self.cfg.weights)
+        D.barrier()
+        self.model = FCOS(model_config).to(self.device)
+        if self.cfg.weights:
+            from fcos.engine.finetune import initialise_from
+
+            report = initialise_from(self.model, self.cfg.weights, self.train_data.class_names)
+            if D.is_main():
+                print(report.summary())
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -357,13 +370,3 @@ def _as_python_state(state: Any) -> tuple:
     version, internal, gauss = state
     return version, tuple(internal), gauss
 
-
-def _load_matching_weights(model: nn.Module, path: str) -> None:
-    """Initialise from an fcos checkpoint, skipping tensors whose shape differs (a new class count)."""
-    source = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(matching))
-    model.load_state_dict(matching, strict=False)
-    if D.is_main():
-        print(f"initialised from {path}: {len(matching)} tensors loaded, {len(skipped)} kept at init {skipped[:4]}")
