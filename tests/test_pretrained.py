@@ -11,49 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from torchvision.models import resnet50
-from torchvision.models.detection import FCOS as TorchvisionFCOS
-from torchvision.models.detection import FCOS_ResNet50_FPN_Weights, fcos_resnet50_fpn
-from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.models.detection import fcos_resnet50_fpn
 
 from fcos import FCOS
 from fcos.cli import main
 from fcos.hub import WeightsUnavailableError, cache_path
 from fcos.pretrained import DETECTORS, coco_classes, is_registered, load_weights, read_weights
-
-COCO_V1 = FCOS_ResNet50_FPN_Weights.COCO_V1
-FILE = "fcos_resnet50_fpn_coco-99b0c9b7.pth"  # torchvision's file name (its hash prefix included)
+from pretrained_helpers import COCO_V1, FILE, coco_like_state_dict, empty_torch_home, plant
 
 
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch):
-    """An empty torch hub cache: TORCH_HOME is read by torch.hub.get_dir() on every call."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path / "torch"
-
-
-def coco_like_state_dict() -> dict[str, torch.Tensor]:
-    """A state dict in the exact layout of torchvision's COCO_V1 file (FrozenBatchNorm2d, 91 rows) with
-    random-but-meaningful values: BatchNorm statistics measured on images, classification biases that make
-    the untrained detector fire on a photo, and very negative biases for the rows COCO never trains
-    ("__background__", "N/A"), as a trained model has."""
-    torch.manual_seed(0)
-    trained_bn = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).train()
-    with torch.no_grad():
-        trained_bn.backbone.body(torch.rand(2, 3, 224, 224))  # BatchNorm statistics of real activations
-    frozen = TorchvisionFCOS(
-        _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3, returned_layers=[2, 3, 4],
-                              extra_blocks=LastLevelP6P7(256, 256)), 91)
-    state = {k: v for k, v in trained_bn.state_dict().items() if not k.endswith("num_batches_tracked")}
-    frozen.load_state_dict(state)  # the layout check: exactly the keys torchvision's builder expects
-    _, ids = coco_classes(COCO_V1.meta["categories"])
-    bias = state["head.classification_head.cls_logits.bias"]
-    bias.fill_(-12.0)
-    bias[ids] = torch.linspace(-3.0, -1.0, len(ids))
-    state["head.regression_head.bbox_reg.bias"].uniform_(1.0, 3.0)
-    return frozen.state_dict() | state
+    return empty_torch_home(tmp_path, monkeypatch)
 
 
 def test_coco_classes_are_the_80_categories_with_their_ids():
@@ -127,8 +96,7 @@ def test_registered_config_is_torchvision_semantics_with_fast_execution():
 
 
 def test_predict_by_name_gives_torchvision_coco_detections(torch_home, shared_data, tmp_path, capsys):
-    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(coco_like_state_dict(), torch_home / "hub" / "checkpoints" / FILE)
+    plant(torch_home, FILE, coco_like_state_dict())
     # torchvision's own model, loaded by its own builder from the planted cache file.
     tv = fcos_resnet50_fpn(weights="COCO_V1").eval()
     photo = sorted((shared_data / "raccoon" / "images").glob("*.jpg"))[3]

@@ -108,7 +108,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         config = FCOSConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = FCOS(inference_config(config))
+    try:  # the backbone is rebuilt from its recorded name, without its pretrained weights source
+        model = FCOS(inference_config(config))
+    except (ValueError, ImportError) as exc:
+        raise CheckpointError(f"cannot rebuild the model of checkpoint {path}: {exc}") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
