@@ -99,7 +99,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.weights:  # fine-tuning: the model is the weights' own, changed only where asked
         from fcos.engine.finetune import finetune_config
 
-        model_cfg = finetune_config(args.weights, preset=args.preset, backbone=args.backbone, **options)
+        try:
+            model_cfg = finetune_config(args.weights, preset=args.preset, backbone=args.backbone, **options)
+        except ValueError as exc:  # a flag that contradicts the weights
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50", **options)
     from fcos.engine.distributed import cleanup, is_main
