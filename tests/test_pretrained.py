@@ -124,3 +124,22 @@ def test_predict_by_name_gives_torchvision_coco_detections(torch_home, shared_da
     model, state = load_weights("fcos_resnet50_fpn_coco", exact=True)
     assert not model.config.channels_last and state["category_ids"][0] == 1
     assert isinstance(FCOS.from_torchvision(tv), FCOS)
+
+
+def test_models_lists_names_backbones_files_and_cache_state(torch_home, capsys):
+    plant(torch_home, "resnet18-f37072fd.pth", {})
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fcos_resnet50_fpn_coco" in out and COCO_V1.url in out and "123.6 MB" in out
+    assert f"at {torch_home / 'hub' / 'checkpoints' / FILE} (not downloaded yet" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("  ") and len(line.split()) > 4}
+    assert rows["resnet18"][-1] == "yes" and rows["resnet50"][-1] == "no"  # the planted file is found
+    assert {"mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "regnet_y_400mf", "resnext50_32x4d"} <= set(rows)
+    assert "timm:<model>" in out
+
+
+def test_a_corrupt_cached_file_says_to_delete_it(torch_home):
+    path = plant(torch_home, FILE, {})
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(WeightsUnavailableError, match="cannot read .*delete it so that it is downloaded again"):
+        read_weights("fcos_resnet50_fpn_coco")

@@ -64,13 +64,14 @@ def torchvision_state_dict(weights: Any, progress: bool = True) -> dict[str, tor
         return weights.get_state_dict(progress=progress, check_hash=True, weights_only=True)
     # URLError and timeouts are OSErrors, a hash mismatch a RuntimeError, a corrupt file one of the others.
     except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"  # torch's own run long
         if path.is_file():  # the file is there: it is broken, not missing
             raise WeightsUnavailableError(
-                f"cannot read {path} ({type(exc).__name__}: {exc}); delete it so that it is downloaded again "
+                f"cannot read {path} ({reason}); delete it so that it is downloaded again "
                 f"from {weights.url}"
             ) from None
         raise WeightsUnavailableError(
-            f"{weights!r} is not in the torch hub cache and could not be downloaded ({type(exc).__name__}: {exc}).\n"
+            f"{weights!r} is not in the torch hub cache and could not be downloaded ({reason}).\n"
             f"  Download {weights.url}\n"
             f"  and put it at {path}\n"
             f"  (the folder is $TORCH_HOME/hub/checkpoints; TORCH_HOME defaults to ~/.cache/torch)"
