@@ -36,9 +36,11 @@ from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
 from fcos.engine.evaluate import evaluate
+from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
 from fcos.model.detector import FCOS
+from fcos.pretrained import prefetch
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
@@ -127,9 +129,8 @@ class Trainer:
                     if config.val_split else None)
         if D.is_main():
             print(train_data.report.summary())
-        model = FCOS(override(model_config, num_classes=train_data.num_classes))
-        if config.weights:
-            _load_matching_weights(model, config.weights)
+        model_config = override(model_config, num_classes=train_data.num_classes)
+        model = _build_model(model_config, config.weights, train_data.class_names)
         transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
         return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
@@ -324,6 +325,19 @@ def _drop_records_after(path: Path, iteration: int) -> None:
     tmp.replace(path)
 
 
+def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str]) -> FCOS:
+    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.engine.finetune`)."""
+    if D.is_main():  # one process downloads what is missing; the others then read the cache
+        prefetch(config.backbone, weights)
+    D.barrier()
+    model = FCOS(config)
+    if weights:
+        report = initialise_from(model, weights, class_names)
+        if D.is_main():
+            print(report.summary())
+    return model
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -344,13 +358,3 @@ def _as_python_state(state: Any) -> tuple:
     version, internal, gauss = state
     return version, tuple(internal), gauss
 
-
-def _load_matching_weights(model: nn.Module, path: str) -> None:
-    """Initialise from an fcos checkpoint, skipping tensors whose shape differs (a new class count)."""
-    source = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(matching))
-    model.load_state_dict(matching, strict=False)
-    if D.is_main():
-        print(f"initialised from {path}: {len(matching)} tensors loaded, {len(skipped)} kept at init {skipped[:4]}")
