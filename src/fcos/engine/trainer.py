@@ -39,6 +39,7 @@ from fcos.engine.evaluate import evaluate
 from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.hub import WeightsUnavailableError
 from fcos.model.detector import FCOS
 from fcos.pretrained import prefetch
 
@@ -121,7 +122,7 @@ class Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
         their classes (initialised from ``config.weights`` if given) and the training transforms.
         ``parts`` (optimizer, hooks) are passed on."""
-        D.init_from_env(config.device)
+        device = D.init_from_env(config.device)
         _seed_everything(config.seed)
         train_data = load_annotations(config.data, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
@@ -130,7 +131,7 @@ class Trainer:
         if D.is_main():
             print(train_data.report.summary())
         model_config = override(model_config, num_classes=train_data.num_classes)
-        model = _build_model(model_config, config.weights, train_data.class_names)
+        model = _build_model(model_config, config.weights, train_data.class_names, device)
         transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
         return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
@@ -325,11 +326,20 @@ def _drop_records_after(path: Path, iteration: int) -> None:
     tmp.replace(path)
 
 
-def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str]) -> FCOS:
-    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.engine.finetune`)."""
-    if D.is_main():  # one process downloads what is missing; the others then read the cache
-        prefetch(config.backbone, weights)
-    D.barrier()
+def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str], device: torch.device) -> FCOS:
+    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.engine.finetune`).
+
+    One process fetches what is missing from the caches (pretrained detector, ImageNet backbone); the
+    others wait, then every process reads the cached files. Every rank enters the all-reduce, so a
+    failed download stops all of them with the same error instead of leaving them in a barrier."""
+    error: Exception | None = None
+    if D.is_main():
+        try:
+            prefetch(config.backbone, weights)
+        except Exception as exc:  # re-raised below, after every rank knows
+            error = exc
+    if D.all_reduce_max(float(error is not None), device) > 0:
+        raise error or WeightsUnavailableError("the main process could not fetch the pretrained weights (see its error)")
     model = FCOS(config)
     if weights:
         report = initialise_from(model, weights, class_names)
