@@ -66,3 +66,26 @@ def test_backbone_names_come_from_the_registry(capsys):
     err = capsys.readouterr().err
     assert "unknown backbone 'resnet51'" in err and all(name in err for name in BACKBONES) and "timm:<model>" in err
 
+
+def _train_error(capsys, shared_data, tmp_path, *flags: str) -> str:
+    from fcos.cli import main
+
+    code = main(["train", "--data", str(shared_data / "fruit"), "--out", str(tmp_path / "run"), "--img-size", "128",
+                 "--fpn-channels", "32", "--head-convs", "1", "--max-iters", "1", "--workers", "0", *flags])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_train_without_timm_installed_is_one_error_line(capsys, shared_data, tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "timm", None)  # `import timm` raises ImportError
+    err = _train_error(capsys, shared_data, tmp_path, "--backbone", "timm:resnet18")
+    assert "timm backbones need timm" in err and "pip install 'fcos[timm]'" in err
+
+
+def test_train_with_weights_of_another_backbone_is_one_error_line(capsys, shared_data, tmp_path):
+    # Refused from the weights' name, before anything is downloaded.
+    err = _train_error(capsys, shared_data, tmp_path, "--backbone", "resnet18", "--backbone-weights",
+                       "ResNet50_Weights.IMAGENET1K_V1")
+    assert "ResNet50_Weights.IMAGENET1K_V1 are not weights of resnet18" in err
+    assert "ResNet18_Weights.IMAGENET1K_V1" in err  # what would fit

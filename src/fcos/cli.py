@@ -137,11 +137,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _backbone_name(name: str) -> str:
-    from fcos.model.backbones import check_backbone_name
+    from fcos.model.backbones import BackboneError, check_backbone_name
 
     try:
         return check_backbone_name(name)
-    except ValueError as exc:
+    except BackboneError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -319,12 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.model.backbones import BackboneError
 
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     try:
         return int(args.run(args) or 0)
-    except (DatasetError, CheckpointError, FileNotFoundError) as exc:
+    # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
+    except (DatasetError, CheckpointError, BackboneError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fcos.config import BackboneConfig
-from fcos.model.backbones.base import Backbone, freeze_batchnorm, unit_stages
+from fcos.model.backbones.base import Backbone, BackboneError, freeze_batchnorm, unit_stages
 from fcos.model.backbones.custom import CUSTOM_PREFIX, ModuleBackbone
 from fcos.model.backbones.timm_models import TIMM_PREFIX, TimmBackbone, timm_input_stats
 from fcos.model.backbones.torchvision_models import (
@@ -22,6 +22,7 @@ from fcos.model.backbones.torchvision_models import (
 __all__ = [
     "BACKBONES",
     "Backbone",
+    "BackboneError",
     "ModuleBackbone",
     "TIMM_PREFIX",
     "TorchvisionSpec",
@@ -36,15 +37,15 @@ BACKBONES: dict[str, TorchvisionSpec] = TORCHVISION_BACKBONES
 
 
 def check_backbone_name(name: str) -> str:
-    """``name`` if it names a backbone (a key of BACKBONES or ``timm:<model>``), else ValueError."""
+    """``name`` if it names a backbone (a key of BACKBONES or ``timm:<model>``), else BackboneError."""
     if name in BACKBONES or (name.startswith(TIMM_PREFIX) and len(name) > len(TIMM_PREFIX)):
         return name
-    raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or timm:<model>")
+    raise BackboneError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or timm:<model>")
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:
     if config.name.startswith(CUSTOM_PREFIX):
-        raise ValueError(
+        raise BackboneError(
             f"backbone {config.name!r} was a module given to FCOS(config, backbone=module): "
             "build the model the same way again, then load the state dict"
         )

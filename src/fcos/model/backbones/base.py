@@ -18,10 +18,15 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-__all__ = ["Backbone", "STRIDES", "freeze_batchnorm", "unit_stages"]
+__all__ = ["Backbone", "BackboneError", "STRIDES", "freeze_batchnorm", "unit_stages"]
 
 STRIDES = (8, 16, 32)  # C3, C4, C5
 _PROBE = 64  # side of the probe image: every stride up to 32 divides it
+
+
+class BackboneError(ValueError):
+    """A backbone cannot be built as configured: an unknown name, a missing optional package (timm),
+    weights of another network, or a module without C3..C5. The CLI prints it as one line."""
 
 
 class Backbone(nn.Module):
@@ -40,7 +45,7 @@ class Backbone(nn.Module):
         unit_strides, features = self._probe()
         strides = tuple(_PROBE // f.shape[-1] for f in features)
         if len(features) != 3 or strides != STRIDES:
-            raise ValueError(f"backbone {name} must return 3 feature maps at strides {STRIDES}, got strides {strides}")
+            raise BackboneError(f"backbone {name} must return 3 feature maps at strides {STRIDES}, got strides {strides}")
         self.out_channels = tuple(int(f.shape[1]) for f in features)  # type: ignore[assignment]
         stages = unit_stages([unit_strides.get(u) for u in self.units])
         self.frozen_stages = frozen_stages

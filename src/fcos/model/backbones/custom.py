@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from fcos.model.backbones.base import Backbone
+from fcos.model.backbones.base import Backbone, BackboneError
 
 __all__ = ["CUSTOM_PREFIX", "ModuleBackbone"]
 
@@ -33,5 +33,5 @@ class ModuleBackbone(Backbone):
         if isinstance(out, Mapping):
             out = list(out.values())
         if not isinstance(out, list | tuple) or not all(isinstance(t, Tensor) for t in out):
-            raise ValueError(f"backbone {type(self.trunk).__name__} must return a list, tuple or dict of tensors")
+            raise BackboneError(f"backbone {type(self.trunk).__name__} must return a list, tuple or dict of tensors")
         return list(out)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from fcos.config import BackboneConfig
 from fcos.hub import WeightsUnavailableError
-from fcos.model.backbones.base import STRIDES, Backbone
+from fcos.model.backbones.base import STRIDES, Backbone, BackboneError
 
 __all__ = ["TIMM_PREFIX", "TimmBackbone", "timm_input_stats"]
 
@@ -28,7 +28,7 @@ def _timm() -> Any:
     try:
         import timm
     except ImportError:
-        raise ImportError("timm backbones need timm: pip install 'fcos[timm]'") from None
+        raise BackboneError("timm backbones need timm, which is not installed: pip install 'fcos[timm]'") from None
     return timm
 
 
@@ -38,14 +38,14 @@ class TimmBackbone(Backbone):
         timm = _timm()
         model = config.name.removeprefix(TIMM_PREFIX)
         if not timm.is_model(model):
-            raise ValueError(f"unknown timm model {model!r} (timm.list_models() lists them)")
+            raise BackboneError(f"unknown timm model {model!r} (timm.list_models() lists them)")
         trunk = _create(timm, model, config.weights)
         if config.resolved_norm() == "frozen":
             trunk = timm.layers.freeze_batch_norm_2d(trunk)
         reductions = list(trunk.feature_info.reduction())
         missing = [s for s in STRIDES if s not in reductions]
         if missing:
-            raise ValueError(f"timm model {model} has feature maps at reductions {reductions}, none at {missing}")
+            raise BackboneError(f"timm model {model} has feature maps at reductions {reductions}, none at {missing}")
         # The last feature map at each stride (timm lists them in order).
         self.indices = tuple(max(i for i, r in enumerate(reductions) if r == s) for s in STRIDES)
         self.trunk = trunk

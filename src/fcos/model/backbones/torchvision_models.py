@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from fcos.config import BackboneConfig
 from fcos.hub import torchvision_state_dict, torchvision_weights
-from fcos.model.backbones.base import Backbone, freeze_batchnorm
+from fcos.model.backbones.base import Backbone, BackboneError, freeze_batchnorm
 
 __all__ = ["TORCHVISION_BACKBONES", "TorchvisionBackbone", "TorchvisionSpec"]
 
@@ -105,18 +105,19 @@ def _load_weights(trunk: nn.Module, spec: TorchvisionSpec, weights: str) -> None
         enum = torchvision_weights(spec.imagenet if weights == "imagenet" else weights)
         expected = torchvision.models.get_model_weights(spec.builder)
         if not isinstance(enum, expected):
-            raise ValueError(f"{weights} are not weights of {spec.builder}; choose from {[str(w) for w in expected]}")
+            raise BackboneError(f"--backbone-weights {weights} are not weights of {spec.builder}; "
+                                f"choose from imagenet, {', '.join(str(w) for w in expected)}")
         trunk.load_state_dict(torchvision_state_dict(enum))
         return
     state = _read_state_dict(Path(weights))
     try:
         missing, unexpected = trunk.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"backbone weights {weights} do not match {spec.builder}: {exc}") from None
+        raise BackboneError(f"backbone weights {weights} do not match {spec.builder}: {exc}") from None
     # A file may hold the trunk alone (no classifier); anything else missing or extra is a mismatch.
     needed = [k for k in missing if k.startswith(tuple(u + "." for u in spec.units)) and not k.endswith("num_batches_tracked")]
     if needed or unexpected:
-        raise ValueError(
+        raise BackboneError(
             f"backbone weights {weights} do not match {spec.builder}: "
             f"missing {needed[:5]}{'...' if len(needed) > 5 else ''}, unexpected {unexpected[:5]}"
         )
@@ -128,10 +129,11 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle payloads and corrupt files both land here
-        raise ValueError(f"cannot load backbone weights {path}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [""])[0]  # torch's own messages run long
+        raise BackboneError(f"cannot load backbone weights {path} ({type(exc).__name__}: {first})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
-        raise ValueError(f"backbone weights {path} hold no state dict")
+        raise BackboneError(f"backbone weights {path} hold no state dict")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
