@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "eval": "coco_eval",
     "onnx_runtime": "onnx_runtime",
     "soak": "soak",
+    "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
 }
 
 

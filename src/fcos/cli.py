@@ -27,20 +27,27 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 def _train_args(p: argparse.ArgumentParser) -> None:
     from fcos.config import PRESETS, FCOSConfig
     from fcos.engine.config import DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
-    from fcos.model.backbone import BACKBONES
+    from fcos.model.backbones import BACKBONES
 
     groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, RUNTIME)}
     g = groups["model"]
-    g.add_argument("--preset", default="official", choices=sorted(PRESETS))
-    g.add_argument("--backbone", default="resnet50", choices=BACKBONES)
+    g.add_argument("--preset", choices=sorted(PRESETS), help="default: official, or that of --weights")
+    # A validator, not argparse choices: timm:<model> is open-ended (the error lists the registered names).
+    g.add_argument("--backbone", type=_backbone_name, metavar="NAME",
+                   help=f"resnet50 (default), one of {', '.join(BACKBONES)} (`fcos models`), or timm:<model>")
     g.add_argument("--img-size", type=int, help="longer image side (default: the preset's 800/1333 rule)")
     g.add_argument("--fpn-channels", type=int, help="FPN and head width (official 256)")
     g.add_argument("--head-convs", type=int, help="convs per head tower (official 4)")
-    g.add_argument("--backbone-weights", help="local ImageNet ResNet state dict (freezes BN, stem and stage 1)")
+    g.add_argument("--backbone-weights", metavar="WEIGHTS",
+                   help="imagenet (downloaded once to the torch hub cache), a torchvision weights name or a local "
+                        "state dict; freezes BatchNorm, the stem and stage 1")
+    g.add_argument("--freeze-stages", type=int, metavar="N",
+                   help="backbone stages frozen from the input: 0 none, 1 stem, 2 + stage 1 (pretrained default), 5 all")
     g.add_argument("--conv3x3", choices=get_args(get_type_hints(FCOSConfig)["conv3x3"]),
                    help="head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)")
     groups[SCHEDULE].add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS),
-                                  help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs")
+                                  help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs; "
+                                       "finetune: SGD at 1/4 of the official rate, 100 warm-up updates (with --weights)")
     add_config_flags(groups, TrainConfig)
     groups[RUNTIME].add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
 
@@ -102,11 +109,19 @@ def _train(args: argparse.Namespace) -> int:
     from fcos.engine.trainer import train
 
     cfg = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
-    model_cfg = model_config_for(
-        1, preset=args.preset, backbone=args.backbone, img_size=args.img_size, fpn_channels=args.fpn_channels,
-        head_convs=args.head_convs, backbone_weights=args.backbone_weights,
-        **({"conv3x3": args.conv3x3} if args.conv3x3 else {}),
-    )
+    options = {"img_size": args.img_size, "fpn_channels": args.fpn_channels, "head_convs": args.head_convs,
+               "backbone_weights": args.backbone_weights, "frozen_stages": args.freeze_stages,
+               **({"conv3x3": args.conv3x3} if args.conv3x3 else {})}
+    if cfg.weights:  # fine-tuning: the model is the weights' own, changed only where asked
+        from fcos.engine.finetune import OptionConflictError, finetune_config
+
+        try:
+            model_cfg = finetune_config(cfg.weights, preset=args.preset, backbone=args.backbone, **options)
+        except OptionConflictError as exc:  # a flag that contradicts the weights: a usage error
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    else:
+        model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50", **options)
     from fcos.engine.distributed import cleanup, is_main
 
     try:
@@ -119,6 +134,15 @@ def _train(args: argparse.Namespace) -> int:
         print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
               f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
     return 0
+
+
+def _backbone_name(name: str) -> str:
+    from fcos.model.backbones import BackboneError, check_backbone_name
+
+    try:
+        return check_backbone_name(name)
+    except BackboneError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _drop_flag(argv: list[str], flag: str) -> list[str]:
@@ -134,7 +158,7 @@ def _drop_flag(argv: list[str], flag: str) -> list[str]:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt)")
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the metrics here as JSON")
@@ -148,10 +172,10 @@ def _eval(args: argparse.Namespace) -> int:
     import json
 
     from fcos.data import load_annotations, remap_classes
-    from fcos.engine.checkpoint import load_model
+    from fcos.engine.checkpoint import load_weights
     from fcos.engine.evaluate import METRIC_NAMES, evaluate
 
-    model, state = load_model(args.weights, args.device)
+    model, state = load_weights(args.weights, args.device)
     data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
     metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
@@ -214,7 +238,7 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or exported model (.onnx)")
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
     p.add_argument("--source", required=True, help="an image file or a directory of images")
     p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
@@ -233,7 +257,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt)")
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
     p.add_argument("--out", default="model.onnx", help="ONNX file to write")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="fixed input size (multiples of 32); default: dynamic height and width")
@@ -253,8 +277,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+@command("models", "list the pretrained names for --weights and the backbones, with the files they need", _models_args)
+def _models(args: argparse.Namespace) -> int:
+    from fcos.pretrained import describe_models
+
+    print(describe_models())
+    return 0
+
+
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or exported model (.onnx)")
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
@@ -286,13 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.data.images import ImageError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.model.backbones import BackboneError
     from fcos.writes import WriteError
 
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     try:
         return int(args.run(args) or 0)
-    except (DatasetError, ImageError, CheckpointError, WriteError, FileNotFoundError) as exc:
+    # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
+    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -62,14 +62,34 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    name: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
-    weights: str | None = None  # local ImageNet state dict; nothing is ever downloaded
-    # Stages frozen from the input side: 0 = none, 1 = stem, 2 = stem + layer1 (official freeze_at=2).
-    # "auto" (-1) freezes stem + layer1 only when `weights` is given: freezing a random init is pointless.
+    # A name of fcos.model.backbones.BACKBONES (`fcos models` lists them) or "timm:<model>" for a timm
+    # model with features_only (the optional `timm` extra). Every backbone gives C3, C4, C5 at strides 8/16/32.
+    name: str = "resnet50"
+    # None: random init. "imagenet": the family's ImageNet weights through torchvision's weights API
+    # (timm: timm's own loading), read from the torch hub (timm: Hugging Face) cache and downloaded
+    # there once when missing. Also a torchvision weights name ("ResNet50_Weights.IMAGENET1K_V2") or a
+    # local state dict file. Checkpoints store the tensors, so reloading one never reads this again.
+    weights: str | None = None
+    # Stages frozen from the input side: 0 = none, 1 = stem, 2 = stem + stage 1 (official freeze_at=2),
+    # ..., 5 = the whole backbone. Stage k is what runs at stride 2^(k+1) (the stem: up to stride 2 or
+    # the first module). "auto" (-1) freezes stem + stage 1 only with pretrained weights: freezing a
+    # random init is pointless.
     frozen_stages: int = -1
     # "frozen" (FrozenBatchNorm2d, official with ImageNet weights), "bn" (trainable), "auto":
     # frozen with weights, trainable from scratch (frozen random BN would mean no normalisation at all).
+    # Backbones without BatchNorm (ConvNeXt's LayerNorm) are unaffected.
     norm: Literal["auto", "frozen", "bn"] = "auto"
+
+    def resolved_norm(self) -> str:
+        return self.norm if self.norm != "auto" else ("frozen" if self.weights else "bn")
+
+    def resolved_frozen_stages(self) -> int:
+        return self.frozen_stages if self.frozen_stages >= 0 else (2 if self.weights else 0)
+
+    def without_weights(self) -> BackboneConfig:
+        """The same network with no weights source: the "auto" choices that depended on the weights are
+        made explicit, so a checkpoint (which holds the tensors) rebuilds it without reading them again."""
+        return dataclasses.replace(self, weights=None, norm=self.resolved_norm(), frozen_stages=self.resolved_frozen_stages())
 
 
 @dataclass(frozen=True)

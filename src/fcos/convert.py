@@ -1,11 +1,13 @@
-"""Map a ``torchvision.models.detection.FCOS`` (ResNet-FPN backbone) onto this package: its config and
-its state dict renamed. Pure mappings, no model built here (:meth:`fcos.FCOS.from_torchvision` builds
-one from them), so the model may import this module and not the other way round."""
+"""Pure mappings from a ``torchvision.models.detection.FCOS`` (ResNet / ResNeXt FPN backbone) to this
+package: its config and its state dict under this package's module names. ``FCOS.from_torchvision``
+(:mod:`fcos.model.detector`) builds the model from them; this module never imports the detector."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
+import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
@@ -14,7 +16,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from fcos import config as cfgs
 from fcos.config import FCOSConfig
 
-__all__ = ["config_from_torchvision", "state_dict_from_torchvision"]
+__all__ = ["config_from_torchvision", "keep_classes", "state_dict_from_torchvision"]
 
 # torchvision key prefix -> fcos key prefix
 _KEY_MAP = (
@@ -28,8 +30,16 @@ _KEY_MAP = (
     (r"^head\.regression_head\.bbox_reg\.", "head.box_pred."),
     (r"^head\.regression_head\.bbox_ctrness\.", "head.centerness."),
 )
-_RESNET_DEPTHS = {(2, 2, 2, 2, False): "resnet18", (3, 4, 6, 3, False): "resnet34",
-                  (3, 4, 6, 3, True): "resnet50", (3, 4, 23, 3, True): "resnet101"}
+# (blocks per stage, bottleneck, groups and width of layer1's 3x3 conv) -> backbone name
+_RESNETS = {
+    ((2, 2, 2, 2), False, 1, 64): "resnet18",
+    ((3, 4, 6, 3), False, 1, 64): "resnet34",
+    ((3, 4, 6, 3), True, 1, 64): "resnet50",
+    ((3, 4, 23, 3), True, 1, 64): "resnet101",
+    ((3, 4, 6, 3), True, 32, 128): "resnext50_32x4d",
+    ((3, 4, 23, 3), True, 32, 256): "resnext101_32x8d",
+    ((3, 4, 6, 3), True, 1, 128): "wide_resnet50_2",
+}
 
 
 def state_dict_from_torchvision(state: dict) -> dict:
@@ -46,8 +56,20 @@ def state_dict_from_torchvision(state: dict) -> dict:
     return out
 
 
-def config_from_torchvision(tv_model: nn.Module) -> FCOSConfig:
-    """Read the architecture and every inference/training setting off a torchvision FCOS."""
+def keep_classes(state: dict, rows: Sequence[int]) -> dict:
+    """``state`` (this package's names) with the classification layer cut to ``rows``, in that order:
+    e.g. torchvision's 91-index COCO layout (category id = index, "N/A" gaps) to COCO's 80 classes."""
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    return {k: (v.index_select(0, index) if k.startswith("head.cls_logits.") else v) for k, v in state.items()}
+
+
+def config_from_torchvision(tv_model: nn.Module, exact: bool = False) -> FCOSConfig:
+    """Read the architecture and every inference/training setting off a torchvision FCOS.
+
+    The config has torchvision's semantics (preset ``torchvision``) with fcos's fast execution
+    (``channels_last``, ``conv3x3="auto"``): outputs within ~1e-6 relative of torchvision's.
+    ``exact=True`` keeps the preset's NCHW, direct-convolution execution: bit-exact with torchvision.
+    """
     body = tv_model.backbone.body
     fpn = tv_model.backbone.fpn
     head = tv_model.head
@@ -60,9 +82,10 @@ def config_from_torchvision(tv_model: nn.Module) -> FCOSConfig:
     if getattr(transform, "fixed_size", None):
         raise ValueError("torchvision transforms with fixed_size are not supported")
     blocks = tuple(len(getattr(body, f"layer{i}")) for i in range(1, 5))
-    name = _RESNET_DEPTHS.get((*blocks, isinstance(body.layer1[0], Bottleneck)))
+    conv2 = body.layer1[0].conv2
+    name = _RESNETS.get((blocks, isinstance(body.layer1[0], Bottleneck), conv2.groups, conv2.out_channels))
     if name is None:
-        raise ValueError(f"unsupported ResNet layout {blocks}")
+        raise ValueError(f"unsupported ResNet layout {blocks} (groups {conv2.groups}, width {conv2.out_channels})")
     convs = [m for m in head.classification_head.conv if isinstance(m, nn.Conv2d)]
     norms = [m for m in head.classification_head.conv if isinstance(m, nn.GroupNorm)]
     min_sizes = tuple(int(s) for s in transform.min_size)
@@ -88,6 +111,7 @@ def config_from_torchvision(tv_model: nn.Module) -> FCOSConfig:
             "decode.max_detections": int(tv_model.detections_per_img),
             "decode.topk_per_level": int(tv_model.topk_candidates),
         },
+        **({} if exact else {"channels_last": True, "conv3x3": "auto"}),
     )
 
 

@@ -75,7 +75,8 @@ class Predictor:
     """Detections for images, from a ``.pt`` checkpoint (PyTorch) or an exported ``.onnx`` (onnxruntime).
 
     Args:
-        weights: checkpoint or ONNX file (written by ``fcos export``).
+        weights: checkpoint or ONNX file (written by ``fcos export``), or a registered pretrained name
+            (:mod:`fcos.pretrained`, e.g. ``"fcos_resnet50_fpn_coco"``).
         device: "cpu" or "cuda[:N]".
         backend: "torch" or "onnxruntime"; None picks by the file suffix (``.onnx`` -> onnxruntime).
         conf: default minimum score of returned detections, applied after the model's own decoding
@@ -99,8 +100,10 @@ class Predictor:
         self.backend = backend or ("onnxruntime" if self.weights.suffix.lower() == ".onnx" else "torch")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose from {BACKENDS}")
-        if not self.weights.is_file():
-            raise FileNotFoundError(f"weights not found: {self.weights}")
+        from fcos.pretrained import is_registered
+
+        if not self.weights.is_file() and not is_registered(weights):
+            raise FileNotFoundError(f"weights not found: {self.weights} (neither a file nor a name `fcos models` lists)")
         self.device = device
         self.conf = conf
         if self.backend == "torch":
@@ -109,11 +112,11 @@ class Predictor:
             self._init_onnx(num_threads)
 
     def _init_torch(self) -> None:
-        from fcos.engine.checkpoint import load_model
+        from fcos.engine.checkpoint import load_weights
 
         if self.weights.suffix.lower() == ".onnx":
             raise ValueError(f"{self.weights} is an ONNX file: use backend='onnxruntime'")
-        model, state = load_model(self.weights, map_location=self.device)
+        model, state = load_weights(self.weights, map_location=self.device)
         self.model = model.to(self.device)
         self.input_config: InputConfig = model.config.input
         self.decode_config: DecodeConfig = model.config.decode

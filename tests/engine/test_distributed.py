@@ -153,3 +153,40 @@ def test_evaluating_unwraps_and_restores_mode_even_on_errors():
     with pytest.raises(RuntimeError), D.evaluating(inner):
         raise RuntimeError("boom")
     assert inner.training
+
+
+def _fetch_worker(rank: int, world: int, port: int, out: str) -> None:
+    """Rank 0's download fails: every rank must stop with an error, none may wait forever."""
+    import datetime
+
+    from fcos.engine import trainer
+    from fcos.hub import WeightsUnavailableError
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    torch.set_num_threads(1)
+    fetched = []
+
+    def offline(backbone, weights):
+        fetched.append(rank)
+        raise WeightsUnavailableError("offline: put the file at /cache/x.pth")
+
+    trainer.prefetch = offline
+    cfg = official(num_classes=1, backbone="resnet18", **{"fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1})
+    try:
+        trainer._build_model(cfg, None, ["a"], torch.device("cpu"))
+        result = "built"
+    except WeightsUnavailableError as exc:
+        result = f"{type(exc).__name__}: {exc}"
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump({"fetched": fetched, "result": result}, f)
+    dist.destroy_process_group()
+
+
+def test_a_failed_download_on_the_main_process_stops_every_rank(tmp_path):
+    out = str(tmp_path / "fetch")
+    mp.start_processes(_fetch_worker, args=(2, free_port(), out), nprocs=2, join=True, start_method="spawn")
+    main, other = (json.loads(open(f"{out}.{rank}").read()) for rank in (0, 1))
+    assert main["fetched"] == [0] and other["fetched"] == []  # one process downloads
+    assert main["result"] == "WeightsUnavailableError: offline: put the file at /cache/x.pth"
+    assert other["result"].startswith("WeightsUnavailableError: the main process could not fetch")

@@ -183,3 +183,22 @@ def test_export_cli(checkpoint, tmp_path, capsys):
     assert meta["nms"] is False and meta["preprocessing"]["img_size"] == [256, 320]
     detections = Predictor(out)(np.zeros((200, 300, 3), dtype=np.uint8))[0]
     assert detections["boxes"].shape[1] == 4
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_large", "convnext_tiny", "timm:mobilenetv3_small_050"])
+def test_other_backbone_families_export_with_onnxruntime_parity(backbone, shared_data, tmp_path):
+    # Hardswish and squeeze-excitation (MobileNetV3), LayerNorm over channels and GELU (ConvNeXt), timm's
+    # fused BatchNorm + activation: all traced into the graph; onnxruntime gives PyTorch's detections.
+    if backbone.startswith("timm:"):
+        pytest.importorskip("timm")
+    checkpoint = make_checkpoint(tmp_path / "m.pt", **{"backbone.name": backbone})
+    onnx_path = export_onnx(checkpoint, tmp_path / "m.onnx")
+    assert read_metadata(onnx_path)["backbone"] == backbone
+    torch_predictor, onnx_predictor = Predictor(checkpoint), Predictor(onnx_path)
+    total = 0
+    for path in real_images(shared_data, 2):
+        image = read_image(path)
+        (a,), (b,) = torch_predictor(image), onnx_predictor(image)
+        assert_same_detections(a, b, box_tol=0.5, score_tol=1e-4)
+        total += len(a["scores"])
+    assert total >= 20

@@ -4,6 +4,11 @@ A checkpoint is a plain dict of tensors and Python primitives:
 ``{"format", "version", "model", "config", "class_names", "category_ids", ...training state}``.
 It carries the config (architecture, preprocessing, decoding) and class names, so evaluation,
 prediction, export and serving need no extra flags.
+
+``--weights`` (train, eval, predict, export, serve) is resolved here, in one place: an existing file is
+a checkpoint, anything else must be a registered pretrained name (:mod:`fcos.pretrained`, e.g.
+``fcos_resnet50_fpn_coco``), which reads as the same checkpoint dict (:func:`read_weights`,
+:func:`weights_config`, :func:`load_weights`).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from typing import Any
 import torch
 
 from fcos.config import FCOSConfig
-from fcos.model.backbone import resolve_frozen_stages, resolve_norm
+from fcos.hub import WeightsUnavailableError
+from fcos.pretrained import DETECTORS, is_registered, load_pretrained, pretrained_config, read_pretrained
 from fcos.writes import atomic_write
 
 __all__ = [
@@ -26,8 +32,11 @@ __all__ = [
     "inference_config",
     "load_checkpoint",
     "load_model",
+    "load_weights",
     "model_checkpoint",
+    "read_weights",
     "save_checkpoint",
+    "weights_config",
 ]
 
 FORMAT = "fcos-checkpoint"
@@ -87,11 +96,9 @@ def model_checkpoint(model: torch.nn.Module, class_names: list[str], category_id
 
 
 def inference_config(config: FCOSConfig) -> FCOSConfig:
-    """The config with the backbone's ImageNet weights file dropped (its tensors are in the state dict)
-    and the "auto" norm / freezing choices that depended on that file made explicit."""
-    bb = config.backbone
-    resolved = dataclasses.replace(bb, weights=None, norm=resolve_norm(bb), frozen_stages=resolve_frozen_stages(bb))
-    return dataclasses.replace(config, backbone=resolved)
+    """The config with the backbone's pretrained weights source dropped (its tensors are in the state
+    dict) and the "auto" norm / freezing choices that depended on it made explicit."""
+    return dataclasses.replace(config, backbone=config.backbone.without_weights())
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -103,7 +110,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
         config = FCOSConfig.from_dict(state["config"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from None
-    model = FCOS(inference_config(config))
+    try:  # the backbone is rebuilt from its recorded name, without its pretrained weights source
+        model = FCOS(inference_config(config))
+    except (ValueError, ImportError) as exc:
+        raise CheckpointError(f"cannot rebuild the model of checkpoint {path}: {exc}") from None
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
@@ -111,3 +121,43 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     state.setdefault("class_names", [str(i) for i in range(config.num_classes)])
     state.setdefault("category_ids", list(range(1, config.num_classes + 1)))
     return model.eval(), state
+
+
+def read_weights(weights: str | Path, exact: bool = False, progress: bool = True) -> dict[str, Any]:
+    """The checkpoint dict (``model``, ``config``, ``class_names``, ...) of a checkpoint file or a
+    registered name; a registered model's file is read (or downloaded) through torchvision."""
+    if is_registered(weights):
+        return read_pretrained(str(weights), exact=exact, progress=progress)
+    _check_exists(weights)
+    return load_checkpoint(weights)
+
+
+def weights_config(weights: str | Path) -> tuple[FCOSConfig, list[str]]:
+    """The inference config and class names of a checkpoint or registered name (no download for names)."""
+    if is_registered(weights):
+        return pretrained_config(str(weights))
+    state = read_weights(weights)
+    try:
+        config = FCOSConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {weights} has an invalid config: {exc}") from None
+    return inference_config(config), [str(n) for n in state.get("class_names", range(config.num_classes))]
+
+
+def load_weights(
+    weights: str | Path, map_location: str | torch.device = "cpu", exact: bool = False
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode, checkpoint dict) for a checkpoint file (:func:`load_model`) or a registered
+    name (``exact``: its bit-exact execution, :func:`fcos.pretrained.load_pretrained`)."""
+    if is_registered(weights):
+        return load_pretrained(str(weights), map_location, exact=exact)
+    _check_exists(weights)
+    return load_model(weights, map_location)
+
+
+def _check_exists(weights: str | Path) -> None:
+    if not Path(weights).is_file():
+        raise WeightsUnavailableError(
+            f"weights not found: {weights} is neither a file nor a registered name "
+            f"({', '.join(DETECTORS)}; `fcos models` lists them)"
+        )

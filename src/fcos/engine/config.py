@@ -49,6 +49,9 @@ class TrainConfig:
     lr: float | None = option(
         None, "learning rate (default: 0.01 per 16 images for SGD, the official linear rule; 1e-3 for AdamW)",
         group=SCHEDULE)
+    lr_scale: float = option(
+        1.0, "multiplies the default learning rate when --lr is not given (the finetune recipe: 0.25)",
+        group=SCHEDULE)
     momentum: float = option(0.9, "SGD momentum", group=SCHEDULE)
     weight_decay: float = option(1e-4, "weight decay (never on norms and biases)", group=SCHEDULE)
     warmup_iters: int = option(500, "linear warm-up updates (official: 500 from 1/3 of the rate)", group=SCHEDULE)
@@ -70,7 +73,9 @@ class TrainConfig:
     seed: int = option(0, "seed of initialisation, sampling and augmentation", group=RUNTIME)
     resume: str | None = option(
         None, "continue from a checkpoint (without a value: OUT/last.pt)", group=RUNTIME, const="auto")
-    weights: str | None = option(None, "initialise from an fcos checkpoint (fine-tuning)", group="model")
+    weights: str | None = option(
+        None, "fine-tune from a pretrained name (`fcos models`) or an fcos checkpoint: the model is theirs, "
+        "classes that match theirs by name keep their rows", group="model")
     eval_every: int = option(1, "epochs between validations (0: only at the end)", group=RUNTIME)
     checkpoint_every: int = option(0, "also save last.pt every N updates (0: at epoch ends only)", group=RUNTIME)
     checkpoint_interval: float = option(
@@ -84,10 +89,11 @@ class TrainConfig:
 
     def base_lr(self, processes: int = 1) -> float:
         """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,
-        ``batch_size`` is per process), 1e-3 for AdamW."""
+        ``batch_size`` is per process), 1e-3 for AdamW; times ``lr_scale``."""
         if self.lr is not None:
             return self.lr
-        return 0.01 * self.batch_size * self.accumulate * processes / 16 if self.optimizer == "sgd" else 1e-3
+        default = 0.01 * self.batch_size * self.accumulate * processes / 16 if self.optimizer == "sgd" else 1e-3
+        return default * self.lr_scale
 
 
 def official_schedule(**changes: Any) -> TrainConfig:
@@ -102,7 +108,16 @@ def cpu_from_scratch(**changes: Any) -> TrainConfig:
     return dataclasses.replace(base, **changes)
 
 
-TRAIN_PRESETS = {"official": official_schedule, "cpu": cpu_from_scratch}
+def finetune(**changes: Any) -> TrainConfig:
+    """Fine-tuning pretrained weights (``--weights NAME`` or a checkpoint) on a new dataset: the official
+    SGD recipe at a quarter of its rate (0.0025 per 16 images: the features are trained, only the new
+    classification rows start from scratch), a short warm-up (100 updates from 1/10), steps at 2/3 and
+    8/9 of 12 epochs. Backbone freezing is the model's: stem + stage 1 by default (``--freeze-stages``)."""
+    base = TrainConfig(lr_scale=0.25, warmup_iters=100, warmup_factor=0.1)
+    return dataclasses.replace(base, **changes)
+
+
+TRAIN_PRESETS = {"official": official_schedule, "cpu": cpu_from_scratch, "finetune": finetune}
 
 
 def model_config_for(
@@ -114,12 +129,14 @@ def model_config_for(
     fpn_channels: int | None = None,
     head_convs: int | None = None,
     backbone_weights: str | None = None,
+    frozen_stages: int | None = None,
     **changes: Any,
 ) -> FCOSConfig:
     """A model config from a preset plus the options the CLI exposes.
 
     ``img_size`` caps the longer side (min_size = max_size = img_size), the usual meaning for
-    training on small images.
+    training on small images. ``backbone_weights``: None, "imagenet", a torchvision weights name or a
+    file (:class:`fcos.config.BackboneConfig`); ``frozen_stages`` overrides the "auto" freezing.
     """
     extra: dict[str, Any] = dict(changes)
     if img_size is not None:
@@ -130,4 +147,10 @@ def model_config_for(
         extra["head.num_convs"] = head_convs
     if backbone_weights is not None:
         extra["backbone.weights"] = backbone_weights
+    if frozen_stages is not None:
+        extra["backbone.frozen_stages"] = frozen_stages
+    # Pretrained weights trained on other input statistics than ImageNet's (some timm models) set them.
+    from fcos.model.backbones import backbone_input_stats
+
+    extra = {**{f"input.{k}": v for k, v in backbone_input_stats(backbone, backbone_weights).items()}, **extra}
     return model_presets.preset(preset, num_classes=num_classes, backbone=backbone, **extra)

@@ -37,9 +37,12 @@ from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
 from fcos.engine.evaluate import evaluate
+from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.hub import WeightsUnavailableError
 from fcos.model.detector import FCOS
+from fcos.pretrained import prefetch
 from fcos.writes import WriteError, write_text
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
@@ -121,16 +124,15 @@ class Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
         their classes (initialised from ``config.weights`` if given) and the training transforms.
         ``parts`` (optimizer, hooks) are passed on."""
-        D.init_from_env(config.device)
+        device = D.init_from_env(config.device)
         _seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
         val_data = _load(config, config.val_split, train_data.class_names) if config.val_split else None
         if D.is_main():
             print(train_data.report.summary())
-        model = FCOS(override(model_config, num_classes=train_data.num_classes))
-        if config.weights:
-            _load_matching_weights(model, config.weights)
+        model_config = override(model_config, num_classes=train_data.num_classes)
+        model = _build_model(model_config, config.weights, train_data.class_names, device)
         transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
         return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
@@ -338,6 +340,28 @@ def _load(config: TrainConfig, split: str, class_names: list[str] | None = None)
     return data
 
 
+def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str], device: torch.device) -> FCOS:
+    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.engine.finetune`).
+
+    One process fetches what is missing from the caches (pretrained detector, ImageNet backbone); the
+    others wait, then every process reads the cached files. Every rank enters the all-reduce, so a
+    failed download stops all of them with the same error instead of leaving them in a barrier."""
+    error: Exception | None = None
+    if D.is_main():
+        try:
+            prefetch(config.backbone, weights)
+        except Exception as exc:  # re-raised below, after every rank knows
+            error = exc
+    if D.all_reduce_max(float(error is not None), device) > 0:
+        raise error or WeightsUnavailableError("the main process could not fetch the pretrained weights (see its error)")
+    model = FCOS(config)
+    if weights:
+        report = initialise_from(model, weights, class_names)
+        if D.is_main():
+            print(report.summary())
+    return model
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -358,13 +382,3 @@ def _as_python_state(state: Any) -> tuple:
     version, internal, gauss = state
     return version, tuple(internal), gauss
 
-
-def _load_matching_weights(model: nn.Module, path: str) -> None:
-    """Initialise from an fcos checkpoint, skipping tensors whose shape differs (a new class count)."""
-    source = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    skipped = sorted(set(own) - set(matching))
-    model.load_state_dict(matching, strict=False)
-    if D.is_main():
-        print(f"initialised from {path}: {len(matching)} tensors loaded, {len(skipped)} kept at init {skipped[:4]}")

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from fcos.config import STRIDES, FCOSConfig
-from fcos.engine.checkpoint import load_model
+from fcos.engine.checkpoint import load_weights
 from fcos.export.graph import DetectorGraph
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "read_metadata"]
@@ -122,7 +122,7 @@ def export_onnx(
     """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
 
     Args:
-        weights: an fcos ``.pt`` checkpoint.
+        weights: an fcos ``.pt`` checkpoint or a registered pretrained name (:mod:`fcos.pretrained`).
         out: the ``.onnx`` file to write (atomically).
         img_size: fixed (H, W) input, multiples of ``size_divisible``; None: H and W dynamic (default,
             reproduces the PyTorch model's padding exactly).
@@ -132,7 +132,7 @@ def export_onnx(
     """
     import onnx
 
-    model, state = load_model(weights)
+    model, state = load_weights(weights)
     cfg: FCOSConfig = model.config
     div, min_side = cfg.input.size_divisible, max(model.strides)
     if img_size is not None:

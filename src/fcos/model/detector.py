@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,8 @@ from fcos.assign import assign_targets, stack_targets
 from fcos.config import STRIDES, FCOSConfig, override
 from fcos.convert import config_from_torchvision, state_dict_from_torchvision
 from fcos.losses import FCOSCriterion
-from fcos.model.backbone import ResNetBackbone
+from fcos.model.backbones import build_backbone
+from fcos.model.backbones.custom import CUSTOM_PREFIX, ModuleBackbone
 from fcos.model.fpn import FPN
 from fcos.model.head import FCOSHead
 from fcos.model.points import make_points
@@ -34,14 +36,21 @@ class FCOS(nn.Module):
     Args:
         images: list of [3, H_i, W_i] float tensors in [0, 1] (uint8 in [0, 255] is accepted too).
         targets: list of {"boxes": [N_i, 4] xyxy float, "labels": [N_i] int64 in [0, num_classes)}.
+
+    ``FCOS(config)`` builds ``config.backbone`` (:mod:`fcos.model.backbones`); ``FCOS(config,
+    backbone=module)`` uses a ready module returning [C3, C4, C5] at strides 8, 16, 32 instead
+    (:class:`~fcos.model.backbones.custom.ModuleBackbone`), recorded as ``custom:<class name>``.
     """
 
-    def __init__(self, config: FCOSConfig) -> None:
+    def __init__(self, config: FCOSConfig, *, backbone: nn.Module | None = None) -> None:
         super().__init__()
+        if backbone is not None:
+            named = dataclasses.replace(config.backbone, name=CUSTOM_PREFIX + type(backbone).__name__, weights=None)
+            config = dataclasses.replace(config, backbone=named)
         self.config = config
         self.strides = STRIDES
         self.transform = InputTransform(config.input)
-        self.backbone = ResNetBackbone(config.backbone)
+        self.backbone = build_backbone(config.backbone) if backbone is None else ModuleBackbone(backbone)
         self.fpn = FPN(self.backbone.out_channels, config.fpn, config.conv3x3)
         self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides, config.conv3x3)
         self.criterion = FCOSCriterion(config.loss)
@@ -51,11 +60,13 @@ class FCOS(nn.Module):
             self.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_torchvision(cls, tv_model: nn.Module, **changes: Any) -> FCOS:
-        """An :class:`FCOS` (preset ``torchvision``) with the same weights, settings and train/eval mode
-        as ``tv_model``, computing exactly what it computes. ``changes`` override config fields (dotted
-        paths as in :func:`fcos.config.override`), e.g. ``channels_last=True`` for the faster NHWC layout."""
-        model = cls(override(config_from_torchvision(tv_model), **changes))
+    def from_torchvision(cls, tv_model: nn.Module, *, exact: bool = False, **changes: Any) -> FCOS:
+        """An :class:`FCOS` with ``tv_model``'s weights, settings and train/eval mode: torchvision's
+        semantics (preset ``torchvision``), run with fcos's fast execution (NHWC, Winograd 3x3 where it
+        applies; outputs within ~1e-6 relative). ``exact=True`` runs NCHW with direct convolutions:
+        bit-exact with torchvision. ``changes`` override config fields (dotted paths, as in
+        :func:`fcos.config.override`)."""
+        model = cls(override(config_from_torchvision(tv_model, exact=exact), **changes))
         model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
         model.train(tv_model.training)
         return model
