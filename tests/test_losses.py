@@ -11,7 +11,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from fcos.assign import Assignment
 from fcos.config import LossConfig
-from fcos.losses import FCOSCriterion, sigmoid_focal_loss_onehot
+from fcos.losses import FCOSCriterion, positive_stats, sigmoid_focal_loss_onehot
 from fcos.structures import HeadOutputs
 
 
@@ -71,9 +71,10 @@ def test_criterion_official_hand_computed():
     ln2 = math.log(2)
     # classification: 12 logits at 0; 2 positives pay 0.25*0.25*ln2, 10 negatives 0.75*0.25*ln2; / 2 positives
     cls = (2 * 0.25 * 0.25 * ln2 + 10 * 0.75 * 0.25 * ln2) / 2
-    # box: point 0 exact (GIoU loss 0), point 1 pred 2x2 inside target 4x4 (loss 0.75);
-    # weighted by centerness targets 1.0 and 0.5, normalised by their sum 1.5
-    box = (1.0 * 0.0 + 0.5 * 0.75) / 1.5
+    # box (official IOULoss, unit stride): point 0 exact (loss 0); point 1 pred 2x2 inside target 4x4:
+    # IoU = (4 + 1) / (16 + 1), enclosing = union, so GIoU loss 12/17; weighted by centerness
+    # targets 1.0 and 0.5, normalised by their sum 1.5
+    box = (1.0 * 0.0 + 0.5 * 12 / 17) / 1.5
     # centerness BCE with logit 0: -(t ln .5 + (1-t) ln .5) = ln2 for both; / 2 positives
     ctr = (ln2 + ln2) / 2
     assert losses["classification"].item() == pytest.approx(cls, rel=1e-6)
@@ -81,9 +82,34 @@ def test_criterion_official_hand_computed():
     assert losses["bbox_ctrness"].item() == pytest.approx(ctr, rel=1e-6)
 
 
+def test_criterion_official_iou_smoothing_is_stride_squared():
+    outputs, targets = make_case()
+    strides = torch.tensor([8.0, 8.0, 16.0])  # [P]: both positives on a stride-8 level
+    losses = FCOSCriterion(LossConfig())(outputs, targets, strides)
+    # point 1 in pixels: I = 4, U = 16, + 8^2: IoU = 68 / 80 (the official code: distances / 8,
+    # I = 1/16, U = 1/4, + 1); enclosing = union, so the GIoU term is 0
+    assert losses["bbox_regression"].item() == pytest.approx(0.5 * (1 - 68 / 80) / 1.5, rel=1e-5)  # 1e-7: official eps
+    # torchvision's box loss has no smoothing: the same case gives 1 - 4/16
+    plain = FCOSCriterion(LossConfig(iou_smoothing=0.0))(outputs, targets, strides)
+    assert plain["bbox_regression"].item() == pytest.approx(0.5 * 0.75 / 1.5, rel=1e-6)
+
+
+def test_positive_stats_counts_dead_boxes_and_top_score():
+    outputs, targets = make_case()
+    outputs.box_ltrb.data[0, 1] = torch.tensor([0.0, 3.0, 0.0, 3.0])  # zero width: dead
+    outputs.cls_logits.data[0, 0, 0] = 2.0  # point 0's own class (0)
+    outputs.cls_logits.data[0, 1, 0] = 5.0  # point 1, another class than its own (1): not counted
+    stats = positive_stats(outputs, targets)
+    assert stats["dead_boxes"] == 1
+    assert stats["top_score"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    empty = Assignment(labels=torch.full((2, 3), -1), box_targets=torch.zeros(2, 3, 4), centerness=torch.zeros(2, 3),
+                       matched_index=torch.full((2, 3), -1), num_degenerate=0)
+    assert positive_stats(outputs, empty) == {"dead_boxes": 0, "top_score": 0.0}
+
+
 def test_criterion_torchvision_normalisation_hand_computed():
     outputs, targets = make_case()
-    losses = FCOSCriterion(LossConfig(box_weight_by_centerness=False, box_loss="linear_iou"))(outputs, targets)
+    losses = FCOSCriterion(LossConfig(box_weight_by_centerness=False, box_loss="linear_iou", iou_smoothing=0.0))(outputs, targets)
     # unweighted, / num_pos = 2: (0 + 0.75) / 2
     assert losses["bbox_regression"].item() == pytest.approx(0.375, rel=1e-6)
 

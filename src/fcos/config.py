@@ -139,6 +139,10 @@ class LossConfig:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     box_loss: Literal["iou", "linear_iou", "giou", "diou", "ciou"] = "giou"
+    # Official IOULoss (fcos_core/layers/iou_loss.py): IoU = (I + 1) / (U + 1) on stride-normalised
+    # distances, i.e. + stride^2 px^2 per level; torchvision: plain I / U (0). The official code has
+    # iou / linear_iou / giou only: diou and ciou (torchvision.ops) are never smoothed.
+    iou_smoothing: float = 1.0
     # Official improvement: weight each positive's box loss by its centerness target and normalise
     # by the sum of those targets instead of the positive count.
     box_weight_by_centerness: bool = True
@@ -258,7 +262,7 @@ def torchvision(num_classes: int = 91, backbone: str = "resnet50", **changes: An
         head=HeadConfig(learnable_scales=False),
         points=PointsConfig(offset=0.0, step_from_shape=True),
         assign=AssignConfig(ranges_inclusive=False, tie_break="torchvision"),
-        loss=LossConfig(box_weight_by_centerness=False),
+        loss=LossConfig(box_weight_by_centerness=False, iou_smoothing=0.0),
         decode=DecodeConfig(score_thresh=0.2, threshold_on="score"),
         preset="torchvision",
         channels_last=False,

@@ -17,7 +17,7 @@ from fcos.config import LossConfig
 from fcos.ops.boxes import ltrb_iou_loss
 from fcos.structures import HeadOutputs
 
-__all__ = ["FCOSCriterion", "reduce_mean", "sigmoid_focal_loss_onehot"]
+__all__ = ["FCOSCriterion", "positive_stats", "reduce_mean", "sigmoid_focal_loss_onehot"]
 
 
 class _OneHotFocalLossSum(torch.autograd.Function):
@@ -112,7 +112,9 @@ class FCOSCriterion(nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, outputs: HeadOutputs, targets: Assignment) -> dict[str, Tensor]:
+    def forward(self, outputs: HeadOutputs, targets: Assignment, strides: Tensor | None = None) -> dict[str, Tensor]:
+        """``strides``: [P] each point's level stride (:attr:`fcos.structures.Points.strides`), the unit of
+        the official IoU smoothing (``LossConfig.iou_smoothing``); None = 1."""
         cfg = self.config
         positive = targets.positive
         num_pos = reduce_mean(positive.sum().float()).clamp(min=1.0)
@@ -122,7 +124,8 @@ class FCOSCriterion(nn.Module):
         pred_ltrb = outputs.box_ltrb.reshape(-1, 4)[index].float()
         target_ltrb = targets.box_targets.reshape(-1, 4)[index]
         target_ctr = targets.centerness.reshape(-1)[index]
-        box_losses = ltrb_iou_loss(pred_ltrb, target_ltrb, cfg.box_loss)
+        unit = None if strides is None else strides.expand(positive.shape).reshape(-1)[index].float()
+        box_losses = ltrb_iou_loss(pred_ltrb, target_ltrb, cfg.box_loss, smoothing=cfg.iou_smoothing, unit=unit)
         if cfg.box_weight_by_centerness:
             # Official: sum(ctr * loss) / sum(ctr), the sum averaged over processes like num_pos.
             box_loss = (box_losses * target_ctr).sum() / reduce_mean(target_ctr.sum()).clamp(min=1e-6)
@@ -135,3 +138,23 @@ class FCOSCriterion(nn.Module):
             "bbox_regression": box_loss * cfg.box_weight,
             "bbox_ctrness": ctr_loss * cfg.centerness_weight,
         }
+
+
+@torch.no_grad()
+def positive_stats(outputs: HeadOutputs, targets: Assignment) -> dict[str, float]:
+    """How the two branches do on this batch's positives (the health signals of training):
+
+    ``dead_boxes``: positives whose predicted box has zero width or height. The IoU family has no
+    gradient there, and a relu regression at zero has none either: if every positive is dead the box
+    branch has collapsed and cannot recover by itself. ``top_score``: the highest class probability a
+    positive point gives its own class (0 without positives).
+    """
+    positive = targets.positive.reshape(-1)
+    index = torch.nonzero(positive).squeeze(1)
+    ltrb = outputs.box_ltrb.reshape(-1, 4)[index].float()
+    dead = ((ltrb[:, 0] + ltrb[:, 2]) <= 0) | ((ltrb[:, 1] + ltrb[:, 3]) <= 0)
+    logits = outputs.cls_logits.reshape(-1, outputs.cls_logits.shape[-1])[index]
+    own = logits.gather(1, targets.labels.reshape(-1)[index, None]).float()
+    top = torch.sigmoid(own).max() if len(index) else own.new_zeros(())
+    dead_boxes, top_score = torch.stack((dead.sum().float(), top)).tolist()  # one sync
+    return {"dead_boxes": int(dead_boxes), "top_score": top_score}

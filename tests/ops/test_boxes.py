@@ -60,3 +60,58 @@ def test_clip_boxes():
     boxes = torch.tensor([[-5.0, 3, 120, 90], [10, -1, 20, 200]])
     sizes = torch.tensor([[80.0, 100.0], [50.0, 15.0]])  # (h, w) per box
     assert clip_boxes(boxes, sizes).tolist() == [[0, 3, 100, 80], [10, 0, 15, 50]]
+
+
+def test_official_smoothed_iou_hand_computed():
+    # Official IOULoss on stride-normalised distances, IoU = (I + 1) / (U + 1).
+    # pred 2x2 inside target 4x4 (units): I = 4, U = 16 -> IoU 5/17; enclosing = union -> GIoU = IoU.
+    pred, target = torch.tensor([[1.0, 1, 1, 1]]), torch.tensor([[2.0, 2, 2, 2]])
+    assert ltrb_iou_loss(pred, target, "iou", smoothing=1.0).item() == pytest.approx(-math.log(5 / 17), rel=1e-6)
+    for kind in ("linear_iou", "giou"):
+        assert ltrb_iou_loss(pred, target, kind, smoothing=1.0).item() == pytest.approx(12 / 17, rel=1e-6), kind
+    # A zero-size prediction inside a 2x2 target: IoU = 1 / (4 + 1), no GIoU penalty (enclosing = target).
+    assert ltrb_iou_loss(torch.zeros(1, 4), torch.ones(1, 4), "giou", smoothing=1.0).item() == pytest.approx(0.8)
+    # Disjoint case (above): I 0, U 8, enclosing 16: GIoU = 1/9 - 8/16, loss 1 - 1/9 + 0.5.
+    disjoint = ltrb_iou_loss(torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[2.0, 2, 0, 0]]), "giou", smoothing=1.0)
+    assert disjoint.item() == pytest.approx(1 - 1 / 9 + 0.5, rel=1e-6)
+
+
+def _official_formula(pred, target, kind):
+    """fcos_core/layers/iou_loss.py's arithmetic, written out term by term (inputs in stride units)."""
+    pl, pt, pr, pb = pred.unbind(1)
+    tl, tt, tr, tb = target.unbind(1)
+    target_area, pred_area = (tl + tr) * (tt + tb), (pl + pr) * (pt + pb)
+    w_i, h_i = torch.min(pl, tl) + torch.min(pr, tr), torch.min(pb, tb) + torch.min(pt, tt)
+    g_w, g_h = torch.max(pl, tl) + torch.max(pr, tr), torch.max(pb, tb) + torch.max(pt, tt)
+    enclosing = g_w * g_h + 1e-7
+    union = target_area + pred_area - w_i * h_i
+    ious = (w_i * h_i + 1.0) / (union + 1.0)
+    return {"iou": -torch.log(ious), "linear_iou": 1 - ious, "giou": 1 - (ious - (enclosing - union) / enclosing)}[kind]
+
+
+@pytest.mark.parametrize("kind", ["iou", "linear_iou", "giou"])
+def test_official_smoothing_in_pixels_is_stride_squared(kind):
+    gen = torch.Generator().manual_seed(0)
+    stride = torch.tensor([8.0, 16, 32, 64, 128]).repeat(40)
+    pred = torch.rand(200, 4, generator=gen) * stride[:, None] * 4
+    target = torch.rand(200, 4, generator=gen) * stride[:, None] * 4 + 0.5
+    ours = ltrb_iou_loss(pred, target, kind, smoothing=1.0, unit=stride)
+    torch.testing.assert_close(ours, _official_formula(pred / stride[:, None], target / stride[:, None], kind))
+    # The same in pixels: (I + s^2) / (U + s^2) per level.
+    low, high = torch.minimum(pred, target), torch.maximum(pred, target)
+    inter = (low[:, 0] + low[:, 2]) * (low[:, 1] + low[:, 3])
+    union = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3]) + (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3]) - inter
+    iou = (inter + stride**2) / (union + stride**2)
+    if kind == "linear_iou":
+        torch.testing.assert_close(ours, 1 - iou)
+    elif kind == "iou":
+        torch.testing.assert_close(ours, -iou.log())
+    else:
+        enclosing = (high[:, 0] + high[:, 2]) * (high[:, 1] + high[:, 3])
+        torch.testing.assert_close(ours, 1 - iou + (enclosing - union) / enclosing)
+
+
+def test_smoothing_leaves_diou_and_ciou_unsmoothed():
+    pred, target = torch.tensor([[1.0, 1, 3, 1]]), torch.tensor([[2.0, 2, 2, 2]])
+    for kind in ("diou", "ciou"):
+        assert torch.equal(ltrb_iou_loss(pred, target, kind, smoothing=1.0), ltrb_iou_loss(pred, target, kind))

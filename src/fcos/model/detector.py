@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from fcos.assign import assign_targets, stack_targets
 from fcos.config import STRIDES, FCOSConfig, override
 from fcos.convert import config_from_torchvision, state_dict_from_torchvision
-from fcos.losses import FCOSCriterion
+from fcos.losses import FCOSCriterion, positive_stats
 from fcos.model.backbones import build_backbone
 from fcos.model.backbones.custom import CUSTOM_PREFIX, ModuleBackbone
 from fcos.model.fpn import FPN
@@ -55,7 +55,7 @@ class FCOS(nn.Module):
         self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides, config.conv3x3)
         self.criterion = FCOSCriterion(config.loss)
         self.decoder = Decoder(config.decode)
-        self.last_stats: dict[str, int] = {}  # counts from the latest training forward, for logging
+        self.last_stats: dict[str, float] = {}  # from the latest training forward, for logging and health checks
         if config.channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -110,8 +110,9 @@ class FCOS(nn.Module):
         self.last_stats = {
             "num_positive": int(assignment.positive.sum()),
             "num_degenerate": assignment.num_degenerate,
+            **positive_stats(outputs, assignment),
         }
-        return self.criterion(outputs, assignment)
+        return self.criterion(outputs, assignment, points.strides)
 
 
 def _check_images(images: Any) -> list[Tensor]:

@@ -56,13 +56,22 @@ def centerness_from_ltrb(ltrb: Tensor) -> Tensor:
     return ratio.sqrt()
 
 
-def ltrb_iou_loss(pred: Tensor, target: Tensor, kind: BoxLoss = "giou") -> Tensor:
+def ltrb_iou_loss(
+    pred: Tensor, target: Tensor, kind: BoxLoss = "giou", *, smoothing: float = 0.0, unit: Tensor | None = None
+) -> Tensor:
     """Per-element IoU-family loss between two sets of distances from the same points.
 
     pred, target: [N, 4] ltrb (>= 0) -> [N]. Both boxes are placed around the origin, which is
     exact for every member of the family (each is translation invariant) and keeps coordinates small.
     ``iou`` is UnitBox's -ln(IoU) used by the FCOS paper; ``linear_iou`` is 1 - IoU.
+
+    ``smoothing`` > 0 is the official FCOS ``IOULoss``: IoU = (I + smoothing) / (U + smoothing) with
+    I and U computed on distances divided by ``unit`` ([N], the level's stride; None = 1), i.e.
+    + smoothing * stride^2 in pixels. It applies to ``iou``, ``linear_iou`` and ``giou`` (the official
+    code's three); ``diou`` and ``ciou`` are torchvision's, unsmoothed.
     """
+    if smoothing and kind in ("iou", "linear_iou", "giou"):
+        return _official_iou_loss(pred, target, kind, smoothing, unit)
     pred_boxes = torch.cat((-pred[:, :2], pred[:, 2:]), dim=1)
     target_boxes = torch.cat((-target[:, :2], target[:, 2:]), dim=1)
     if kind == "giou":
@@ -88,3 +97,22 @@ def ltrb_iou_loss(pred: Tensor, target: Tensor, kind: BoxLoss = "giou") -> Tenso
     if kind == "linear_iou":
         return 1.0 - iou
     raise ValueError(f"unknown box loss {kind!r}; choose from iou, linear_iou, giou, diou, ciou")
+
+
+def _official_iou_loss(pred: Tensor, target: Tensor, kind: BoxLoss, smoothing: float, unit: Tensor | None) -> Tensor:
+    """fcos_core/layers/iou_loss.py (tianzhi0549/FCOS) on ``unit``-normalised distances: the official
+    code regresses distances divided by the stride (NORM_REG_TARGETS) and feeds those to IOULoss."""
+    if unit is not None:
+        pred, target = pred / unit[:, None], target / unit[:, None]
+    area_pred = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
+    area_target = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
+    low, high = torch.minimum(pred, target), torch.maximum(pred, target)
+    inter = (low[:, 0] + low[:, 2]) * (low[:, 1] + low[:, 3])
+    enclosing = (high[:, 0] + high[:, 2]) * (high[:, 1] + high[:, 3]) + _EPS  # official: + 1e-7, no smoothing
+    union = area_pred + area_target - inter
+    iou = (inter + smoothing) / (union + smoothing)
+    if kind == "iou":
+        return -iou.log()
+    if kind == "linear_iou":
+        return 1.0 - iou
+    return 1.0 - iou + (enclosing - union) / enclosing
