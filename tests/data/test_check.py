@@ -3,7 +3,8 @@ import shutil
 
 import pytest
 
-from fcos.data.check import check_dataset
+from fcos.data.check import check_dataset, check_splits
+from fcos.data.detect import find_splits
 from fcos.data.errors import DatasetError
 
 
@@ -67,3 +68,54 @@ def test_data_check_cli_skip_flag(shared_data, tmp_path, capsys):
     assert f"\nerror: {third}: cannot decode the image" in err and "Traceback" not in err
     assert main(["data", "check", "--data", str(root), "--split", "val", "--skip-bad-images"]) == 0
     assert "unreadable images skipped (--skip-bad-images): 2" in capsys.readouterr().out
+
+
+def _copy_fruit(shared_data, tmp_path):
+    root = tmp_path / "fruit"
+    shutil.copytree(shared_data / "fruit" / "annotations", root / "annotations")
+    shutil.copytree(shared_data / "fruit" / "images", root / "images")
+    return root
+
+
+def test_find_splits_per_layout(shared_data, tmp_path):
+    assert find_splits(shared_data / "fruit") == ["train", "val"]  # COCO folder
+    assert find_splits(shared_data / "fruit" / "yolo") == ["train", "val"]  # YOLO folder with data.yaml
+    assert find_splits(shared_data / "fruit" / "yolo" / "data.yaml") == ["train", "val"]
+    assert find_splits(shared_data / "fruit" / "annotations" / "val.json") == ["train"]  # one file, one split
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("a\n")
+    (voc / "ImageSets" / "Main" / "dog_val.txt").write_text("a 1\n")  # a per-class list is not a split
+    assert find_splits(voc) == ["val"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no train, val, test split found"):
+        find_splits(tmp_path / "empty")
+
+
+def test_check_splits_checks_val_too(shared_data, tmp_path):
+    root = _copy_fruit(shared_data, tmp_path)
+    out = io.StringIO()
+    checked = check_splits(root, progress=False, out=out)
+    assert list(checked) == ["train", "val"] and out.getvalue().count("decode at their declared size") == 2
+    assert checked["val"].class_names == checked["train"].class_names
+    # a broken validation image is found before any training, naming the file; --split train skips val
+    broken = checked["val"].records[-1].path
+    broken.write_bytes(broken.read_bytes()[:500])
+    with pytest.raises(DatasetError, match=rf"{broken.name}: cannot decode the image"):
+        check_splits(root, progress=False, out=io.StringIO())
+    assert list(check_splits(root, ["train"], progress=False, out=io.StringIO())) == ["train"]
+
+
+def test_data_check_cli_default_is_every_split(shared_data, tmp_path, capsys):
+    from fcos.cli import main
+
+    root = _copy_fruit(shared_data, tmp_path)
+    assert main(["data", "check", "--data", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "annotations/train.json" in out and "annotations/val.json" in out
+    val = check_splits(root, ["val"], progress=False, out=io.StringIO())["val"]
+    val.records[0].path.write_text("not an image")
+    assert main(["data", "check", "--data", str(root)]) == 1
+    assert f"{val.records[0].path}: not an image" in capsys.readouterr().err
+    assert main(["data", "check", "--data", str(root), "--split", "train"]) == 0

@@ -13,11 +13,11 @@ from typing import TextIO
 from tqdm import tqdm
 
 from fcos.data.dataset import decode_image
-from fcos.data.detect import load_annotations
+from fcos.data.detect import find_splits, load_annotations
 from fcos.data.errors import DatasetError
 from fcos.data.records import DetectionData, ImageRecord
 
-__all__ = ["check_dataset", "scan_images"]
+__all__ = ["check_dataset", "check_splits", "scan_images"]
 
 
 def _problem(record: ImageRecord) -> DatasetError | None:
@@ -86,3 +86,26 @@ def check_dataset(
     print(loaded.report.summary(), file=out)
     print(f"  all {len(loaded.records)} images decode at their declared size", file=out)
     return loaded
+
+
+def check_splits(
+    data: str | Path,
+    splits: list[str] | None = None,
+    *,
+    skip_bad_images: bool = False,
+    progress: bool = True,
+    out: TextIO | None = None,
+) -> dict[str, DetectionData]:
+    """:func:`check_dataset` for each of ``splits`` (default: every split the dataset has, train first), the
+    later ones with the first one's class order, as training loads its validation split.
+
+    Raises:
+        DatasetError: the first problem found, naming the file (a broken val split before training starts).
+    """
+    checked: dict[str, DetectionData] = {}
+    class_names = None
+    for split in splits or find_splits(data):
+        checked[split] = check_dataset(data, split, class_names, skip_bad_images=skip_bad_images, progress=progress,
+                                       out=out)
+        class_names = class_names or checked[split].class_names
+    return checked

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from fcos.data.coco import read_coco
 from fcos.data.errors import DatasetError
 from fcos.data.records import DetectionData
 from fcos.data.voc import read_voc
 from fcos.data.yolo import read_yolo
 
-__all__ = ["LAYOUTS", "load_annotations"]
+__all__ = ["LAYOUTS", "SPLITS", "find_splits", "load_annotations"]
 
 LAYOUTS = """\
 expected one of these layouts:
@@ -53,6 +55,51 @@ def load_annotations(
     if (path / "data.yaml").is_file() or (path / "labels").is_dir():
         return read_yolo(path, split, class_names=class_names)
     raise DatasetError(path, f"unknown dataset layout; {LAYOUTS}")
+
+
+SPLITS = ("train", "val", "test")  # the splits find_splits looks for, in this order
+
+
+def find_splits(data: str | Path) -> list[str]:
+    """The splits of ``SPLITS`` that ``data`` has, in that order (a COCO ``.json`` or YOLO ``.yaml``
+    file's own splits likewise; a lone ``.json`` is one split, reported as ``train``).
+
+    A split exists if :func:`load_annotations` would find its file: COCO ``annotations/<split>.json`` (or
+    the one file naming it), VOC ``ImageSets/Main/<split>.txt``, YOLO a ``data.yaml`` key or ``images/<split>/``.
+    """
+    path = Path(data)
+    if not path.exists():
+        raise DatasetError(path, "does not exist")
+    if path.is_file() and path.suffix.lower() == ".json":
+        return ["train"]
+    found = [split for split in SPLITS if _has_split(path, split)]
+    if not found:
+        raise DatasetError(path, f"no {', '.join(SPLITS)} split found; {LAYOUTS}")
+    return found
+
+
+def _has_split(path: Path, split: str) -> bool:
+    if path.is_file():  # a YOLO .yaml
+        return _yolo_has_split(path, path.parent, split)
+    if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
+        try:
+            _coco_split(path / "annotations", split)
+        except DatasetError:
+            return False
+        return True
+    if (path / "Annotations").is_dir():
+        return (path / "ImageSets" / "Main" / f"{split}.txt").is_file()
+    if (path / "data.yaml").is_file():
+        return _yolo_has_split(path / "data.yaml", path, split)
+    return (path / "images" / split).is_dir()
+
+
+def _yolo_has_split(yaml_file: Path, root: Path, split: str) -> bool:
+    try:
+        config = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return split == "train"  # unreadable: let load_annotations report it, once
+    return (isinstance(config, dict) and config.get(split) is not None) or (root / "images" / split).is_dir()
 
 
 def _coco_images(json_file: Path) -> Path:
