@@ -124,15 +124,17 @@ def _train(args: argparse.Namespace) -> int:
         model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50", **options)
     from fcos.engine.distributed import cleanup, is_main
 
+    _device(cfg.device)  # checked and announced before anything is loaded
     try:
         summary = train(model_cfg, cfg)
         report = is_main()  # asked before the process group is gone
     finally:
         cleanup()
     val = summary.get("val") or {}
-    if val and report:
-        print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
-              f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
+    if report:
+        metrics = f"AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  " if val else ""
+        print(f"done: {metrics}({summary['iteration']} updates, {summary['train_seconds']:.0f} s of training, "
+              f"ended by {summary['ended_by'].replace('_', ' ')}) -> {summary['out']}")
     return 0
 
 
@@ -157,6 +159,31 @@ def _drop_flag(argv: list[str], flag: str) -> list[str]:
     return out
 
 
+_DEVICE_HELP = "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
+
+
+def _device(name: str, kinds: Sequence[str] | None = None) -> Any:
+    """The command's device (:func:`fcos.devices.resolve_device`), announced by the main process."""
+    import os
+
+    from fcos.devices import DEVICE_KINDS, describe_device, resolve_device
+
+    device = resolve_device(name, kinds=kinds or DEVICE_KINDS)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"device: {describe_device(device)}")
+    return device
+
+
+def _predictor_device(args: argparse.Namespace) -> str:
+    """Predict and serve: an ONNX model runs where this onnxruntime can run it (CUDA only with its CUDA provider)."""
+    onnx = args.backend == "onnxruntime" or (args.backend is None and str(args.weights).lower().endswith(".onnx"))
+    if not onnx:
+        return str(_device(args.device))
+    import onnxruntime as ort
+
+    return str(_device(args.device, ("cuda", "cpu") if "CUDAExecutionProvider" in ort.get_available_providers() else ("cpu",)))
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
@@ -164,7 +191,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write the metrics here as JSON")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
 
 
 @command("eval", "COCO evaluation (faster-coco-eval / pycocotools) of a checkpoint on a dataset split", _eval_args)
@@ -175,9 +202,10 @@ def _eval(args: argparse.Namespace) -> int:
     from fcos.engine.checkpoint import load_weights
     from fcos.engine.evaluate import METRIC_NAMES, evaluate
 
-    model, state = load_weights(args.weights, args.device)
+    device = _device(args.device)
+    model, state = load_weights(args.weights, device)
     data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
-    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     for name in METRIC_NAMES[:6]:
         print(f"  {name:5s} {metrics[name]:.4f}")
@@ -208,7 +236,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_command", required=True)
     check = sub.add_parser("check", help="load a split as training would and decode every image")
     check.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
-    check.add_argument("--split", default="train")
+    check.add_argument("--split", help="the split to check (default: every split the dataset has: train, val, test)")
     check.add_argument("--skip-bad-images", action="store_true",
                        help="count and name unreadable images instead of stopping at the first")
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
@@ -218,19 +246,37 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     shapes.add_argument("--val", type=int, help="validation images")
     shapes.add_argument("--size", type=int, help="image side, pixels")
     shapes.add_argument("--seed", type=int)
+    tiles = sub.add_parser("tiles", help="pack downscaled images of datasets into tiles of small, dense objects")
+    tiles.add_argument("--from", dest="sources", nargs="+", required=True, metavar="DATA",
+                       help="datasets with train and val splits (their classes are merged by name)")
+    tiles.add_argument("--out", required=True, help="output folder (COCO layout)")
+    tiles.add_argument("--train", type=int, default=100, help="training tiles")
+    tiles.add_argument("--val", type=int, default=20, help="validation tiles")
+    tiles.add_argument("--size", type=int, default=640, help="tile side, pixels")
+    tiles.add_argument("--cell", type=int, nargs=2, default=(48, 128), metavar=("MIN", "MAX"),
+                       help="longer side of each placed image, pixels, drawn per row")
+    tiles.add_argument("--seed", type=int, default=0)
 
 
-@command("data", "check a dataset, or generate the synthetic shapes dataset", _data_args)
+@command("data", "check a dataset, or generate the synthetic shapes or a tiled small-object dataset", _data_args)
 def _data(args: argparse.Namespace) -> int:
-    from fcos.data import DatasetError, check_dataset, generate_shapes
+    from fcos.data import DatasetError, generate_shapes
+    from fcos.data.check import check_splits
 
     if args.data_command == "shapes":
         given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
         print(f"wrote the shapes dataset to {out}")
         return 0
+    if args.data_command == "tiles":
+        from fcos.data.tiles import generate_tiles
+
+        out = generate_tiles(args.sources, args.out, num_train=args.train, num_val=args.val, size=args.size,
+                             cell=tuple(args.cell), seed=args.seed)
+        print(f"wrote the tiled dataset to {out}")
+        return 0
     try:
-        check_dataset(args.data, args.split, skip_bad_images=args.skip_bad_images)
+        check_splits(args.data, [args.split] if args.split else None, skip_bad_images=args.skip_bad_images)
     except DatasetError as e:  # a problem in the data, not a bug: the message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -243,14 +289,14 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
 
 
 @command("predict", "detect objects in an image or a folder; write drawn images and COCO-format JSON", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from fcos.predict import Predictor, predict_source
 
-    predictor = Predictor(args.weights, device=args.device, backend=args.backend)
+    predictor = Predictor(args.weights, device=_predictor_device(args), backend=args.backend)
     out = predict_source(predictor, args.source, args.out, conf=args.conf)
     print(f"wrote {out / 'predictions.json'} and drawn images to {out}")
     return 0
@@ -294,7 +340,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
     p.add_argument("--max-concurrency", type=int, default=2, help="inferences running at once")
 
@@ -303,7 +349,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from fcos.serve import serve
 
-    serve(args.weights, host=args.host, port=args.port, backend=args.backend, device=args.device,
+    serve(args.weights, host=args.host, port=args.port, backend=args.backend, device=_predictor_device(args),
           max_upload_mb=args.max_upload_mb, max_concurrency=args.max_concurrency)
     return 0
 
@@ -321,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.data.images import ImageError
+    from fcos.devices import DeviceError
     from fcos.engine.checkpoint import CheckpointError
     from fcos.model.backbones import BackboneError
     from fcos.writes import WriteError
@@ -330,11 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
-    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError) as exc:
+    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
-        if type(exc).__name__ != "NonFiniteLossError":
+        if type(exc).__name__ not in ("NonFiniteLossError", "TrainingCollapsedError"):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from fcos.devices import resolve_device
+
 __all__ = [
     "all_gather_objects",
     "all_reduce_max",
@@ -60,7 +62,9 @@ def init_from_env(device: str) -> torch.device:
     """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's device.
 
     NCCL for CUDA, gloo for CPU. Without torchrun (no WORLD_SIZE) nothing is initialised.
+    ``device`` may be ``auto`` (:func:`fcos.devices.resolve_device`).
     """
+    device = str(resolve_device(device))
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return torch.device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
