@@ -255,6 +255,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     tiles.add_argument("--size", type=int, default=640, help="tile side, pixels")
     tiles.add_argument("--cell", type=int, nargs=2, default=(48, 128), metavar=("MIN", "MAX"),
                        help="longer side of each placed image, pixels, drawn per row")
+    tiles.add_argument("--fill", type=float, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
     tiles.add_argument("--seed", type=int, default=0)
 
 
@@ -272,7 +273,7 @@ def _data(args: argparse.Namespace) -> int:
         from fcos.data.tiles import generate_tiles
 
         out = generate_tiles(args.sources, args.out, num_train=args.train, num_val=args.val, size=args.size,
-                             cell=tuple(args.cell), seed=args.seed)
+                             cell=tuple(args.cell), fill=args.fill, seed=args.seed)
         print(f"wrote the tiled dataset to {out}")
         return 0
     try:

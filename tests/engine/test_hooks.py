@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
-from fcos.engine.config import cpu_from_scratch, model_config_for
+from fcos.engine.config import cpu_from_scratch, model_config_for, official_schedule
 from fcos.engine.hooks import Hook, TimeBudget, default_hooks
 from fcos.engine.trainer import Trainer
 from fcos.model.detector import FCOS
@@ -49,8 +50,9 @@ class Recorder(Hook):
 
 def make_trainer(tmp_path, hooks, **changes):
     model = FCOS(model_config_for(2, backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1))
-    cfg = cpu_from_scratch(out=str(tmp_path), val_split=None, batch_size=2, max_iters=5, workers=0,
-                           progress=False, log_every=2, warmup_iters=1, **changes)
+    base = dict(out=str(tmp_path), val_split=None, batch_size=2, max_iters=5, workers=0, progress=False, log_every=2,
+                warmup_iters=1)
+    cfg = cpu_from_scratch(**{**base, **changes})
     return Trainer(model, Squares(), cfg, class_names=["a", "b"], hooks=hooks)
 
 
@@ -111,3 +113,76 @@ def test_time_budget_fits_the_total_to_the_measured_speed():
         early = Clockless(measured, train_seconds=5.0, budget=20.0)
         TimeBudget().after_step(early, {})
         assert early.total == 1000
+
+
+def test_official_recipe_learning_rates_at_updates_0_499_500(tmp_path):
+    # Official: constant warm-up at 1/3 for 500 updates, biases at twice the rate (fcos_core solver).
+    model = FCOS(model_config_for(2, backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1))
+    cfg = official_schedule(out=str(tmp_path), val_split=None, batch_size=2, max_iters=90000, workers=0, progress=False)
+    trainer = Trainer(model, Squares(), cfg, class_names=["a", "b"], hooks=[])
+    base = 0.01 * 2 / 16  # the official linear rule for a batch of 2
+    batch = next(iter(trainer.loader))
+    seen = {}
+    for iteration in (0, 499, 500):
+        trainer.iteration = iteration
+        trainer.step([batch])
+        seen[iteration] = {g["name"]: g["lr"] for g in trainer.optimizer.param_groups}
+    for iteration, factor in ((0, 1 / 3), (499, 1 / 3), (500, 1.0)):
+        assert seen[iteration]["decay"] == pytest.approx(base * factor)
+        assert seen[iteration]["bias"] == pytest.approx(2 * base * factor)
+    assert not cfg.photometric and cfg.hflip == 0.5  # official augmentation: resize + flip only
+
+
+class FakeClock:
+    """Each reading is ``step`` seconds after the previous one: every update takes ``step`` seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def budget_run(tmp_path, **changes):
+    trainer = make_trainer(tmp_path, [*default_hooks()], **{"max_iters": None, **changes})
+    trainer.clock = FakeClock(0.25)  # start and end readings 0.25 s apart: 0.25 s per update
+    return trainer.run()
+
+
+def test_time_budget_alone_fills_the_budget(tmp_path):
+    # 6 samples at batch 2: 3 updates per epoch. 10 s at 0.25 s per update = 40 updates (13+ epochs,
+    # beyond the default 12 epochs' 36): the budget alone sets the length.
+    summary = budget_run(tmp_path, time_budget=10.0)
+    assert summary["iteration"] == 40 and summary["ended_by"] == "time_budget"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["event"] == "done" and records[-1]["ended_by"] == "time_budget"
+
+
+def test_with_a_shorter_length_the_length_wins(tmp_path):
+    summary = budget_run(tmp_path, time_budget=10.0, epochs=5)
+    assert summary["iteration"] == 15 and summary["ended_by"] == "epochs"
+
+
+@pytest.mark.parametrize(("length", "total", "planned", "ended_by"), [
+    ({"time_budget": 10.0}, 40, None, "time_budget"),
+    ({"time_budget": 10.0, "max_iters": 100}, 40, 100, "time_budget"),
+    ({"time_budget": 10.0, "max_iters": 30}, 30, 30, "max_iters"),
+    ({"time_budget": 10.0, "epochs": 5}, 15, 15, "epochs"),
+    ({}, 36, 36, "epochs"),  # neither: the default 12 epochs (3 updates each)
+])
+def test_planned_length_and_the_limit_that_ends_it(tmp_path, length, total, planned, ended_by):
+    trainer = make_trainer(tmp_path, [], **{"max_iters": None, **length})
+    assert trainer.planned_updates() == planned
+    trainer.total = total  # what TimeBudget fits (0.25 s per update in 10 s: 40), capped by the length
+    assert trainer.ended_by() == ended_by
+
+
+def test_a_hook_stop_names_itself(tmp_path):
+    class Stopper(Hook):
+        def after_step(self, trainer, losses):
+            if trainer.iteration == 3:
+                trainer.request_stop("early stopping")
+
+    summary = make_trainer(tmp_path, [Stopper()]).run()
+    assert summary["iteration"] == 3 and summary["ended_by"] == "early stopping"

@@ -57,3 +57,43 @@ def test_ema_ramps_up_and_round_trips():
     clone = ModelEMA(model)
     clone.load_state_dict(ema.state_dict())
     assert clone.updates == ema.updates and torch.equal(clone.module.weight, ema.module.weight)
+
+
+def _named_groups(model, opt):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {g["name"]: (g, {names[id(p)] for p in g["params"]}) for g in opt.param_groups}
+
+
+def test_official_groups_double_the_bias_rate_and_decay_everything_else():
+    # fcos_core/solver/build.py: "bias" in the name -> lr * BIAS_LR_FACTOR (2), WEIGHT_DECAY_BIAS (0);
+    # every other parameter (GroupNorm weights, Scales) at the base rate with weight decay.
+    model = FCOS(official(num_classes=2, backbone="resnet18", **{"fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1}))
+    opt = build_optimizer(model, "sgd", 0.01, 1e-4, bias_lr_factor=2.0, decay_norms=True)
+    groups = _named_groups(model, opt)
+    assert set(groups) == {"decay", "bias"}
+    (decay, decayed), (bias, biases) = groups["decay"], groups["bias"]
+    assert (decay["lr"], decay["weight_decay"]) == (0.01, 1e-4) and (bias["lr"], bias["weight_decay"]) == (0.02, 0.0)
+    assert {"head.cls_tower.1.weight", "head.scales.0.scale", "head.cls_logits.weight", "fpn.lateral.0.weight"} <= decayed
+    assert {"head.cls_tower.1.bias", "head.cls_logits.bias", "head.box_pred.bias"} <= biases
+    assert all(name.endswith("bias") for name in biases) and not any(name.endswith("bias") for name in decayed)
+    assert len(decayed | biases) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_cpu_groups_exempt_every_1d_parameter_at_one_rate():
+    model = FCOS(official(num_classes=2, backbone="resnet18", **{"fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1}))
+    opt = build_optimizer(model, "adamw", 1e-3, 0.05)  # the cpu recipe: factor 1, norms not decayed
+    groups = _named_groups(model, opt)
+    assert set(groups) == {"decay", "no_decay"} and all(g["lr"] == 1e-3 for g, _ in groups.values())
+    assert {"head.cls_tower.1.weight", "head.scales.0.scale", "head.cls_logits.bias"} <= groups["no_decay"][1]
+    assert all(p.ndim > 1 for p in groups["decay"][0]["params"])
+    assert all(p.ndim <= 1 for p in groups["no_decay"][0]["params"])
+
+
+def test_constant_warmup_hand_computed():
+    kw = dict(warmup_iters=500, warmup_factor=1 / 3, schedule="step", steps=(2 / 3, 8 / 9), warmup_method="constant")
+    assert lr_factor(0, 90000, **kw) == pytest.approx(1 / 3)
+    assert lr_factor(499, 90000, **kw) == pytest.approx(1 / 3)
+    assert lr_factor(500, 90000, **kw) == 1.0
+    assert lr_factor(59999, 90000, **kw) == 1.0 and lr_factor(60000, 90000, **kw) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="warm-up method"):
+        lr_factor(0, 10, warmup_iters=5, warmup_factor=0.1, schedule="step", warmup_method="exp")

@@ -37,6 +37,7 @@ def generate_tiles(
     size: int = 640,
     cell: tuple[int, int] = (48, 128),
     min_box: float = 2.0,
+    fill: float = 1.0,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -48,12 +49,15 @@ def generate_tiles(
         size: side of the square tiles, pixels.
         cell: (smallest, largest) row height, pixels: the longer side of a placed source image.
         min_box: boxes narrower or shorter than this after scaling are dropped (counted in the summary).
+        fill: probability that a slot gets its source image; the others stay background (sparser tiles).
 
     Returns:
         ``out_dir``, ready for :func:`fcos.data.load_annotations`.
     """
     if not 8 <= cell[0] <= cell[1] <= size:
         raise ValueError(f"cell must satisfy 8 <= min <= max <= size ({size}), got {cell}")
+    if not 0 < fill <= 1:
+        raise ValueError(f"fill must lie in (0, 1], got {fill}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -77,7 +81,7 @@ def generate_tiles(
         rng = np.random.default_rng([seed, code, 1])
         images, annotations, dropped = [], [], 0
         for index in range(count):
-            canvas, boxes, labels, small = _pack(splits[split], thumbs, order, rng, size, cell, min_box)
+            canvas, boxes, labels, small = _pack(splits[split], thumbs, order, rng, size, cell, min_box, fill)
             dropped += small
             name = f"{split}_{index:05d}.jpg"
             canvas.save(out / "images" / name, quality=92)
@@ -124,6 +128,7 @@ def _pack(
     size: int,
     cell: tuple[int, int],
     min_box: float,
+    fill: float,
 ) -> tuple[Image.Image, np.ndarray, np.ndarray, int]:
     """One tile: -> (image, boxes [N, 4] xyxy, labels [N], boxes dropped as too small)."""
     canvas = Image.new("RGB", (size, size), _BACKGROUND)
@@ -142,6 +147,9 @@ def _pack(
                 pending = k
                 break
             pending = None
+            if fill < 1 and rng.random() >= fill:  # an empty slot of the same width
+                x += w + _GAP
+                continue
             canvas.paste(thumbs[k].resize((w, h), Image.BILINEAR), (x, y))
             boxes = record.boxes * np.array([w / record.width, h / record.height] * 2, np.float32)
             boxes += np.array([x, y, x, y], np.float32)

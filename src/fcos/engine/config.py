@@ -20,6 +20,7 @@ def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
 
 
 DATA, SCHEDULE, RUNTIME = "data and outputs", "schedule (defaults from --recipe)", "runtime"
+DEFAULT_EPOCHS = 12  # the official 1x schedule's length in spirit (90k iterations ~ 12 COCO epochs)
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,14 @@ class TrainConfig:
     skip_bad_images: bool = option(
         False, "decode every image first; leave out, count and name the unreadable ones instead of stopping "
         "at the first", group=DATA)
-    # --- length: epochs, or max_iters, capped by a wall-clock budget for the training loop
-    epochs: int = option(12, "passes over the training split", group=SCHEDULE)
+    # --- length: epochs or max_iters, and a wall-clock budget; the smallest ends the run
+    epochs: int | None = option(
+        None, f"passes over the training split (default {DEFAULT_EPOCHS}; with --time-budget alone: as many "
+        "as fit)", group=SCHEDULE)
     max_iters: int | None = option(None, "optimizer updates (overrides --epochs)", group=SCHEDULE)
     time_budget: float | None = option(
-        None, "seconds of training; the schedule (warm-up, decay) is fitted to what fits", group=SCHEDULE)
+        None, "seconds of training: alone, the run fills them; with --epochs or --max-iters, the shorter wins. "
+        "The schedule (warm-up, decay) is fitted to the length", group=SCHEDULE)
     # --- batch and optimisation
     batch_size: int = option(8, "images per process and micro-batch", group=SCHEDULE)
     # Equals one batch of accumulate * batch_size only when every micro-batch has the same number of
@@ -53,9 +57,19 @@ class TrainConfig:
         1.0, "multiplies the default learning rate when --lr is not given (the finetune recipe: 0.25)",
         group=SCHEDULE)
     momentum: float = option(0.9, "SGD momentum", group=SCHEDULE)
-    weight_decay: float = option(1e-4, "weight decay (never on norms and biases)", group=SCHEDULE)
-    warmup_iters: int = option(500, "linear warm-up updates (official: 500 from 1/3 of the rate)", group=SCHEDULE)
-    warmup_factor: float = option(1.0 / 3.0, "learning-rate factor at the first warm-up update", group=SCHEDULE)
+    weight_decay: float = option(1e-4, "weight decay (never on biases; norms: --decay-norms)", group=SCHEDULE)
+    # Official solver (fcos_core/solver/build.py, config defaults): biases learn at BIAS_LR_FACTOR 2 and
+    # are the only parameters exempt from decay (WEIGHT_DECAY_BIAS 0): GroupNorm weights and Scales decay.
+    bias_lr_factor: float = option(2.0, "learning-rate multiplier of biases (official 2)", group=SCHEDULE)
+    decay_norms: bool = option(
+        True, "weight decay also on norm weights and the level scales (official; off: only weights decay)",
+        group=SCHEDULE)
+    warmup_iters: int = option(500, "warm-up updates (official: 500 at 1/3 of the rate)", group=SCHEDULE)
+    warmup_factor: float = option(1.0 / 3.0, "learning-rate factor during (constant) or at the start of (linear) "
+                                  "the warm-up", group=SCHEDULE)
+    # Official FCOS configs set WARMUP_METHOD "constant" (maskrcnn_benchmark's default is "linear").
+    warmup_method: Literal["constant", "linear"] = option(
+        "constant", "warm-up shape: constant at --warmup-factor (official), or linear from it to 1", group=SCHEDULE)
     schedule: Literal["step", "cosine"] = option("step", "learning-rate decay after warm-up", group=SCHEDULE)
     steps: tuple[float, ...] = option(
         (2 / 3, 8 / 9), "step decay points, fractions of the run (official: 60k and 80k of 90k)", group=SCHEDULE)
@@ -66,9 +80,10 @@ class TrainConfig:
     amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast)", group=SCHEDULE)
     # --- augmentation
     hflip: float = option(0.5, "horizontal flip probability", group=SCHEDULE)
-    photometric: bool = option(True, "photometric jitter (brightness, contrast, saturation, hue)", group=SCHEDULE)
+    # Official FCOS trains with resize and horizontal flip only (fcos_core/data/transforms/build.py).
+    photometric: bool = option(False, "photometric jitter (brightness, contrast, saturation, hue)", group=SCHEDULE)
     # --- runtime
-    device: str = option("cpu", "cpu, cuda, cuda:1 ...", group=RUNTIME)
+    device: str = option("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps", group=RUNTIME)
     workers: int = option(2, "data loader worker processes", group=RUNTIME)
     seed: int = option(0, "seed of initialisation, sampling and augmentation", group=RUNTIME)
     resume: str | None = option(
@@ -84,6 +99,11 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = option(
         "stop", "on a NaN/inf loss or gradient: stop (keeping the last checkpoint) or skip the update", group=RUNTIME)
     max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops", group=RUNTIME)
+    collapse_patience: int = option(
+        50, "updates with every predicted box of zero size (x4: no object scored above the detection threshold) "
+        "before --on-collapse acts; 0: never check", group=RUNTIME)
+    on_collapse: Literal["stop", "warn"] = option(
+        "stop", "when a head branch has collapsed: stop with what to change, or warn once and go on", group=RUNTIME)
     val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
     progress: bool = option(True, "progress bar", group=RUNTIME)
 
@@ -103,17 +123,18 @@ def official_schedule(**changes: Any) -> TrainConfig:
 
 def cpu_from_scratch(**changes: Any) -> TrainConfig:
     """Short runs from random init on a CPU: AdamW with cosine decay and a short warm-up."""
-    base = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.05, warmup_iters=50, warmup_factor=0.1,
-                       schedule="cosine", clip_grad=10.0, eval_every=0)
+    base = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.05, bias_lr_factor=1.0, decay_norms=False,
+                       warmup_iters=50, warmup_factor=0.1, warmup_method="linear", schedule="cosine", clip_grad=10.0,
+                       photometric=True, eval_every=0)
     return dataclasses.replace(base, **changes)
 
 
 def finetune(**changes: Any) -> TrainConfig:
     """Fine-tuning pretrained weights (``--weights NAME`` or a checkpoint) on a new dataset: the official
     SGD recipe at a quarter of its rate (0.0025 per 16 images: the features are trained, only the new
-    classification rows start from scratch), a short warm-up (100 updates from 1/10), steps at 2/3 and
-    8/9 of 12 epochs. Backbone freezing is the model's: stem + stage 1 by default (``--freeze-stages``)."""
-    base = TrainConfig(lr_scale=0.25, warmup_iters=100, warmup_factor=0.1)
+    classification rows start from scratch), a short linear warm-up (100 updates from 1/10), steps at 2/3
+    and 8/9 of 12 epochs. Backbone freezing is the model's: stem + stage 1 by default (``--freeze-stages``)."""
+    base = TrainConfig(lr_scale=0.25, warmup_iters=100, warmup_factor=0.1, warmup_method="linear")
     return dataclasses.replace(base, **changes)
 
 

@@ -31,9 +31,20 @@ from fcos.writes import append_line, write_text
 if TYPE_CHECKING:
     from fcos.engine.trainer import Trainer
 
-__all__ = ["Checkpointer", "Evaluation", "Hook", "MetricsLogger", "Plots", "TimeBudget", "default_hooks"]
+__all__ = [
+    "Checkpointer",
+    "CollapseGuard",
+    "Evaluation",
+    "Hook",
+    "MetricsLogger",
+    "Plots",
+    "TimeBudget",
+    "TrainingCollapsedError",
+    "default_hooks",
+]
 
 _REFIT_EVERY = 10  # with a time budget, re-fit the schedule's length to the measured speed this often
+_CHECK_EVERY = 10  # CollapseGuard pools this many updates per cross-rank check
 
 
 class Hook:
@@ -52,7 +63,8 @@ class Hook:
 
 class TimeBudget(Hook):
     """Fits the total number of updates to ``time_budget`` from the measured time per update, re-fitted
-    every few updates (a machine that slows down still fits). Rank 0's clock decides for all."""
+    every few updates (a machine that slows down still fits), never beyond ``epochs`` / ``max_iters``
+    when given. Rank 0's clock decides for all."""
 
     def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
         cfg = trainer.cfg
@@ -61,10 +73,79 @@ class TimeBudget(Hook):
         per_update = float(np.mean(trainer.durations[2:][-5 * _REFIT_EVERY:]))
         remaining = max(0.0, cfg.time_budget - trainer.train_seconds)
         fitted = trainer.iteration + int(remaining / per_update)
-        total = int(D.broadcast_object(max(trainer.iteration, min(trainer.planned_updates(), fitted))))
+        planned = trainer.planned_updates()  # None: the budget alone sets the length
+        total = int(D.broadcast_object(max(trainer.iteration, fitted if planned is None else min(planned, fitted))))
         if D.is_main() and abs(total - trainer.total) > 0.1 * trainer.total:
             tqdm.write(f"time budget {cfg.time_budget:.0f} s at {per_update:.3f} s/update -> {total} updates")
         trainer.total = total
+
+
+class TrainingCollapsedError(RuntimeError):
+    """A branch of the head stopped learning (every predicted box of zero size, or no positive point
+    scoring above the detection threshold) for longer than ``collapse_patience`` updates."""
+
+
+class CollapseGuard(Hook):
+    """Stops (``on_collapse="stop"``) or warns once when a branch of the head has collapsed, as the
+    trainer does on a non-finite loss:
+
+    - box branch: every positive point predicts a box of zero width or height for ``collapse_patience``
+      updates. The IoU loss is then pinned at its no-overlap value (GIoU 1.0) and neither it nor the
+      relu regression has any gradient: the branch cannot come back by itself.
+    - classification: no positive point gives its class a probability above the decoder's threshold
+      for 4 x ``collapse_patience`` updates (from scratch it takes a few dozen): nothing would be detected.
+
+    The model's per-batch ``last_stats`` (:func:`fcos.losses.positive_stats`) are pooled over windows of
+    ``_CHECK_EVERY`` updates and max-reduced across ranks at the same iterations on every rank, so every
+    rank reaches the same verdict at the same update.
+    """
+
+    def __init__(self) -> None:
+        self.live = self.positives = 0
+        self.top = 0.0
+        self.dead_updates = self.unscored_updates = 0
+        self.warned: set[str] = set()
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        patience = trainer.cfg.collapse_patience
+        if not patience:
+            return
+        stats = getattr(trainer.model, "last_stats", {})
+        self.positives += int(stats.get("num_positive", 0))
+        self.live += int(stats.get("num_positive", 0)) - int(stats.get("dead_boxes", 0))
+        self.top = max(self.top, float(stats.get("top_score", 0.0)))
+        if trainer.iteration % _CHECK_EVERY:
+            return
+        any_positive = D.all_reduce_max(float(self.positives > 0), trainer.device) > 0
+        any_live = D.all_reduce_max(float(self.live > 0), trainer.device) > 0
+        top = D.all_reduce_max(self.top, trainer.device)
+        self.live = self.positives = 0
+        self.top = 0.0
+        if not any_positive:  # a window without objects says nothing about either branch
+            return
+        self.dead_updates = 0 if any_live else self.dead_updates + _CHECK_EVERY
+        threshold = trainer.model.config.decode.score_thresh
+        self.unscored_updates = 0 if top > threshold else self.unscored_updates + _CHECK_EVERY
+        if self.dead_updates >= patience:
+            self._collapsed(trainer, "box", (
+                f"the box-regression branch has collapsed: for {self.dead_updates} updates every positive point "
+                f"predicted a box of zero size (box loss {losses.get('bbox_regression', float('nan')):.3f}, its "
+                "no-overlap value), so the regression gets no gradient and cannot recover"))
+        if self.unscored_updates >= 4 * patience:
+            self._collapsed(trainer, "classification", (
+                f"the classification branch is not learning: for {self.unscored_updates} updates no object's "
+                f"point scored its class above the detection threshold {threshold}"))
+
+    def _collapsed(self, trainer: Trainer, branch: str, what: str) -> None:
+        advice = (f"Lower the learning rate (--lr, now {trainer.cfg.base_lr(D.world_size()):g}), lengthen the "
+                  "warm-up (--warmup-iters) or try --recipe cpu, which is tuned against this; --on-collapse warn "
+                  "keeps training.")
+        where = f"at update {trainer.iteration} (epoch {trainer.epoch})"
+        if trainer.cfg.on_collapse == "stop":
+            raise TrainingCollapsedError(f"{what}; stopping {where}. {advice}")
+        if branch not in self.warned and D.is_main():
+            tqdm.write(f"warning: {what} ({where}). {advice}")
+        self.warned.add(branch)
 
 
 class MetricsLogger(Hook):
@@ -154,8 +235,9 @@ class Plots(Hook):
 
 def default_hooks() -> list[Hook]:
     """The built-in hooks, in the order they run: the time budget first (it may shorten the run), the
-    log before the checkpoint (a resumed run never misses a logged update), plots last (they read the log)."""
-    return [TimeBudget(), MetricsLogger(), Evaluation(), Checkpointer(), Plots()]
+    log before the checkpoint (a resumed run never misses a logged update) and before the collapse check
+    (the log shows the updates that led to it), plots last (they read the log)."""
+    return [TimeBudget(), MetricsLogger(), CollapseGuard(), Evaluation(), Checkpointer(), Plots()]
 
 
 def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> dict[str, Any]:

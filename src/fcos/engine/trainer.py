@@ -35,7 +35,7 @@ from fcos.data.check import scan_images
 from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
-from fcos.engine.config import TrainConfig
+from fcos.engine.config import DEFAULT_EPOCHS, TrainConfig
 from fcos.engine.evaluate import evaluate
 from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
@@ -91,7 +91,8 @@ class Trainer:
         self.val_data = val_data
         self.model = model.to(self.device)
         self.optimizer = optimizer or build_optimizer(
-            self.model, config.optimizer, config.base_lr(D.world_size()), config.weight_decay, config.momentum)
+            self.model, config.optimizer, config.base_lr(D.world_size()), config.weight_decay, config.momentum,
+            bias_lr_factor=config.bias_lr_factor, decay_norms=config.decay_norms)
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         cuda = self.device.type == "cuda"
@@ -106,7 +107,11 @@ class Trainer:
             raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
                              f"{config.batch_size} x {config.accumulate}; lower --batch-size")
         self.updates_per_epoch = max(1, len(self.sampler) // config.batch_size // config.accumulate)
-        self.total = self.planned_updates()
+        self.clock = time.perf_counter  # what update durations are measured with (tests replace it)
+        self.stop_reason: str | None = None
+        # Budget alone: a provisional length until TimeBudget has measured the speed, long enough for it
+        # to do so (its first fit comes after 20 updates).
+        self.total = self.planned_updates() or max(DEFAULT_EPOCHS * self.updates_per_epoch, 4 * config.warmup_iters, 100)
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
         self.best_ap, self.skipped = -1.0, 0
         self.train_seconds = 0.0
@@ -137,19 +142,35 @@ class Trainer:
         return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
 
-    def planned_updates(self) -> int:
-        """The run's length before any time budget: ``max_iters``, or ``epochs`` full epochs."""
-        return self.cfg.max_iters or self.cfg.epochs * self.updates_per_epoch
+    def planned_updates(self) -> int | None:
+        """The run's length before any time budget: ``max_iters``, or ``epochs`` full epochs (default
+        12), or None with a time budget and neither (the budget alone sets the length)."""
+        if self.cfg.max_iters:
+            return self.cfg.max_iters
+        if self.cfg.epochs is None and self.cfg.time_budget:
+            return None
+        return (self.cfg.epochs or DEFAULT_EPOCHS) * self.updates_per_epoch
+
+    def ended_by(self) -> str:
+        """Which limit ended (or will end) the run: a hook's stop reason, "time_budget", "max_iters" or "epochs"."""
+        if self.stop_reason:
+            return self.stop_reason
+        planned = self.planned_updates()
+        if self.cfg.time_budget and (planned is None or self.total < planned):
+            return "time_budget"
+        return "max_iters" if self.cfg.max_iters else "epochs"
 
     @property
     def eval_model(self) -> nn.Module:
         """The weights evaluation uses: the EMA's when enabled."""
         return self.ema.module if self.ema else self.model
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stopped by a hook") -> None:
         """End training after the current update (a hook's call, e.g. early stopping; decide it the
-        same way on every rank). The run then finishes as a completed one."""
+        same way on every rank). The run then finishes as a completed one; ``reason`` is its summary's
+        ``ended_by``."""
         self._stop = True
+        self.stop_reason = self.stop_reason or reason
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
@@ -162,10 +183,10 @@ class Trainer:
             self.sampler.set_epoch(self.epoch, skip=self.position * self.cfg.accumulate * self.cfg.batch_size)
             batches = iter(self.loader)
             while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
-                start = time.perf_counter()
+                start = self.clock()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
                 losses = self.step(micro)
-                seconds = time.perf_counter() - start
+                seconds = self.clock() - start
                 self.train_seconds += seconds
                 self.durations.append(seconds)
                 images = sum(len(m[0]) for m in micro) * D.world_size()
@@ -185,7 +206,8 @@ class Trainer:
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
         if self.val_data is not None:
             self.evaluate()
-        summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
+        summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "ended_by": self.ended_by(),
+                   "train_seconds": round(self.train_seconds, 1),
                    "skipped_updates": self.skipped, "processes": D.world_size(), "val": self.val_metrics, "out": str(self.out)}
         self._call("after_train", summary)
         return summary
@@ -209,7 +231,8 @@ class Trainer:
         model = self.ddp or self.model
         model.train()
         factor = lr_factor(self.iteration, self.total, warmup_iters=self._warmup(), warmup_factor=self.cfg.warmup_factor,
-                           schedule=self.cfg.schedule, steps=self.cfg.steps, gamma=self.cfg.gamma)
+                           warmup_method=self.cfg.warmup_method, schedule=self.cfg.schedule, steps=self.cfg.steps,
+                           gamma=self.cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         sums: dict[str, float] = {}
@@ -304,7 +327,7 @@ class Trainer:
         if (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
             # Resuming with a new length extends (or shortens) the run (a time budget then re-fits it);
             # the same length resumes exactly, with the schedule the checkpoint was fitted to.
-            self.total = self.planned_updates()
+            self.total = self.planned_updates() or self.total
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.best_ap, self.train_seconds = state["best_ap"], state["train_seconds"]
         torch.set_rng_state(state["rng"]["torch"].cpu())
