@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
-.PHONY: setup test test-fast bench demo lint clean
+.PHONY: setup test test-fast bench demo lint clean gpu-check
 
 setup: $(STAMP)
 
@@ -30,8 +30,13 @@ bench: setup
 demo: setup
 	$(PY) -m fcos demo --out runs/demo
 
+# CUDA training, torchvision parity, fp16 AMP, NCCL DDP, ONNX Runtime CUDA: JSON lines and a verdict
+# (exit 2 without CUDA; `$(PY) tools/gpu_check.py --device cpu` is a dry run of its logic).
+gpu-check: setup
+	$(PY) tools/gpu_check.py
+
 lint: setup
-	$(PY) -m ruff check src tests bench
+	$(PY) -m ruff check src tests bench tools
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
