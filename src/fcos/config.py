@@ -105,6 +105,10 @@ class HeadConfig:
     prior_prob: float = 0.01  # classification bias init (focal loss paper)
     centerness_on_reg: bool = True  # "improvements": centerness predicted from the regression tower
     norm_reg_targets: bool = True  # relu(x) * stride (True) or exp(x) in pixels (paper's original)
+    # With norm_reg_targets: relu (official) or softplus of scale_l * x, times the stride. A relu output
+    # below zero has no gradient, and neither has the IoU loss of a zero-size box: a regression pushed
+    # negative everywhere stays dead. softplus is positive with a gradient everywhere, so it comes back.
+    regression: Literal["relu", "softplus"] = "relu"
     learnable_scales: bool = True  # a learnable scalar per level multiplies the regression output
 
 

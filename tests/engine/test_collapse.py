@@ -115,3 +115,31 @@ def test_ranks_agree_on_the_collapse(tmp_path):
                 process.terminate()
             pytest.fail("a rank hung: the ranks disagreed on the collapse")
     assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == "stopped at 20"
+
+
+class Recorder(CollapseGuard):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dead: list[float] = []
+
+    def after_step(self, trainer, losses) -> None:
+        stats = trainer.model.last_stats
+        self.dead.append(stats["dead_boxes"] / max(1, stats["num_positive"]))
+
+
+@pytest.mark.parametrize("regression", ["relu", "softplus"])
+def test_a_regression_pushed_below_zero_stays_dead_with_relu_and_recovers_with_softplus(tmp_path, regression):
+    torch.manual_seed(0)
+    model = FCOS(model_config_for(1, backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1,
+                                  **{"head.regression": regression}))
+    with torch.no_grad():
+        model.head.box_pred.bias.fill_(-3.0)  # every raw output well below zero
+    cfg = cpu_from_scratch(out=str(tmp_path), val_split=None, batch_size=2, max_iters=12, workers=0, progress=False,
+                           warmup_iters=0, lr=1e-2, collapse_patience=0)
+    recorder = Recorder()
+    Trainer(model, Squares(), cfg, class_names=["square"], hooks=[recorder]).run()
+    if regression == "relu":  # zero-size boxes: no gradient from the IoU loss, none through relu
+        assert recorder.dead == [1.0] * 12
+    else:  # softplus(-3) is small but positive, with a gradient: the boxes grow back
+        assert max(recorder.dead) == 0.0
+        assert model.head.box_pred.bias.mean() > -3.0 + 0.05

@@ -49,7 +49,8 @@ class FCOSHead(nn.Module):
     """[P3..P7] each [B, C_fpn, H_l, W_l] -> :class:`HeadOutputs`.
 
     Two towers of ``num_convs`` x (conv3x3, GroupNorm, ReLU) shared across levels; box distances are
-    relu(scale_l * x) * stride_l with normalised targets (official "improvements") or exp(scale_l * x).
+    relu(scale_l * x) * stride_l with normalised targets (official "improvements"; softplus in place of
+    relu with ``regression="softplus"``) or exp(scale_l * x).
     """
 
     def __init__(
@@ -97,7 +98,8 @@ class FCOSHead(nn.Module):
         if self.scales is not None:
             raw = self.scales[level](raw)
         if self.config.norm_reg_targets:
-            return F.relu(raw) * self.strides[level]
+            positive = F.softplus(raw) if self.config.regression == "softplus" else F.relu(raw)
+            return positive * self.strides[level]
         return raw.exp()
 
 
