@@ -85,6 +85,11 @@ class TrainConfig:
         "stop", "on a NaN/inf loss or gradient: stop (keeping the last checkpoint) or skip the update", group=RUNTIME)
     max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops", group=RUNTIME)
     val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
+    # 30 min as detectron2, Lightning and Hugging Face default their process-group timeout to.
+    ddp_timeout: float = option(
+        1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "
+        "stops, naming it; longer than the slowest validation or checkpoint write on rank 0 (0: no watchdog)",
+        group=RUNTIME)
     progress: bool = option(True, "progress bar", group=RUNTIME)
 
     def base_lr(self, processes: int = 1) -> float:
