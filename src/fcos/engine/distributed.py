@@ -97,6 +97,7 @@ def init_from_env(device: str, timeout: float | None = None) -> torch.device:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or is_distributed():
         return torch.device(device)
     limit = {} if not timeout else {"timeout": datetime.timedelta(seconds=timeout + BACKSTOP_SECONDS)}
+    _warn_shared_store()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
@@ -104,6 +105,18 @@ def init_from_env(device: str, timeout: float | None = None) -> torch.device:
         return torch.device("cuda", local_rank)
     dist.init_process_group("gloo", **limit)
     return torch.device(device)
+
+
+def _warn_shared_store() -> None:
+    """torchrun keeps its rendezvous store across restarts and the workers' process group shares it, so a
+    restarted worker can read the previous attempt's addresses and fail to connect (pytorch/pytorch#135712;
+    seen here with gloo as "connectFullMesh failed ... Connection refused"). A fresh store per attempt
+    avoids it: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's environment (launch_local sets it)."""
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if shared and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0 and int(os.environ.get("RANK", "0")) == 0:
+        print("warning: torchrun --max-restarts with its shared store: a restarted group may fail to connect "
+              "(pytorch/pytorch#135712); set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 for torchrun, as "
+              "`fcos train --max-restarts` does", file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -120,7 +133,7 @@ def watching(timeout: float) -> Iterator[Watchdog | None]:
     # A client of the rendezvous store (torchrun's agent hosts it; without torchrun, rank 0's process).
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
                           timeout=datetime.timedelta(seconds=timeout))
-    prefix = f"fcos/watchdog/{launch_id() or ''}/{restart_count()}/{_watch_runs}"
+    prefix = f"fcos/watchdog/{_watch_runs}"  # each rank overwrites its key first: no stale record lasts
     _watchdog = Watchdog(store, rank(), world_size(), timeout, prefix=prefix).start()
     try:
         yield _watchdog
@@ -189,4 +202,4 @@ def launch_local(devices: int, argv: Sequence[str], max_restarts: int = 0) -> in
     the run's last checkpoint). ``--standalone`` gives every launch a fresh id (:func:`launch_id`)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}",
            f"--max-restarts={max_restarts}", "-m", "fcos", *argv]
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, env={"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", **os.environ})  # see _warn_shared_store

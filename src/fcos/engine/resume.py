@@ -2,12 +2,15 @@
 the worker group.
 
 torchrun ``--max-restarts N`` (and ``fcos train --max-restarts N``) restarts every process of the group
-when one fails, with the same command line and ``TORCHELASTIC_RESTART_COUNT`` raised by one. A
-restarted group resumes from ``OUT/last.pt`` when this launch wrote it, as torchelastic's own training
-scripts load their checkpoint when it exists; "this launch" is torchrun's run id
-(:func:`fcos.engine.distributed.launch_id`, recorded in every checkpoint) and the same training
-config, so a ``last.pt`` left in the folder by an earlier run is not taken for this run's. Updates
-after that checkpoint are done again (``--checkpoint-every`` bounds them).
+when one fails, with the same command line. A restarted group resumes from ``OUT/last.pt`` when this
+launch wrote it, as torchelastic's own training scripts load their checkpoint when it exists. "This
+launch" is torchrun's run id (:func:`fcos.engine.distributed.launch_id`, recorded in every checkpoint)
+with the same training config, so a ``last.pt`` an earlier run left in the folder is not taken for
+this run's. The run id is fresh per launch with ``--standalone`` (and ``fcos train --devices``) or a
+job's own ``--rdzv-id``; with torchrun's default id, ``none``, the group must also be a restarted one:
+``TORCHELASTIC_RESTART_COUNT`` above 0 on some node (a node whose workers were healthy restarts them
+without counting, so rank 0's own count is not enough). Updates after the checkpoint are done again:
+``--checkpoint-every`` bounds them.
 """
 
 from __future__ import annotations
@@ -27,15 +30,16 @@ __all__ = ["agree_on_resumed", "checkpoint_to_resume"]
 
 def checkpoint_to_resume(config: TrainConfig, out: Path) -> Path | None:
     """The checkpoint to resume from, the same on every rank (rank 0 decides; every rank must call this):
-    after a torchrun restart, ``out/last.pt`` if this launch wrote it; otherwise ``--resume``'s
+    ``out/last.pt`` if this launch wrote it (a torchrun restart); otherwise ``--resume``'s
     (``out/last.pt`` without a value), or None for a fresh start.
 
     Raises:
         CheckpointError: some ranks do not see the file (the run folder must be one folder every machine sees).
     """
+    restarted = max(D.all_gather_objects(D.restart_count())) > 0
     choice = None
     if D.is_main():
-        choice = _choose(config, out)
+        choice = _choose(config, out, restarted)
     chosen = D.broadcast_object(None if choice is None else str(choice))
     if chosen is None:
         return None
@@ -60,9 +64,10 @@ def agree_on_resumed(path: Path, iteration: int) -> None:
                               "must see the same run folder")
 
 
-def _choose(config: TrainConfig, out: Path) -> Path | None:
+def _choose(config: TrainConfig, out: Path, restarted: bool) -> Path | None:
     last = out / "last.pt"
-    if D.restart_count() > 0 and last.is_file() and _written_by_this_launch(last, config):
+    unique = D.launch_id() not in (None, "none")
+    if (unique or restarted) and last.is_file() and _written_by_this_launch(last, config):
         return last
     if config.resume:
         return last if config.resume == "auto" else Path(config.resume)
