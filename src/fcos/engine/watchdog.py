@@ -131,8 +131,8 @@ class Watchdog:
     def stop(self) -> None:
         """Stop watching and mark this rank done (the others stop expecting its heartbeat)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is not None:  # bounded: a store that stopped answering must not hold up the exit
+            self._thread.join(timeout=5.0)
         self._done = True
         try:
             self._publish()
