@@ -26,10 +26,10 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from fcos.config import PRESETS, FCOSConfig
-    from fcos.engine.config import DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
+    from fcos.engine.config import AUGMENT, DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
     from fcos.model.backbones import BACKBONES
 
-    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, RUNTIME)}
+    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, AUGMENT, RUNTIME)}
     g = groups["model"]
     g.add_argument("--preset", choices=sorted(PRESETS), help="default: official, or that of --weights")
     # A validator, not argparse choices: timm:<model> is open-ended (the error lists the registered names).
@@ -53,16 +53,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type) -> None:
-    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``), in the group and
-    with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x`` (``bool``)
-    follow the annotation. Unset flags are absent from the namespace: the recipe's default applies."""
+    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``) whose group is in
+    ``groups``, with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x``
+    (``bool``) follow the annotation, or ``metadata["parse"]`` (text -> value, ValueError when bad) and
+    ``metavar``. Unset flags are absent from the namespace: the recipe's default applies."""
     hints = get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
+        if f.metadata.get("group", "options") not in groups:
+            continue
         kind, optional = _unwrap_optional(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
         if f.metadata.get("required"):
             kwargs["required"] = True
-        if kind is bool:
+        if "parse" in f.metadata:
+            kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
+        elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(kind) is Literal:
             kwargs["choices"] = get_args(kind)
@@ -87,6 +92,17 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     if get_origin(kind) in (Union, UnionType) and len(args) == 1:
         return args[0], True
     return kind, False
+
+
+def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its ValueError's message shown by argparse as it is."""
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return run
 
 
 def _none_or(kind: type) -> Callable[[str], Any]:
