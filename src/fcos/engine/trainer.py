@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
-from fcos.data.check import scan_images
 from fcos.data.augment import training_pipeline
+from fcos.data.check import scan_images
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
