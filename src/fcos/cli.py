@@ -227,6 +227,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     check.add_argument("--split", default="train")
     check.add_argument("--skip-bad-images", action="store_true",
                        help="count and name unreadable images instead of stopping at the first")
+    show = sub.add_parser("show", help="draw a grid of training samples with their boxes and class names "
+                                        "(--augment: as training augments them) into a PNG")
+    _show_args(show)
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
     shapes.add_argument("--out", required=True, help="output folder")
     # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
@@ -236,10 +239,38 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     shapes.add_argument("--seed", type=int)
 
 
-@command("data", "check a dataset, or generate the synthetic shapes dataset", _data_args)
+def _show_args(p: argparse.ArgumentParser) -> None:
+    from fcos.engine.config import AUGMENT, TRAIN_PRESETS, TrainConfig
+
+    p.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", default="samples.png", help="PNG to write")
+    p.add_argument("--count", type=int, default=16, help="samples: the first of training's first epoch")
+    p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
+    p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
+    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
+    p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
+    add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
+    from fcos.engine.show import show_samples
+
+    config = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))  # with --data and --seed
+    input_config = model_config_for(1, img_size=args.img_size).input
+    report = show_samples(args.data, args.out, split=args.split, augment=args.augment, count=args.count,
+                          config=config, input_config=input_config)
+    print(report.summary())
+    return 0
+
+
+@command("data", "check a dataset, draw its training samples, or generate the synthetic shapes dataset", _data_args)
 def _data(args: argparse.Namespace) -> int:
     from fcos.data import DatasetError, check_dataset, generate_shapes
 
+    if args.data_command == "show":
+        return _show(args)
     if args.data_command == "shapes":
         given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
