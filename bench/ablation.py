@@ -71,7 +71,8 @@ def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool
     if quick and changes["multi_scale"]:
         changes["multi_scale"] = QUICK_MULTI_SCALE
     model = dict(QUICK_MODEL if quick else MODEL)
-    model_cfg = model_config_for(1,  # the trainer sets the dataset's classes backbone=model.pop("backbone"), fpn_channels=model.pop("fpn_channels"),
+    # 1 class: Trainer.from_config sets the dataset's own
+    model_cfg = model_config_for(1, backbone=model.pop("backbone"), fpn_channels=model.pop("fpn_channels"),
                                  head_convs=model.pop("head_convs"), **model)
     train = {**TRAIN, **({"batch_size": 2, "workers": 0} if quick else {})}
     cfg = cpu_from_scratch(data=str(dataset), out=str(out / dataset.name / variant), max_iters=updates, seed=seed,
