@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bench.ablation import VARIANTS, main, table
+from fcos.engine.checkpoint import load_checkpoint
 
 
 def test_quick_ablation_trains_each_variant_and_writes_the_table(shared_data, tmp_path, capsys):
@@ -20,6 +21,9 @@ def test_quick_ablation_trains_each_variant_and_writes_the_table(shared_data, tm
     assert runs[0]["augmentation"] == {"hflip": 0.0, "photometric": False, "multi_scale": None, "scale_jitter": None,
                                        "mosaic": 0.0}
     assert runs[1]["augmentation"]["mosaic"] == VARIANTS["all"]["mosaic"]
+    model = load_checkpoint(tmp_path / "raccoon" / "all" / "last.pt")["config"]  # the stated tiny model
+    assert (model["backbone"]["name"], model["fpn"]["channels"], model["head"]["num_convs"]) == ("resnet18", 32, 1)
+    assert (model["input"]["min_size"], model["input"]["max_size"], model["num_classes"]) == (128, 213, 1)
     out = capsys.readouterr().out
     assert "| variant | raccoon AP | raccoon AP50 |" in out and "| all | " in out
 
