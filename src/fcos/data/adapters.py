@@ -27,7 +27,7 @@ from torch import Tensor
 
 from fcos.data.transforms import Target, Transform
 
-__all__ = ["AlbumentationsTransform", "TorchvisionTransform", "adapt", "finish"]
+__all__ = ["AlbumentationsTransform", "TorchvisionTransform", "adapt", "describe", "finish"]
 
 
 def adapt(pipeline: Any) -> Transform:
@@ -51,6 +51,17 @@ def adapt(pipeline: Any) -> Transform:
         raise TypeError(f"transforms must be a torchvision.transforms.v2 pipeline, an Albumentations Compose or a "
                         f"callable (image, target) -> (image, target); got {type(pipeline).__name__}")
     return _Callable(pipeline)
+
+
+def describe(pipeline: Any) -> str:
+    """One line naming the pipeline's kind and its steps ("torchvision v2: RandomIoUCrop, ...")."""
+    module = type(pipeline).__module__
+    kind = ("Albumentations" if module.startswith("albumentations") else
+            "torchvision v2" if module.startswith("torchvision.transforms") else "custom")
+    steps = getattr(pipeline, "transforms", None)
+    names = [type(t).__name__ for t in steps] if isinstance(steps, list | tuple) else [
+        getattr(pipeline, "__name__", type(pipeline).__name__)]
+    return f"{kind}: {', '.join(names)}"
 
 
 class _Callable:

@@ -97,7 +97,9 @@ class Augmentation:
         """One line for the start of training: what each image goes through, in order (``custom``: the
         pipeline given in place of the built-in augmentations)."""
         if custom is not None:
-            return f"augmentation: {custom!r}, then {_describe_sizing(input_config, self.multi_scale)}"
+            from fcos.data.adapters import describe
+
+            return f"augmentation: {describe(custom)}, then {_describe_sizing(input_config, self.multi_scale)}"
         steps = [_describe_sizing(input_config, self.multi_scale)]
         if self.mosaic:
             steps.append(f"mosaic of 4 images p={self.mosaic:g}")
