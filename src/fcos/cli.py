@@ -245,12 +245,19 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
     p.add_argument("--split", default="train")
     p.add_argument("--out", default="samples.png", help="PNG to write")
-    p.add_argument("--count", type=int, default=16, help="samples: the first of training's first epoch")
+    p.add_argument("--count", type=_positive_int, default=16, help="samples: the first of training's first epoch")
     p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
     p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
     p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
     p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
     add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
 
 
 def _show(args: argparse.Namespace) -> int:
