@@ -26,10 +26,10 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from fcos.config import PRESETS, FCOSConfig
-    from fcos.engine.config import DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
+    from fcos.engine.config import AUGMENT, DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
     from fcos.model.backbones import BACKBONES
 
-    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, RUNTIME)}
+    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, AUGMENT, RUNTIME)}
     g = groups["model"]
     g.add_argument("--preset", choices=sorted(PRESETS), help="default: official, or that of --weights")
     # A validator, not argparse choices: timm:<model> is open-ended (the error lists the registered names).
@@ -56,16 +56,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type) -> None:
-    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``), in the group and
-    with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x`` (``bool``)
-    follow the annotation. Unset flags are absent from the namespace: the recipe's default applies."""
+    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``) whose group is in
+    ``groups``, with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x``
+    (``bool``) follow the annotation, or ``metadata["parse"]`` (text -> value, ValueError when bad) and
+    ``metavar``. Unset flags are absent from the namespace: the recipe's default applies."""
     hints = get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
+        if f.metadata.get("group", "options") not in groups:
+            continue
         kind, optional = _unwrap_optional(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
         if f.metadata.get("required"):
             kwargs["required"] = True
-        if kind is bool:
+        if "parse" in f.metadata:
+            kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
+        elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(kind) is Literal:
             kwargs["choices"] = get_args(kind)
@@ -90,6 +95,17 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     if get_origin(kind) in (Union, UnionType) and len(args) == 1:
         return args[0], True
     return kind, False
+
+
+def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its ValueError's message shown by argparse as it is."""
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return run
 
 
 def _none_or(kind: type) -> Callable[[str], Any]:
@@ -220,6 +236,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     check.add_argument("--split", default="train")
     check.add_argument("--skip-bad-images", action="store_true",
                        help="count and name unreadable images instead of stopping at the first")
+    show = sub.add_parser("show", help="draw a grid of training samples with their boxes and class names "
+                                        "(--augment: as training augments them) into a PNG")
+    _show_args(show)
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
     shapes.add_argument("--out", required=True, help="output folder")
     # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
@@ -229,10 +248,45 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     shapes.add_argument("--seed", type=int)
 
 
-@command("data", "check a dataset, or generate the synthetic shapes dataset", _data_args)
+def _show_args(p: argparse.ArgumentParser) -> None:
+    from fcos.engine.config import AUGMENT, TRAIN_PRESETS, TrainConfig
+
+    p.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", default="samples.png", help="PNG to write")
+    p.add_argument("--count", type=_positive_int, default=16, help="samples: the first of training's first epoch")
+    p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
+    p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
+    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
+    p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
+    add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _show(args: argparse.Namespace) -> int:
+    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
+    from fcos.engine.show import show_samples
+
+    config = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))  # with --data and --seed
+    input_config = model_config_for(1, img_size=args.img_size).input
+    report = show_samples(args.data, args.out, split=args.split, augment=args.augment, count=args.count,
+                          config=config, input_config=input_config)
+    print(report.summary())
+    return 0
+
+
+@command("data", "check a dataset, draw its training samples, or generate the synthetic shapes dataset", _data_args)
 def _data(args: argparse.Namespace) -> int:
     from fcos.data import DatasetError, check_dataset, generate_shapes
 
+    if args.data_command == "show":
+        return _show(args)
     if args.data_command == "shapes":
         given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})

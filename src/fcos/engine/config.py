@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from fcos import config as model_presets
 from fcos.config import FCOSConfig
+from fcos.data.augment import Augmentation, parse_fraction, parse_scale_range, parse_size_range
 
-__all__ = ["TRAIN_PRESETS", "TrainConfig", "model_config_for", "option"]
+__all__ = ["AUGMENT", "TRAIN_PRESETS", "TrainConfig", "model_config_for", "option"]
 
 
 def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
@@ -20,6 +21,7 @@ def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
 
 
 DATA, SCHEDULE, RUNTIME = "data and outputs", "schedule (defaults from --recipe)", "runtime"
+AUGMENT = "augmentation (training only; defaults from --recipe)"
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,20 @@ class TrainConfig:
     ema: float | None = option(
         None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
     amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast)", group=SCHEDULE)
-    # --- augmentation
-    hflip: float = option(0.5, "horizontal flip probability", group=SCHEDULE)
-    photometric: bool = option(True, "photometric jitter (brightness, contrast, saturation, hue)", group=SCHEDULE)
+    # --- augmentation (fcos.data.augment; boxes follow every geometric change)
+    hflip: float = option(0.5, "horizontal flip probability", group=AUGMENT)
+    photometric: bool = option(True, "photometric jitter (brightness, contrast, saturation, hue)", group=AUGMENT)
+    multi_scale: tuple[int, int] | None = option(
+        None, "shorter side drawn per image from MIN-MAX, e.g. 640-800 (official multi-scale training); the longer "
+        "side stays capped by the model's max size", group=AUGMENT, parse=parse_size_range, metavar="MIN-MAX")
+    scale_jitter: tuple[float, float] | None = option(
+        None, "resize by a factor drawn from LOW-HIGH, then crop or pad back to the input size (large-scale jitter: "
+        "0.1-2.0)", group=AUGMENT, parse=parse_scale_range, metavar="LOW-HIGH")
+    mosaic: float = option(0.0, "probability of a 2x2 mosaic with three random training images", group=AUGMENT,
+                           parse=parse_fraction, metavar="P")
+    min_visible: float = option(
+        0.25, "a box cut by a crop or the mosaic's edge is kept when at least this fraction of its area remains, "
+        "else dropped (and counted)", group=AUGMENT, parse=parse_fraction, metavar="FRACTION")
     # --- runtime
     device: str = option("cpu", "cpu, cuda, cuda:1 ...", group=RUNTIME)
     workers: int = option(2, "data loader worker processes", group=RUNTIME)
@@ -91,6 +104,11 @@ class TrainConfig:
         "stops, naming it; longer than the slowest validation or checkpoint write on rank 0 (0: no watchdog)",
         group=RUNTIME)
     progress: bool = option(True, "progress bar", group=RUNTIME)
+
+    def augmentation(self) -> Augmentation:
+        """The augmentation fields as the data pipeline's :class:`~fcos.data.augment.Augmentation`."""
+        return Augmentation(multi_scale=self.multi_scale, scale_jitter=self.scale_jitter, mosaic=self.mosaic,
+                            hflip=self.hflip, photometric=self.photometric, min_visible=self.min_visible)
 
     def base_lr(self, processes: int = 1) -> float:
         """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,

@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
+from fcos.data.augment import training_pipeline
 from fcos.data.check import scan_images
-from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
@@ -110,6 +110,7 @@ class Trainer:
         self.total = self.planned_updates()
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
         self.best_ap, self.skipped = -1.0, 0
+        self.boxes = {"trained": 0, "dropped": 0}  # by this process since it started: kept / cut away by augmentation
         self.train_seconds = 0.0
         self.last_save = time.perf_counter()
         self.durations: list[float] = []  # seconds per update, for fitting a time budget
@@ -122,10 +123,15 @@ class Trainer:
             self._resume(resume)
 
     @classmethod
-    def from_config(cls, model_config: FCOSConfig, config: TrainConfig, **parts: Any) -> Trainer:
+    def from_config(cls, model_config: FCOSConfig, config: TrainConfig, *, transforms: Any = None, **parts: Any) -> Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
-        their classes (initialised from ``config.weights`` if given) and the training transforms.
-        ``parts`` (optimizer, hooks) are passed on."""
+        their classes (initialised from ``config.weights`` if given) and the training transforms
+        (:func:`fcos.data.augment.training_pipeline`: sizing, then ``config``'s augmentations).
+
+        ``transforms``: a ``torchvision.transforms.v2`` pipeline, an Albumentations ``Compose`` with
+        ``bbox_params`` or a callable ``(image, target) -> (image, target)`` in place of the built-in
+        augmentations (:mod:`fcos.data.adapters`); the sizing still follows it. ``parts`` (optimizer,
+        hooks) are passed on."""
         device = D.init_from_env(config.device, config.ddp_timeout)
         _seed_everything(config.seed)
         train_data = _load(config, config.train_split)
@@ -135,8 +141,12 @@ class Trainer:
             print(train_data.report.summary())
         model_config = override(model_config, num_classes=train_data.num_classes)
         model = _build_model(model_config, config.weights, train_data.class_names, device)
-        transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
-        return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
+        augmentation = config.augmentation()
+        pipeline = training_pipeline(model.config.input, augmentation, records=train_data.records, custom=transforms)
+        model.transform.skip_train_resize = True  # the pipeline sizes every training image
+        if D.is_main():
+            print(augmentation.describe(model.config.input, transforms))
+        return cls(model, DetectionDataset(train_data, pipeline), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
 
     def planned_updates(self) -> int:
@@ -171,6 +181,7 @@ class Trainer:
             while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
                 start = time.perf_counter()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
+                self._count_boxes(micro)
                 with D.collective():  # DDP's all-reduces: waiting for the others is not a hang of this rank
                     losses = self.step(micro)
                 seconds = time.perf_counter() - start
@@ -193,8 +204,13 @@ class Trainer:
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
         if self.val_data is not None:
             self.evaluate()
+        boxes = {k: sum(c[k] for c in D.all_gather_objects(self.boxes)) for k in self.boxes}  # every rank
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
-                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": self.val_metrics, "out": str(self.out)}
+                   "skipped_updates": self.skipped, "processes": D.world_size(), "boxes": boxes, "val": self.val_metrics,
+                   "out": str(self.out)}
+        if boxes["dropped"] and D.is_main():
+            print(f"augmentation dropped {boxes['dropped']} boxes cut below --min-visible {self.cfg.min_visible:g} of their "
+                  f"area ({boxes['trained']} trained on)")
         self._call("after_train", summary)
         return summary
 
@@ -207,6 +223,12 @@ class Trainer:
         self.val_metrics = metrics
         self._call("after_eval", metrics)
         return metrics
+
+    def _count_boxes(self, micro_batches: list[tuple[list[torch.Tensor], list[dict]]]) -> None:
+        for _, targets in micro_batches:
+            for target in targets:
+                self.boxes["trained"] += len(target["boxes"])
+                self.boxes["dropped"] += int(target.get("boxes_dropped", 0))
 
     def _call(self, event: str, *args: Any) -> None:
         D.progress(f"{event} at update {self.iteration}")
