@@ -123,3 +123,38 @@ def test_the_thread_reports_a_stuck_rank_and_only_then():
     assert set(reports) == {0, 1}
     assert all(m[0].startswith("rank 1 has made no progress for ") and m[0].endswith("(its last progress: update 9)")
                for m in reports.values())
+
+
+def test_the_first_verdict_is_the_one_every_rank_reports():
+    w0, w1 = dogs = pair()
+    poll_all(dogs, 0.0)
+    poll_all(dogs, 0.0)
+    # Rank 1 finds itself stuck at 12 s by its clock; rank 0's clock saw rank 1 act later, so on its own
+    # it would not call the hang yet. After rank 1's verdict it reports the same words.
+    w0.progress("update 1")
+    verdict = w1.poll(12.0)
+    assert verdict and w0.poll(1.0) != verdict
+    w1.publish_verdict(verdict)
+    w1.publish_verdict(["a later verdict"])  # the first one stays
+    assert w0.poll(2.0) == verdict
+
+
+def test_a_collective_that_fails_waits_for_the_verdict_then_raises():
+    store = dist.HashStore()
+    reports: list[list[str]] = []
+    dog = Watchdog(store, 0, 2, 0.5, interval=0.02, on_hang=reports.append).start()
+    other = Watchdog(store, 1, 2, 0.5)
+    try:
+        other.publish_verdict(["rank 1 has made no progress for 5 s outside collectives"])
+        start = time.monotonic()
+        try:
+            with dog.waiting():
+                raise RuntimeError("Connection closed by peer")  # what gloo raises when the peer exits
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("the collective's error must propagate after the grace period")
+        assert time.monotonic() - start >= dog.grace - 0.05
+    finally:
+        dog.stop()
+    assert reports == [["rank 1 has made no progress for 5 s outside collectives"]]

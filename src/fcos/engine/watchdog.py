@@ -12,6 +12,11 @@ A rank is hung when, for longer than ``timeout`` seconds, either
 A rank waiting in a collective for a stuck peer is not hung: the peer is the one named. Leaving a
 collective counts as progress, so the time spent waiting is never charged to the waiter.
 
+The first rank to find a hang publishes its verdict in the store before it stops; the others report
+that same verdict. A collective that fails on a waiting rank (the peer that found the hang has exited
+and closed its connections) waits a moment for the verdict, so every rank names the hung rank rather
+than printing the backend's "connection closed".
+
 Why this and not only the process group's timeout (which stays, as a backstop): a gloo collective that
 times out raises on the waiting ranks without saying which rank never came, NCCL's watchdog aborts the
 same way, and ``dist.monitored_barrier`` names missing ranks only at a barrier every rank is meant to
@@ -60,6 +65,7 @@ class Watchdog:
         self.store, self.rank, self.world, self.timeout = store, rank, world, timeout
         self.prefix = prefix
         self.interval = interval if interval is not None else min(30.0, max(0.05, timeout / 10))
+        self.grace = 3 * self.interval + 1.0  # how long a failed collective waits for a published verdict
         self.on_hang = on_hang or _exit_with
         self._beat = self._progress = self._waiting = 0
         self._where = "start of training"
@@ -82,6 +88,11 @@ class Watchdog:
         self._waiting += 1
         try:
             yield
+        except Exception:
+            # A peer that found a hang exits, and this collective fails with "connection closed": give
+            # the watching thread time to read the peer's verdict and stop the run naming the hung rank.
+            self._stop.wait(self.grace)
+            raise
         finally:
             self._waiting -= 1
             self._progress += 1  # leaving a collective starts the clock anew
@@ -93,6 +104,9 @@ class Watchdog:
         self._publish()
         if self._started is None:
             self._started = now
+        verdict = self._verdict()
+        if verdict is not None:  # another rank found the hang first: report the same
+            return verdict
         records = self._read()
         messages = []
         self.stuck_here = False
@@ -154,8 +168,26 @@ class Watchdog:
                 if self.stuck_here and frame is not None:
                     stack = "".join(traceback.format_stack(frame))
                     print(f"rank {self.rank} is stuck here:\n{stack}", file=sys.stderr, flush=True)
+                self.publish_verdict(messages)
                 self.on_hang(messages)
                 return
+
+    def publish_verdict(self, messages: list[str]) -> None:
+        """Tell the other ranks which rank hung (the first verdict stays: later ones only repeat it)."""
+        try:
+            if not self.store.check([self._verdict_key]):
+                self.store.set(self._verdict_key, json.dumps(messages))
+        except Exception:  # noqa: BLE001 - a store that is gone cannot carry the verdict; this rank still reports it
+            pass
+
+    @property
+    def _verdict_key(self) -> str:
+        return f"{self.prefix}/verdict"
+
+    def _verdict(self) -> list[str] | None:
+        if not self.store.check([self._verdict_key]):
+            return None
+        return list(json.loads(self.store.get(self._verdict_key)))
 
     def _key(self, rank: int) -> str:
         return f"{self.prefix}/{rank}"
