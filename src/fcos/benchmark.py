@@ -12,7 +12,6 @@ the same graph). A row whose runtime is not installed is reported as such, not d
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 import time
 from collections.abc import Sequence

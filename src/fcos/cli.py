@@ -175,7 +175,6 @@ def _eval(args: argparse.Namespace) -> int:
     from fcos.data import load_annotations, remap_classes
     from fcos.engine.checkpoint import load_weights
     from fcos.engine.evaluate import METRIC_NAMES, evaluate
-
     from fcos.export.runtime import backend_for
 
     if backend_for(args.weights):  # an exported model: the same evaluation through its Predictor
