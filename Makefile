@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
-.PHONY: setup test test-fast bench demo lint clean
+.PHONY: setup test test-fast bench demo deploy-accuracy lint clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ bench: setup
 
 demo: setup
 	$(PY) -m fcos demo --out runs/demo
+
+# docs/deploy.md's accuracy table: every format x precision of the demo model (run `make demo` first).
+deploy-accuracy: setup
+	$(PY) -m fcos benchmark --weights runs/demo/best.pt --data data/shapes --out runs/benchmark --threads 2
 
 lint: setup
 	$(PY) -m ruff check src tests bench
