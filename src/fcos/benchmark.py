@@ -45,7 +45,7 @@ def _export_row(weights: str | Path, fmt: str, precision: str, out: Path, done: 
     if fmt == "torch":
         return Path(weights)
     path = out / f"model_{precision}{FORMATS[fmt]}"
-    if fmt == "openvino" and ("onnx", precision) in done and img_size is None:
+    if fmt == "openvino" and ("onnx", precision) in done:
         return export(done[("onnx", precision)], path, "openvino")  # the same graph, one calibration
     return export(weights, path, fmt, img_size=img_size, int8=calibration if precision == "int8" else None)
 
@@ -104,7 +104,7 @@ def run_benchmark(
         if val is None:  # the class order of the first model (all rows share it)
             val = remap_classes(load_annotations(data, split), predictor.class_names)
             first = load_image(val.records[0])
-            shape = input_shape(first.shape[-2], first.shape[-1], predictor.input_config, predictor.__dict__.get("img_size"))
+            shape = input_shape(first.shape[-2], first.shape[-1], predictor.input_config, predictor.img_size)
             image = F.interpolate(first[None], size=shape, mode="bilinear", align_corners=False)[0]
         metrics = evaluate(predictor.as_detector(), val, batch_size=1, workers=0)
         row.update(file=str(path), size_mb=_size_mb(path), latency_ms=_latency_ms(predictor, image, runs),

@@ -120,6 +120,7 @@ class Predictor:
         self.class_names = [str(n) for n in state["class_names"]]
         self.category_ids = [int(i) for i in state["category_ids"]]
         self.precision = "fp32"
+        self.img_size = None  # the model's own size rule, no fixed input
 
     def _init_exported(self, num_threads: int | None) -> None:
         from fcos.export.runtime import load_exported
