@@ -30,10 +30,10 @@ from fcos.export.extras import require
 
 __all__ = ["KEEP_FLOAT", "network_node", "quantize_onnx"]
 
-# Parameter-name prefixes of convolutions kept in float (matched against the Conv's weight initializer,
-# i.e. the PyTorch parameter name; anonymous weights, like the fused box + centerness filter, match by
-# the node's scope). The prediction layers: int8 rounding of a logit or a box distance is an output error.
-KEEP_FLOAT: tuple[str, ...] = ("head.cls_logits", "head.box_pred", "head.centerness", "/head/box_ctr")
+# Layers (PyTorch module paths) whose convolutions stay float: the prediction layers, whose outputs are
+# the logits and box distances themselves (their int8 error is an output error; docs/deploy.md).
+BOX_CTR = "head.box_ctr"  # the fused box + centerness conv (FCOSHead.forward with centerness_on_reg)
+KEEP_FLOAT: tuple[str, ...] = ("head.cls_logits", "head.box_pred", "head.centerness", BOX_CTR)
 
 _NETWORK = re.compile(r"^/(model/)?(backbone|fpn|head)/")
 
@@ -44,13 +44,21 @@ def network_node(name: str) -> bool:
 
 
 def _kept_float(node: Any, keep_float: Sequence[str]) -> bool:
+    """A Conv node of one of the ``keep_float`` layers: by its weight (the PyTorch parameter name, when
+    the exporter kept it) or by its traced scope (``/backbone/conv1/Conv`` is ``backbone.conv1``;
+    BatchNorm folding leaves the weight anonymous)."""
     if node.op_type != "Conv":
         return False
     weight = node.input[1].removeprefix("model.")
-    if any(weight.startswith(prefix) for prefix in keep_float if not prefix.startswith("/")):
-        return True
-    # The head's fused box + centerness conv has a folded (anonymous) weight: 5 output channels.
-    return "/head/box_ctr" in keep_float and node.name.startswith(("/head/", "/model/head/")) and not weight.startswith("head.")
+    scope = node.name.removeprefix("/model").strip("/").replace("/", ".")
+    for layer in keep_float:
+        if layer == BOX_CTR:
+            # The head's fused box + centerness conv: a functional conv on a folded (anonymous) weight.
+            if scope.startswith("head.Conv") and not weight.startswith("head."):
+                return True
+        elif weight.startswith(layer + ".") or scope.startswith(layer + "."):
+            return True
+    return False
 
 
 class _Reader:
