@@ -7,14 +7,14 @@ STAMP  := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
-.PHONY: setup test test-fast bench ablation demo lint clean
+.PHONY: setup test test-fast bench ablation demo deploy-accuracy lint clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,serve,timm,augment]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment]'
 	touch $(STAMP)
 
 # Two pytest workers on two cores, one intra-op thread each.
@@ -33,6 +33,10 @@ ablation: setup
 
 demo: setup
 	$(PY) -m fcos demo --out runs/demo
+
+# docs/deploy.md's accuracy table: every format x precision of the demo model (run `make demo` first).
+deploy-accuracy: setup
+	$(PY) -m fcos benchmark --weights runs/demo/best.pt --data data/shapes --out runs/benchmark --threads 2
 
 lint: setup
 	$(PY) -m ruff check src tests bench

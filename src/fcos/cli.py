@@ -183,7 +183,8 @@ def _drop_flag(argv: list[str], flag: str) -> list[str]:
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml: its COCO AP as deployed) or a pretrained name")
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the metrics here as JSON")
@@ -199,9 +200,17 @@ def _eval(args: argparse.Namespace) -> int:
     from fcos.data import load_annotations, remap_classes
     from fcos.engine.checkpoint import load_weights
     from fcos.engine.evaluate import METRIC_NAMES, evaluate
+    from fcos.export.runtime import backend_for
 
-    model, state = load_weights(args.weights, args.device)
-    data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
+    if backend_for(args.weights):  # an exported model: the same evaluation through its Predictor
+        from fcos.predict import Predictor
+
+        predictor = Predictor(args.weights, device=args.device)
+        model, class_names = predictor.as_detector(), predictor.class_names
+    else:
+        model, state = load_weights(args.weights, args.device)
+        class_names = state["class_names"]
+    data = remap_classes(load_annotations(args.data, args.split), class_names)
     metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     for name in METRIC_NAMES[:6]:
@@ -301,11 +310,13 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
     p.add_argument("--source", required=True, help="an image file or a directory of images")
     p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
+                   help="default: by the weights suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
 
 
@@ -321,22 +332,70 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
-    p.add_argument("--out", default="model.onnx", help="ONNX file to write")
+    p.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
+                   help="onnx: one .onnx (ONNX Runtime); openvino: OpenVINO IR, .xml + .bin")
+    p.add_argument("--out", default=None, help="file to write (default: model.onnx / model.xml)")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="fixed input size (multiples of 32); default: dynamic height and width")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch axis (default: batch 1)")
     p.add_argument("--nms", action=argparse.BooleanOptionalAction, default=True,
                    help="class-aware NMS inside the graph (--no-nms: output candidates for the caller's NMS)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcos.export.DEFAULT_OPSET, 17)")
+    g = p.add_argument_group("int8 (static post-training quantization)")
+    g.add_argument("--int8", action="store_true", help="quantize the network to int8, calibrated on --calib-data")
+    g.add_argument("--calib-data", help="dataset whose training images calibrate int8 (any layout fcos reads)")
+    g.add_argument("--calib-images", type=int, default=None, help="calibration images (default: fcos.export.DEFAULT_CALIB_IMAGES, 32)")
+    g.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on")
+    g.add_argument("--seed", type=int, default=0, help="picks the calibration images (same seed, same int8 model)")
 
 
-@command("export", "export a checkpoint to ONNX (network + decoding + NMS)", _export_args)
+def _calibration(args: argparse.Namespace):
+    """The int8 calibration the flags ask for, None for fp32; calibration flags without --int8 are an error."""
+    from fcos.export import DEFAULT_CALIB_IMAGES, Calibration
+
+    if not args.int8:
+        if args.calib_data or args.calib_images is not None:
+            raise SystemExit("error: --calib-data / --calib-images calibrate int8: add --int8")
+        return None
+    if not args.calib_data:
+        raise SystemExit("error: --int8 needs --calib-data DATA (training images that set the int8 ranges)")
+    return Calibration(args.calib_data, args.calib_images or DEFAULT_CALIB_IMAGES, args.calib_split, args.seed)
+
+
+@command("export", "export a checkpoint to ONNX or OpenVINO (network + decoding + NMS), fp32 or int8", _export_args)
 def _export(args: argparse.Namespace) -> int:
-    from fcos.export import DEFAULT_OPSET, export_onnx
+    from fcos.export import DEFAULT_OPSET, FORMATS, export
 
-    out = export_onnx(args.weights, args.out, img_size=args.img_size, dynamic=args.dynamic, nms=args.nms,
-                      opset=args.opset or DEFAULT_OPSET)
-    print(f"wrote {out}")
+    out = args.out or "model" + FORMATS[args.format]
+    path = export(args.weights, out, args.format, img_size=args.img_size, dynamic=args.dynamic, nms=args.nms,
+                  opset=args.opset or DEFAULT_OPSET, int8=_calibration(args))
+    print(f"wrote {path}" + (f" and {path.with_suffix('.bin')}" if args.format == "openvino" else ""))
+    return 0
+
+
+def _benchmark_args(p: argparse.ArgumentParser) -> None:
+    from fcos.benchmark import DEFAULT_ROWS
+
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name")
+    p.add_argument("--data", required=True, help="dataset: AP on --split, int8 calibration on --calib-split")
+    p.add_argument("--split", default="val")
+    p.add_argument("--out", default="runs/benchmark", help="folder for the exported files and benchmark.json / .csv")
+    p.add_argument("--formats", nargs="+", default=list(DEFAULT_ROWS), metavar="FORMAT/PRECISION",
+                   help=f"rows to measure (default: {' '.join(DEFAULT_ROWS)})")
+    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="fixed export input size (default: dynamic, as fcos export)")
+    p.add_argument("--calib-images", type=int, default=None, help="int8 calibration images (default 32)")
+    p.add_argument("--calib-split", default="train")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per row (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
+
+
+@command("benchmark", "export to every format and precision; table of file size, latency and COCO AP", _benchmark_args)
+def _benchmark(args: argparse.Namespace) -> int:
+    from fcos.benchmark import run_benchmark
+
+    run_benchmark(args.weights, args.data, args.out, rows=args.formats, split=args.split, img_size=args.img_size,
+                  calib_images=args.calib_images, calib_split=args.calib_split, runs=args.runs, threads=args.threads)
     return 0
 
 
@@ -353,10 +412,12 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
+                   help="default: by the weights suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
     p.add_argument("--max-concurrency", type=int, default=2, help="inferences running at once")
@@ -385,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.data.images import ImageError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.export.extras import MissingExtraError
+    from fcos.export.runtime import ExportedModelError
     from fcos.model.backbones import BackboneError
     from fcos.writes import WriteError
 
@@ -393,7 +456,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
-    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError) as exc:
+    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError,
+            ExportedModelError, MissingExtraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -38,14 +38,17 @@ def predict_dataset(
 ) -> list[dict[str, Any]]:
     """Detections for this process's shard of ``data``: ``[{"image_id", "boxes", "scores", "labels"}]``,
     boxes in the pixels of the image on disk. Images are resized in the loader workers by the model's
-    own rule, so the model's resize is a no-op and the outputs equal those for the raw images."""
+    own rule, so the model's resize is a no-op and the outputs equal those for the raw images.
+
+    ``model`` is an :class:`fcos.FCOS` (or its DDP wrapper), or anything called the same way with a
+    ``config``: an exported model through :meth:`fcos.predict.Predictor.as_detector`."""
     cfg = getattr(model, "module", model).config.input
     dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
     loader = build_loader(dataset, batch_size, workers=workers, rank=D.rank(), world=D.world_size(), even=False,
                           persistent=False)
     results = []
     bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not (progress and D.is_main()))
-    with D.evaluating(model) as base:
+    with D.evaluating(model) if isinstance(model, nn.Module) else contextlib.nullcontext(model) as base:
         for images, targets in bar:
             images = [im.to(device, non_blocking=True) for im in images]
             with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
