@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -133,6 +132,10 @@ def _train(args: argparse.Namespace) -> int:
     if val and report:
         print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
               f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
+    early = summary.get("early_stopping") or {}
+    if early.get("stopped") and report:
+        print(f"stopped early: no better validation AP in {early['evaluations_without_improvement']} evaluations "
+              f"(--patience {early['patience']}); best AP {early['best_AP']:.4f} at update {early['best_iteration']}")
     return 0
 
 
@@ -162,6 +165,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the metrics here as JSON")
+    p.add_argument("--out", default="runs/eval",
+                   help="folder for pr_curves.png, confusion_matrix.png, per_class.csv and per_class.json")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the PR curves, confusion matrix and per-class table (--no-plots: metrics only)")
+    p.add_argument("--matrix-conf", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum detection score (default 0.25)")
+    p.add_argument("--matrix-iou", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum IoU of a detection and the box it finds (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -173,11 +184,13 @@ def _eval(args: argparse.Namespace) -> int:
 
     from fcos.data import load_annotations, remap_classes
     from fcos.engine.checkpoint import load_weights
-    from fcos.engine.evaluate import METRIC_NAMES, evaluate
+    from fcos.engine.evaluate import METRIC_NAMES, run_evaluation
+    from fcos.writes import write_text
 
     model, state = load_weights(args.weights, args.device)
     data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
-    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    metrics = result.metrics
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     for name in METRIC_NAMES[:6]:
         print(f"  {name:5s} {metrics[name]:.4f}")
@@ -186,7 +199,14 @@ def _eval(args: argparse.Namespace) -> int:
     for name, ap in metrics["per_class"].items():
         print(f"    {name:{width}s} {ap:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_text(args.json, json.dumps(metrics, indent=2))
+    if args.plots:
+        from fcos.engine.diagnostics import MATRIX_CONF, MATRIX_IOU, write_diagnostics
+
+        conf = MATRIX_CONF if args.matrix_conf is None else args.matrix_conf
+        iou = MATRIX_IOU if args.matrix_iou is None else args.matrix_iou
+        written = write_diagnostics(result, data, args.out, conf=conf, iou=iou)
+        print(f"wrote {', '.join(p.name for p in written)} to {args.out}")
     return 0
 
 
@@ -322,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.data.images import ImageError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.extras import MissingExtraError
     from fcos.model.backbones import BackboneError
     from fcos.writes import WriteError
 
@@ -330,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
-    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError) as exc:
+    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError,
+            MissingExtraError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
