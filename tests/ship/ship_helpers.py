@@ -52,3 +52,26 @@ def assert_same_detections(a: dict, b: dict, box_tol: float = 0.5, score_tol: fl
         )
         assert close.any(), f"no match for label {label} box {box} score {score}"
         used[np.flatnonzero(close)[0]] = True
+
+
+def dense_scene(shared_data: Path, cols: int = 8, rows: int = 6, tile: int = 140):
+    """A dense real scene: the fruit images (train then val, repeated as needed) shrunk into a ``cols`` x
+    ``rows`` mosaic of ``tile``-px cells, with their boxes. Returns (PIL image, boxes [N, 4], labels [N])."""
+    import numpy as np
+    from PIL import Image
+
+    from fcos.data import load_annotations
+    from fcos.data.images import read_image
+
+    records = [r for split in ("train", "val") for r in load_annotations(shared_data / "fruit", split).records]
+    canvas = Image.new("RGB", (cols * tile, rows * tile), (90, 90, 90))
+    boxes, labels = [], []
+    for k in range(cols * rows):
+        record = records[k % len(records)]
+        scale = tile / max(record.width, record.height)
+        x0, y0 = (k % cols) * tile, (k // cols) * tile
+        image = read_image(record.path, exif=False).resize((round(record.width * scale), round(record.height * scale)))
+        canvas.paste(image, (x0, y0))
+        boxes.append(record.boxes * scale + np.array([x0, y0, x0, y0], np.float32))
+        labels.append(record.labels)
+    return canvas, np.concatenate(boxes), np.concatenate(labels)
