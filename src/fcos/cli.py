@@ -259,19 +259,31 @@ def _data(args: argparse.Namespace) -> int:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
-    p.add_argument("--source", required=True, help="an image file or a directory of images")
-    p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
+    p.add_argument("--source", required=True,
+                   help="an image, a video, a folder of them, or a glob pattern (quoted: 'photos/**/*.jpg')")
+    p.add_argument("--out", default="runs/predict", help="output folder: drawn images and videos, predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--recursive", action="store_true", help="a folder source: its subfolders too (outputs mirror them)")
+    p.add_argument("--save-txt", action="store_true",
+                   help="YOLO labels in OUT/labels/: class cx cy w h score per line, normalised")
+    p.add_argument("--save-crops", action="store_true", help="each detection's crop in OUT/crops/<class>/")
+    p.add_argument("--hide-labels", action="store_true", help="draw boxes without class tags")
+    p.add_argument("--hide-conf", action="store_true", help="tags without scores")
+    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the image size)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-@command("predict", "detect objects in an image or a folder; write drawn images and COCO-format JSON", _predict_args)
+@command("predict", "detect objects in images, folders, glob patterns or videos; write drawn images and videos, "
+                    "COCO-format JSON, optionally YOLO labels and crops", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from fcos.predict import Predictor, predict_source
 
     predictor = Predictor(args.weights, device=args.device, backend=args.backend)
-    out = predict_source(predictor, args.source, args.out, conf=args.conf)
+    out = predict_source(predictor, args.source, args.out, conf=args.conf, recursive=args.recursive,
+                         save_txt=args.save_txt, save_crops=args.save_crops, line_width=args.line_width,
+                         show_labels=not args.hide_labels, show_conf=not args.hide_conf, progress=args.progress)
     print(f"wrote {out / 'predictions.json'} and drawn images to {out}")
     return 0
 
@@ -344,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.engine.checkpoint import CheckpointError
     from fcos.extras import MissingExtraError
     from fcos.model.backbones import BackboneError
+    from fcos.video import VideoError
     from fcos.writes import WriteError
 
     args = build_parser().parse_args(argv)
@@ -352,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
     except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError,
-            MissingExtraError) as exc:
+            MissingExtraError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:
