@@ -10,8 +10,9 @@ Tags stay readable on dense scenes (many small objects):
   half the box's height, and the tag about 1.5 box widths wide), never below :data:`MIN_FONT` px;
 - a tag sits above its box (ground truth: below), else inside it, else on the other side, always whole
   inside the image, and never on a tag already placed: tags are placed by priority (predictions by
-  descending score, then ground truth), each where it overlaps no earlier tag; a tag that would cover
-  more than half of an earlier one is left out (its box is still drawn, in its class colour);
+  descending score, then ground truth), each where it overlaps no earlier tag; a tag that cannot avoid
+  covering more than :data:`MAX_TAG_OVERLAP` of an earlier one (or of itself) is left out: its box is
+  still drawn, in its class colour;
 - ``show_labels=False`` draws boxes only, ``show_conf=False`` drops the scores, ``line_width`` sets the
   box lines (default: 1/300 of the shorter side, at least 2 px), as ultralytics' ``--hide-labels``,
   ``--hide-conf`` and ``--line-width`` do.
@@ -27,9 +28,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["MIN_FONT", "class_color", "draw_detections", "image_grid", "image_rows", "place_tags"]
+__all__ = ["MAX_TAG_OVERLAP", "MIN_FONT", "class_color", "draw_detections", "image_grid", "image_rows", "place_tags"]
 
 MIN_FONT = 10  # px: the smallest tag text (Pillow's default font stays legible down to about this)
+MAX_TAG_OVERLAP = 0.15  # a tag sharing more than this share of the smaller tag with an earlier one is left out
 Rect = tuple[float, float, float, float]
 
 
@@ -108,13 +110,14 @@ def place_tags(boxes: Sequence[Sequence[float]], sizes: Sequence[tuple[float, fl
             x = min(max(x, 0), max(canvas[0] - w, 0))
             y = min(max(y, 0), max(canvas[1] - h, 0))
             rect = (x, y, x + w, y + h)
-            cover = max((_overlap(rect, other) / max((other[2] - other[0]) * (other[3] - other[1]), 1e-9)
+            # The share of the smaller of two tags that they have in common: text under text is unreadable.
+            cover = max((_overlap(rect, other) / max(min(w * h, (other[2] - other[0]) * (other[3] - other[1])), 1e-9)
                          for other in placed), default=0.0)
             if cover < best_cover:
                 best, best_cover = rect, cover
             if cover == 0:
                 break
-        keep = best is not None and best_cover <= 0.5
+        keep = best is not None and best_cover <= MAX_TAG_OVERLAP
         out.append(best if keep else None)
         if keep:
             placed.append(best)

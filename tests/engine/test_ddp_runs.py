@@ -92,6 +92,7 @@ def test_early_stopping_and_tensorboard_agree_across_ranks(shapes, tmp_path):
     # Learning rate 0: the untrained model's scores stay under the decoder's threshold, AP is 0 at every
     # evaluation, so --patience 1 stops both ranks after the second epoch (a rank stopping alone would hang
     # the other in its next collective). Rank 0 alone writes the TensorBoard events.
+    pytest.importorskip("tensorboard")
     out = tmp_path / "patience"
     result = run(torchrun(*train_args(shapes, out, "--batch-size", "1", "--epochs", "6", "--lr", "0", "--patience", "1",
                                       "--tensorboard")))

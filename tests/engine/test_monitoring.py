@@ -101,6 +101,7 @@ def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
 
 
 def test_tensorboard_logs_losses_lr_metrics_and_pictures(shapes, tmp_path):
+    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tiny_run(shapes, tmp_path, epochs=2, tensorboard=True).run()
