@@ -103,6 +103,9 @@ def test_confusion_matrix_rule_by_hand():
                          [0, 0, 1],   # GT b: missed
                          [1, 0, 0]])  # background: one false positive of a (the crowd one is ignored)
     assert (matrix == expected).all()
+    halves = [{k: v[:2] if k != "image_id" else v for k, v in predictions[0].items()},
+              {k: v[2:] if k != "image_id" else v for k, v in predictions[0].items()}]
+    assert (confusion_matrix(halves, data) == expected).all()  # an image's detections in two entries
     # the thresholds are the rule's: with conf 0.05, GT b is found
     assert confusion_matrix(predictions, data, conf=0.05)[1, 1] == 1
     # an empty prediction list: every box missed

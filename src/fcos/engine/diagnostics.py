@@ -107,20 +107,28 @@ def confusion_matrix(
     """
     num_classes = data.num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
-    by_id = {int(p["image_id"]): p for p in predictions}
+    by_id: dict[int, list[dict[str, Any]]] = {}
+    for pred in predictions:
+        by_id.setdefault(int(pred["image_id"]), []).append(pred)
     for record in data.records:
-        pred = by_id.get(int(record.image_id))
-        boxes, scores, labels = np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)
-        if pred is not None:
-            boxes, scores, labels = (np.asarray(pred[k]) for k in ("boxes", "scores", "labels"))
-            keep = scores >= conf
-            boxes, scores, labels = boxes[keep].reshape(-1, 4), scores[keep], labels[keep].astype(np.int64)
+        boxes, scores, labels = _detections(by_id.get(int(record.image_id), []))
+        keep = scores >= conf
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         match, found = match_detections(boxes, scores, record.boxes, iou=iou, crowd=record.crowd)
         matched = match >= 0
         np.add.at(matrix, (record.labels[match[matched]], labels[matched]), 1)
         np.add.at(matrix, (num_classes, labels[match == -1]), 1)
         np.add.at(matrix, (record.labels[~found], num_classes), 1)
     return matrix
+
+
+def _detections(parts: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's boxes [N, 4], scores [N] and labels [N], from all its entries (usually one)."""
+    boxes = [np.asarray(p["boxes"], np.float64).reshape(-1, 4) for p in parts]
+    scores = [np.asarray(p["scores"], np.float64).reshape(-1) for p in parts]
+    labels = [np.asarray(p["labels"], np.int64).reshape(-1) for p in parts]
+    return (np.concatenate([np.zeros((0, 4)), *boxes]), np.concatenate([np.zeros(0), *scores]),
+            np.concatenate([np.zeros(0, np.int64), *labels]))
 
 
 def class_table(result: EvalResult, data: DetectionData, matrix: np.ndarray) -> list[dict[str, Any]]:
