@@ -39,7 +39,7 @@ import numpy as np
 from fcos.data import DetectionData
 from fcos.engine import distributed as D
 from fcos.engine.evaluate import EvalResult, PRCurves
-from fcos.writes import WriteError, atomic_write, write_text
+from fcos.writes import atomic_write, write_text
 
 __all__ = [
     "MATRIX_CONF",
@@ -185,13 +185,13 @@ def write_diagnostics(
 
 
 def save_diagnostics(result: EvalResult, data: DetectionData, out: str | Path, **kwargs: Any) -> None:
-    """:func:`write_diagnostics` on rank 0, called by every rank (a collective): a failed write stops every
-    rank with the same :class:`~fcos.writes.WriteError`, none is left waiting."""
+    """:func:`write_diagnostics` on rank 0, called by every rank (a collective): a failure (a
+    :class:`~fcos.writes.WriteError`, or any other) stops every rank with the same error, none is left waiting."""
     failure = None
     if D.is_main():
         try:
             write_diagnostics(result, data, out, **kwargs)
-        except WriteError as exc:
+        except Exception as exc:  # re-raised below on every rank  # noqa: BLE001
             failure = exc
     failure = D.broadcast_object(failure)
     if failure is not None:
