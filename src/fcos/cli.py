@@ -49,6 +49,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                                        "finetune: SGD at 1/4 of the official rate, 100 warm-up updates (with --weights)")
     add_config_flags(groups, TrainConfig)
     groups[RUNTIME].add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
+    groups[RUNTIME].add_argument("--max-restarts", type=int, default=0, metavar="N",
+                                 help="restart all processes up to N times when one fails (launches torchrun); "
+                                      "they resume from OUT/last.pt")
 
 
 def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type) -> None:
@@ -99,11 +102,17 @@ def _none_or(kind: type) -> Callable[[str], Any]:
 
 @command("train", "train FCOS on a dataset", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    if args.devices > 1:
+    if args.devices > 1 or args.max_restarts > 0:
+        import os
+
         from fcos.engine.distributed import launch_local
 
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker would launch torchrun again
+            print("error: --devices and --max-restarts launch torchrun; under torchrun, give them to torchrun "
+                  "(--nproc-per-node, --max-restarts)", file=sys.stderr)
+            return 2
         argv = sys.argv[1:] if args.argv is None else list(args.argv)
-        return launch_local(args.devices, _drop_flag(argv, "--devices"))
+        return launch_local(args.devices, _drop_flag(_drop_flag(argv, "--devices"), "--max-restarts"), args.max_restarts)
     from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
     from fcos.engine.trainer import train
 

@@ -64,9 +64,9 @@ def test_patience_stops_the_run_says_so_and_writes_the_diagnostics(shapes, tmp_p
 
 def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
     class Fake:
-        def __init__(self, patience, resume=None):
-            self.cfg = cpu_from_scratch(patience=patience, resume=resume)
-            self.out, self.iteration, self.total, self.stops = tmp_path, 0, 100, 0
+        def __init__(self, patience, resumed_at=0):
+            self.cfg = cpu_from_scratch(patience=patience)
+            self.out, self.iteration, self.total, self.stops = tmp_path, resumed_at, 100, 0
 
         def request_stop(self):
             self.stops += 1
@@ -89,7 +89,7 @@ def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
     lines = [{"event": "train", "iteration": 1}, {"event": "val", "iteration": 2, "AP": 0.5},
              {"event": "val", "iteration": 4, "AP": 0.4}, {"event": "val", "iteration": 6, "AP": 0.45}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut sho')
-    resumed, hook = Fake(patience=3, resume="auto"), EarlyStopping()
+    resumed, hook = Fake(patience=3, resumed_at=7), EarlyStopping()  # --resume or a torchrun restart
     hook.before_train(resumed)
     assert (hook.best, hook.best_iteration, hook.since) == (0.5, 2, 2)
     resumed.iteration = 8

@@ -91,6 +91,11 @@ class TrainConfig:
     tensorboard: bool = option(
         False, "log losses, learning rate, validation AP and the prediction grid for TensorBoard into the run "
         "folder (`tensorboard --logdir runs`; pip install 'fcos[tensorboard]')", group=RUNTIME)
+    # 30 min as detectron2, Lightning and Hugging Face default their process-group timeout to.
+    ddp_timeout: float = option(
+        1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "
+        "stops, naming it; longer than the slowest validation or checkpoint write on rank 0 (0: no watchdog)",
+        group=RUNTIME)
     progress: bool = option(True, "progress bar", group=RUNTIME)
 
     def base_lr(self, processes: int = 1) -> float:

@@ -173,15 +173,15 @@ class EarlyStopping(Hook):
     (and metrics.jsonl's "done" record) says whether it stopped the run, and the best AP and its update.
 
     Every rank receives the same metrics from :func:`~fcos.engine.evaluate.run_evaluation`, so every rank
-    takes the same decision without a collective. A resumed run counts on from the validation records of
-    metrics.jsonl (read by rank 0, broadcast to all)."""
+    takes the same decision without a collective. A resumed run (``--resume`` or a torchrun restart)
+    counts on from the validation records of metrics.jsonl (read by rank 0, broadcast to all)."""
 
     def __init__(self) -> None:
         self.best, self.best_iteration, self.since, self.stopped = -math.inf, -1, 0, False
 
     def before_train(self, trainer: Trainer) -> None:
         self.__init__()
-        if not trainer.cfg.patience or not trainer.cfg.resume:
+        if not trainer.cfg.patience or not trainer.iteration:  # a fresh start (resumed runs start past update 0)
             return
         history = _val_history(trainer.out / "metrics.jsonl") if D.is_main() else None
         for iteration, ap in D.broadcast_object(history):  # every rank enters (same config everywhere)

@@ -40,6 +40,7 @@ from fcos.engine.evaluate import EvalResult, run_evaluation
 from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.engine.resume import agree_on_resumed, checkpoint_to_resume
 from fcos.hub import WeightsUnavailableError
 from fcos.model.detector import FCOS
 from fcos.pretrained import prefetch
@@ -85,7 +86,7 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.cfg = config
-        self.device = D.init_from_env(config.device)
+        self.device = D.init_from_env(config.device, config.ddp_timeout)
         self.out = Path(config.out)
         self.class_names, self.category_ids = list(class_names), category_ids
         self.val_data = val_data
@@ -118,15 +119,16 @@ class Trainer:
         self.val_result: EvalResult | None = None  # the latest evaluation (predictions and curves on rank 0)
         self._evaluated_at: int | None = None
         self._stop = False
-        if config.resume:
-            self._resume(self.out / "last.pt" if config.resume == "auto" else Path(config.resume))
+        resume = checkpoint_to_resume(config, self.out)  # after a torchrun restart: this launch's last.pt
+        if resume is not None:
+            self._resume(resume)
 
     @classmethod
     def from_config(cls, model_config: FCOSConfig, config: TrainConfig, **parts: Any) -> Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
         their classes (initialised from ``config.weights`` if given) and the training transforms.
         ``parts`` (optimizer, hooks) are passed on."""
-        device = D.init_from_env(config.device)
+        device = D.init_from_env(config.device, config.ddp_timeout)
         _seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
@@ -155,7 +157,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
-        """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume)."""
+        """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume).
+        With several processes a watchdog stops the run when one hangs (``ddp_timeout``, naming it)."""
+        with D.watching(self.cfg.ddp_timeout):
+            return self._run(stop_at)
+
+    def _run(self, stop_at: int | None) -> dict[str, Any]:
         self._call("before_train")
         end = self.total if stop_at is None else min(stop_at, self.total)
         self.bar = tqdm(total=self.total, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
@@ -166,7 +173,8 @@ class Trainer:
             while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
                 start = time.perf_counter()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
-                losses = self.step(micro)
+                with D.collective():  # DDP's all-reduces: waiting for the others is not a hang of this rank
+                    losses = self.step(micro)
                 seconds = time.perf_counter() - start
                 self.train_seconds += seconds
                 self.durations.append(seconds)
@@ -205,6 +213,7 @@ class Trainer:
         return metrics
 
     def _call(self, event: str, *args: Any) -> None:
+        D.progress(f"{event} at update {self.iteration}")
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
@@ -275,7 +284,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
             "best_ap": self.best_ap, "train_seconds": self.train_seconds, "rng": rng,
-            "train_config": dataclasses.asdict(self.cfg),
+            "train_config": dataclasses.asdict(self.cfg), "launch": D.launch_id(),
         }
         if self.ema:
             state["ema"] = self.ema.state_dict()
@@ -316,9 +325,11 @@ class Trainer:
         np.random.set_state(_as_numpy_state(state["rng"]["numpy"]))
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        agree_on_resumed(path, self.iteration)
         if D.is_main():
             _drop_records_after(self.out / "metrics.jsonl", self.iteration)
-            print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch})")
+            restart = f", restart {D.restart_count()}" if D.restart_count() else ""
+            print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch}{restart})", flush=True)
 
 
 def _drop_records_after(path: Path, iteration: int) -> None:
