@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -158,6 +157,10 @@ def _train(args: argparse.Namespace) -> int:
     if val and report:
         print(f"done: AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  ({summary['iteration']} updates, "
               f"{summary['train_seconds']:.0f} s of training) -> {summary['out']}")
+    early = summary.get("early_stopping") or {}
+    if early.get("stopped") and report:
+        print(f"stopped early: no better validation AP in {early['evaluations_without_improvement']} evaluations "
+              f"(--patience {early['patience']}); best AP {early['best_AP']:.4f} at update {early['best_iteration']}")
     return 0
 
 
@@ -188,6 +191,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the metrics here as JSON")
+    p.add_argument("--out", default="runs/eval",
+                   help="folder for pr_curves.png, confusion_matrix.png, per_class.csv and per_class.json")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the PR curves, confusion matrix and per-class table (--no-plots: metrics only)")
+    p.add_argument("--matrix-conf", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum detection score (default 0.25)")
+    p.add_argument("--matrix-iou", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum IoU of a detection and the box it finds (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -199,8 +210,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     from fcos.data import load_annotations, remap_classes
     from fcos.engine.checkpoint import load_weights
-    from fcos.engine.evaluate import METRIC_NAMES, evaluate
+    from fcos.engine.evaluate import METRIC_NAMES, run_evaluation
     from fcos.export.runtime import backend_for
+    from fcos.writes import write_text
 
     if backend_for(args.weights):  # an exported model: the same evaluation through its Predictor
         from fcos.predict import Predictor
@@ -211,7 +223,8 @@ def _eval(args: argparse.Namespace) -> int:
         model, state = load_weights(args.weights, args.device)
         class_names = state["class_names"]
     data = remap_classes(load_annotations(args.data, args.split), class_names)
-    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=args.device)
+    metrics = result.metrics
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     for name in METRIC_NAMES[:6]:
         print(f"  {name:5s} {metrics[name]:.4f}")
@@ -220,7 +233,14 @@ def _eval(args: argparse.Namespace) -> int:
     for name, ap in metrics["per_class"].items():
         print(f"    {name:{width}s} {ap:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_text(args.json, json.dumps(metrics, indent=2))
+    if args.plots:
+        from fcos.engine.diagnostics import MATRIX_CONF, MATRIX_IOU, write_diagnostics
+
+        conf = MATRIX_CONF if args.matrix_conf is None else args.matrix_conf
+        iou = MATRIX_IOU if args.matrix_iou is None else args.matrix_iou
+        written = write_diagnostics(result, data, args.out, conf=conf, iou=iou)
+        print(f"wrote {', '.join(p.name for p in written)} to {args.out}")
     return 0
 
 
@@ -312,20 +332,32 @@ def _data(args: argparse.Namespace) -> int:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True,
                    help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
-    p.add_argument("--source", required=True, help="an image file or a directory of images")
-    p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
+    p.add_argument("--source", required=True,
+                   help="an image, a video, a folder of them, or a glob pattern (quoted: 'photos/**/*.jpg')")
+    p.add_argument("--out", default="runs/predict", help="output folder: drawn images and videos, predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
                    help="default: by the weights suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--recursive", action="store_true", help="a folder source: its subfolders too (outputs mirror them)")
+    p.add_argument("--save-txt", action="store_true",
+                   help="YOLO labels in OUT/labels/: class cx cy w h score per line, normalised")
+    p.add_argument("--save-crops", action="store_true", help="each detection's crop in OUT/crops/<class>/")
+    p.add_argument("--hide-labels", action="store_true", help="draw boxes without class tags")
+    p.add_argument("--hide-conf", action="store_true", help="tags without scores")
+    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the image size)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-@command("predict", "detect objects in an image or a folder; write drawn images and COCO-format JSON", _predict_args)
+@command("predict", "detect objects in images, folders, glob patterns or videos; write drawn images and videos, "
+                    "COCO-format JSON, optionally YOLO labels and crops", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from fcos.predict import Predictor, predict_source
 
     predictor = Predictor(args.weights, device=args.device, backend=args.backend)
-    out = predict_source(predictor, args.source, args.out, conf=args.conf)
+    out = predict_source(predictor, args.source, args.out, conf=args.conf, recursive=args.recursive,
+                         save_txt=args.save_txt, save_crops=args.save_crops, line_width=args.line_width,
+                         show_labels=not args.hide_labels, show_conf=not args.hide_conf, progress=args.progress)
     print(f"wrote {out / 'predictions.json'} and drawn images to {out}")
     return 0
 
@@ -446,9 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data import DatasetError
     from fcos.data.images import ImageError
     from fcos.engine.checkpoint import CheckpointError
-    from fcos.export.extras import MissingExtraError
     from fcos.export.runtime import ExportedModelError
+    from fcos.extras import MissingExtraError
     from fcos.model.backbones import BackboneError
+    from fcos.video import VideoError
     from fcos.writes import WriteError
 
     args = build_parser().parse_args(argv)
@@ -457,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
     except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, FileNotFoundError,
-            ExportedModelError, MissingExtraError) as exc:
+            ExportedModelError, MissingExtraError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

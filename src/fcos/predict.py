@@ -1,5 +1,7 @@
 """Inference on images: one :class:`Predictor` for fcos checkpoints (PyTorch) and exported models
-(ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``; :mod:`fcos.export.runtime`), and :func:`predict_source`, which writes drawn images and COCO-format results.
+(ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``; :mod:`fcos.export.runtime`), and :func:`predict_source`
+(:mod:`fcos.predict_files`), which runs it over files, folders, glob patterns and videos and writes drawn
+images, COCO-format results, YOLO labels and crops.
 
 Both backends give the same detections for the same image (``tests/ship/test_export.py`` checks it on
 real images): the exported path resizes and pads on the host exactly as the model's ``InputTransform``
@@ -9,7 +11,6 @@ Every image is run on its own, so an image's detections never depend on what it 
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ from PIL import Image
 from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
-from fcos.data.images import IMAGE_SUFFIXES, ImageError, is_image_file, read_image
+from fcos.data.images import IMAGE_SUFFIXES, read_image
 from fcos.export.host import finish, prepare_inputs
 from fcos.ops.sizing import check_resized_size
-from fcos.writes import save_image, write_json
+from fcos.predict_files import list_images, predict_source
 
 __all__ = ["IMAGE_SUFFIXES", "Detector", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
 
@@ -192,73 +193,3 @@ class Detector:
         return [{"boxes": torch.from_numpy(d["boxes"]), "scores": torch.from_numpy(d["scores"]),
                  "labels": torch.from_numpy(d["labels"])} for d in detections]
 
-
-def list_images(source: str | Path) -> list[Path]:
-    """An image file, or the image files directly inside a directory (sorted by name)."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if source.is_dir():
-        return sorted(p for p in source.iterdir() if is_image_file(p))
-    raise FileNotFoundError(f"source not found: {source}")
-
-
-def _coco_records(det: dict[str, Any], image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """COCO results (``fcos.engine.evaluate.to_coco_results``) plus file and class names, rounded for JSON."""
-    from fcos.engine.evaluate import to_coco_results
-
-    prediction = {"image_id": image_id, "boxes": torch.from_numpy(det["boxes"]), "scores": torch.from_numpy(det["scores"]),
-                  "labels": torch.from_numpy(det["labels"])}
-    records = to_coco_results([prediction], category_ids)
-    for record, name in zip(records, det["names"], strict=True):
-        record.update(file_name=file_name, category_name=name, bbox=[round(v, 2) for v in record["bbox"]],
-                      score=round(record["score"], 5))
-    return records
-
-
-def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path, conf: float | None = None) -> Path:
-    """Run ``predictor`` on an image file or every image in a directory (not recursive).
-
-    Writes each image with its detections drawn to ``out_dir`` (same file name) and
-    ``out_dir/predictions.json`` in COCO results format: one record per detection with ``image_id``
-    (1-based position in the sorted file list), ``file_name``, ``category_id`` (the checkpoint's
-    ``category_ids``), ``category_name``, ``bbox`` [x, y, w, h] in original pixels and ``score``.
-
-    A single unreadable source file raises :class:`fcos.data.images.ImageError` naming it. In a directory,
-    broken files (empty, truncated, corrupt, not an image whatever the suffix, too many pixels) and images
-    too small for the model are skipped with a warning naming each file and why, then a warning with the
-    count, and the rest are predicted; ValueError if none could be read. A failed write (no space, read-only
-    folder) raises :class:`fcos.writes.WriteError` naming the file. Returns ``out_dir``.
-    """
-    from tqdm import tqdm
-
-    from fcos.viz import draw_detections
-
-    files = list_images(source)
-    single = Path(source).is_file()
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) in {source}")
-    out_dir = Path(out_dir)
-    if not single and out_dir.resolve() == Path(source).resolve():
-        raise ValueError(f"out_dir {out_dir} is the source directory: drawn images would overwrite the originals")
-    records: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=len(files) < 2), start=1):
-        try:
-            image = read_image(path)
-            (det,) = predictor(image, conf=conf)
-        except ValueError as exc:
-            if single:
-                raise
-            warnings.warn(f"skipping {path}: {exc.problem if isinstance(exc, ImageError) else exc}", stacklevel=2)
-            skipped.append(path.name)
-            continue
-        drawn = draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names)
-        save_image(drawn, out_dir / path.name)
-        records += _coco_records(det, image_id, path.name, predictor.category_ids)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {len(files)} images that could not be read: {skipped}", stacklevel=2)
-        if len(skipped) == len(files):
-            raise ValueError(f"none of the {len(files)} images in {source} could be read")
-    write_json(out_dir / "predictions.json", records)
-    return out_dir

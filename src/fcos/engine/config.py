@@ -98,6 +98,12 @@ class TrainConfig:
         "stop", "on a NaN/inf loss or gradient: stop (keeping the last checkpoint) or skip the update", group=RUNTIME)
     max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops", group=RUNTIME)
     val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
+    patience: int = option(
+        0, "early stopping: end the run after N evaluations in a row without a better validation AP (0: never)",
+        group=RUNTIME)
+    tensorboard: bool = option(
+        False, "log losses, learning rate, validation AP and the prediction grid for TensorBoard into the run "
+        "folder (`tensorboard --logdir runs`; pip install 'fcos[tensorboard]')", group=RUNTIME)
     # 30 min as detectron2, Lightning and Hugging Face default their process-group timeout to.
     ddp_timeout: float = option(
         1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "

@@ -36,7 +36,7 @@ from fcos.data.check import scan_images
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import TrainConfig
-from fcos.engine.evaluate import evaluate
+from fcos.engine.evaluate import EvalResult, run_evaluation
 from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
@@ -117,6 +117,8 @@ class Trainer:
         self.hooks: list[Hook] = list(default_hooks() if hooks is None else hooks)
         self.bar: tqdm | None = None
         self.val_metrics: dict[str, Any] = {}
+        self.val_result: EvalResult | None = None  # the latest evaluation (predictions and curves on rank 0)
+        self._evaluated_at: int | None = None
         self._stop = False
         resume = checkpoint_to_resume(config, self.out)  # after a torchrun restart: this launch's last.pt
         if resume is not None:
@@ -202,7 +204,7 @@ class Trainer:
         if self.iteration < self.total:
             self.save("last.pt")
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
-        if self.val_data is not None:
+        if self.val_data is not None and self._evaluated_at != self.iteration:  # not twice (an early stop)
             self.evaluate()
         boxes = {k: sum(c[k] for c in D.all_gather_objects(self.boxes)) for k in self.boxes}  # every rank
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "train_seconds": round(self.train_seconds, 1),
@@ -218,9 +220,11 @@ class Trainer:
         """COCO metrics of :attr:`eval_model` on ``val_data`` (a collective: every rank calls it), then
         the ``after_eval`` hooks."""
         assert self.val_data is not None
-        metrics = evaluate(self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
-                           device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
-        self.val_metrics = metrics
+        self.val_result = run_evaluation(
+            self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
+            device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
+        self.val_metrics = metrics = self.val_result.metrics
+        self._evaluated_at = self.iteration
         self._call("after_eval", metrics)
         return metrics
 

@@ -2,7 +2,7 @@
 post-processing (:mod:`fcos.export.host`), the writers (:mod:`fcos.export.onnx`, :mod:`fcos.export.openvino`),
 int8 calibration and quantization (:mod:`fcos.export.calibration`, :mod:`fcos.export.quantize`) and the
 runtimes that run the files (:mod:`fcos.export.runtime`). ONNX Runtime and OpenVINO are optional extras
-(:mod:`fcos.export.extras`); this package imports them only when a function needs them."""
+(:mod:`fcos.extras`); this package imports them only when a function needs them."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fcos.export.calibration import DEFAULT_CALIB_IMAGES, Calibration, calibration_inputs
-from fcos.export.extras import MissingExtraError, require
 from fcos.export.graph import DetectorGraph, nms_dense
 from fcos.export.host import finish, input_shape, prepare_inputs
 from fcos.export.onnx import DEFAULT_OPSET, export_onnx, read_metadata
 from fcos.export.openvino import export_openvino
 from fcos.export.runtime import EXPORT_SUFFIXES, ExportedModel, ExportedModelError, backend_for, load_exported
+from fcos.extras import MissingExtraError, require
 
 __all__ = [
     "DEFAULT_CALIB_IMAGES",

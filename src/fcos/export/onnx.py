@@ -45,9 +45,9 @@ from torch import nn
 from fcos.config import STRIDES, FCOSConfig
 from fcos.engine.checkpoint import load_weights
 from fcos.export.calibration import Calibration, calibration_inputs
-from fcos.export.extras import require
 from fcos.export.graph import DetectorGraph
 from fcos.export.quantize import quantize_onnx
+from fcos.extras import require
 
 __all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "read_metadata"]
 

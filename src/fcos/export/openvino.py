@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fcos.export.calibration import Calibration
-from fcos.export.extras import require
 from fcos.export.onnx import DEFAULT_OPSET, decode_metadata, export_onnx, read_metadata
+from fcos.extras import require
 
 __all__ = ["FORMAT", "export_openvino", "openvino_metadata"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fcos.export.extras import require
+from fcos.extras import require
 
 __all__ = ["KEEP_FLOAT", "network_node", "quantize_onnx"]
 
