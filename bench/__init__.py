@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "dataloader": "dataloader",
     "eval": "coco_eval",
     "onnx_runtime": "onnx_runtime",
+    "deploy_inference": "deploy",  # ONNX Runtime / OpenVINO, fp32 / int8, against torchvision's PyTorch FCOS
     "soak": "soak",
     "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
 }

@@ -9,7 +9,7 @@ import torch
 from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
-from bench.common import emit, level_shapes, peak_memory_mb, time_ms
+from bench.common import compare_ms, emit, level_shapes, peak_memory_mb
 from fcos.assign import assign_targets, stack_targets
 from fcos.config import STRIDES, torchvision
 from fcos.losses import FCOSCriterion
@@ -88,11 +88,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         ours_value, ref_value = case.ours(), case.reference()
         if not torch.allclose(ours_value, ref_value, rtol=1e-5):
             raise AssertionError(f"assign_loss outputs differ: {ours_value} vs {ref_value}")
-        repeat = 3 if quick else 9
+        repeat = 3
         for train in (False, True):
             ours, ref = partial(case.ours, train), partial(case.reference, train)
-            ours_ms = time_ms(ours, warmup=1 if quick else 3, repeat=repeat)
-            ref_ms = time_ms(ref, warmup=1 if quick else 2, repeat=repeat if boxes < 1000 else 3)
+            ours_ms, ref_ms = compare_ms(ours, ref, rounds=1 if quick else 3, warmup=1 if quick else 2,
+                                         repeat=repeat if boxes < 1000 else 1)
             ours_mb, ref_mb = peak_memory_mb(ours), peak_memory_mb(ref)
             records.append(
                 emit(

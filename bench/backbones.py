@@ -5,7 +5,7 @@ Runtime inference (each a whole :class:`fcos.predict.Predictor` call on one imag
 network, decoding, NMS) and one training step (batch 2, forward + backward + SGD update). The reference
 of every record is the default ResNet-50 measured in the same run (ratio > 1: faster than ResNet-50).
 Random init, official preset, 80 classes; the focal-loss prior leaves every score under the threshold,
-so the times are the networks'. Each backbone alternates rounds with the reference (best round median).
+so the times are the networks'. Each backbone alternates rounds with the reference (the median of the rounds).
 ``--quick`` runs two small backbones against ResNet-18 at 128 px to check that it runs.
 """
 

@@ -58,7 +58,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     if max_diff > 1e-6:
         raise AssertionError(f"COCO metrics differ from pycocotools by {max_diff}")
     ours_ms, ref_ms = compare_ms(lambda: coco_metrics(gt, results, CLASSES), lambda: pycocotools_metrics(gt, results),
-                                 rounds=1 if quick else 2, warmup=0 if quick else 1, repeat=1 if quick else 3)
+                                 rounds=1 if quick else 3, warmup=0 if quick else 1, repeat=1 if quick else 3)
     params = {"images": num_images, "detections": len(results), "ground_truth": len(gt["annotations"]), "backend": ours["backend"]}
     return [emit("eval", ours_ms, ref_ms, "ms", params, max_metric_diff=max_diff, AP=round(ours["AP"], 4))]
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ms", "dataset_path", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
+__all__ = ["compare_ms", "compare_rounds", "dataset_path", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,16 +51,35 @@ def level_shapes(height: int, width: int, levels: int = 5) -> list[tuple[int, in
     return shapes
 
 
+def compare_rounds(
+    ours: Callable[[], Any], reference: Callable[[], Any], *, rounds: int = 5, warmup: int = 2, repeat: int = 3
+) -> tuple[list[float], list[float]]:
+    """Per-round milliseconds (ours, reference) of alternating rounds, each round the median of ``repeat``
+    calls of one side. Both sides are warmed up first; the order within a round swaps every round (ABBA),
+    so drift and load from other processes on a shared machine hit both sides alike."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    ours_rounds: list[float] = []
+    ref_rounds: list[float] = []
+    for i in range(rounds):
+        if i % 2 == 0:
+            ours_rounds.append(time_ms(ours, warmup=0, repeat=repeat))
+            ref_rounds.append(time_ms(reference, warmup=0, repeat=repeat))
+        else:
+            ref_rounds.append(time_ms(reference, warmup=0, repeat=repeat))
+            ours_rounds.append(time_ms(ours, warmup=0, repeat=repeat))
+    return ours_rounds, ref_rounds
+
+
 def compare_ms(
-    ours: Callable[[], Any], reference: Callable[[], Any], *, rounds: int = 3, warmup: int = 2, repeat: int = 5
+    ours: Callable[[], Any], reference: Callable[[], Any], *, rounds: int = 5, warmup: int = 2, repeat: int = 3
 ) -> tuple[float, float]:
-    """(ours, reference) milliseconds: alternating rounds, the best round median of each side, so that
-    load from other processes on a shared machine hits both sides alike."""
-    ours_ms = ref_ms = float("inf")
-    for _ in range(rounds):
-        ours_ms = min(ours_ms, time_ms(ours, warmup=warmup, repeat=repeat))
-        ref_ms = min(ref_ms, time_ms(reference, warmup=warmup, repeat=repeat))
-    return ours_ms, ref_ms
+    """(ours, reference) milliseconds: the MEDIAN over alternating rounds (:func:`compare_rounds`) of each
+    side's round medians. Not each side's best round: a best-of keeps whichever side got lucky with the
+    machine's load, the median is what a user sees."""
+    ours_rounds, ref_rounds = compare_rounds(ours, reference, rounds=rounds, warmup=warmup, repeat=repeat)
+    return statistics.median(ours_rounds), statistics.median(ref_rounds)
 
 
 def _status_kb(key: str) -> int | None:

@@ -35,7 +35,7 @@ def _measure(batch: int, height: int, width: int, boxes: int, quick: bool) -> di
     try:
         if not torch.equal(ours(), torch.stack(reference())):
             raise AssertionError("assignments differ")
-        ours_ms, ref_ms = compare_ms(ours, reference, rounds=1 if quick else 2, warmup=1, repeat=3 if quick or boxes >= 1000 else 5)
+        ours_ms, ref_ms = compare_ms(ours, reference, rounds=1 if quick else 3, warmup=1, repeat=3 if quick or boxes >= 1000 else 5)
         return {"ours_ms": ours_ms, "reference_ms": ref_ms, "ours_mb": peak_memory_mb(ours), "reference_mb": peak_memory_mb(reference)}
     finally:
         tv.head.compute_loss = original

@@ -22,3 +22,26 @@ def test_benchmark_runs_quick_and_prints_json(name):
     for r in records:
         assert {"name", "ours", "reference", "unit", "ratio", "params"} <= set(r)
         assert r["ours"] > 0
+
+
+def test_compare_reports_the_median_of_alternating_rounds(monkeypatch):
+    """Each side's figure is the median of its round medians (not its best round), and the order within
+    a round swaps every round so drift hits both sides alike."""
+    import bench.common as common
+
+    times = {"ours": iter([10.0, 100.0, 12.0]), "reference": iter([20.0, 21.0, 200.0])}
+    order = []
+
+    def fake_time_ms(fn, *, warmup, repeat):
+        order.append(fn.__name__)
+        return next(times[fn.__name__])
+
+    def ours():
+        pass
+
+    def reference():
+        pass
+
+    monkeypatch.setattr(common, "time_ms", fake_time_ms)
+    assert common.compare_ms(ours, reference, rounds=3, warmup=0) == (12.0, 21.0)  # best rounds would be (10, 20)
+    assert order == ["ours", "reference", "reference", "ours", "ours", "reference"]

@@ -27,8 +27,11 @@ def test_train_eval_predict_round_trip(shared_data, tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "val_predictions.png", "last.pt", "best.pt"):
         assert (run / name).is_file(), name
 
-    proc = fcos("eval", "--weights", run / "last.pt", "--data", shared_data / "fruit", "--json", tmp_path / "m.json", "--workers", 0)
+    proc = fcos("eval", "--weights", run / "last.pt", "--data", shared_data / "fruit", "--json", tmp_path / "m.json", "--workers", 0,
+                "--out", tmp_path / "eval")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p.name for p in (tmp_path / "eval").iterdir()} == {"pr_curves.png", "confusion_matrix.png", "per_class.csv",
+                                                               "per_class.json"}
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert {"AP", "AP50", "AP75", "APs", "APm", "APl", "per_class"} <= set(metrics)
     assert set(metrics["per_class"]) == {"apple", "banana", "orange"}

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -26,10 +25,10 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     from fcos.config import PRESETS, FCOSConfig
-    from fcos.engine.config import DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
+    from fcos.engine.config import AUGMENT, DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
     from fcos.model.backbones import BACKBONES
 
-    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, RUNTIME)}
+    groups = {name: p.add_argument_group(name) for name in (DATA, "model", SCHEDULE, AUGMENT, RUNTIME)}
     g = groups["model"]
     g.add_argument("--preset", choices=sorted(PRESETS), help="default: official, or that of --weights")
     # A validator, not argparse choices: timm:<model> is open-ended (the error lists the registered names).
@@ -50,19 +49,27 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                                        "finetune: SGD at 1/4 of the official rate, 100 warm-up updates (with --weights)")
     add_config_flags(groups, TrainConfig)
     groups[RUNTIME].add_argument("--devices", type=int, default=1, help="processes on this machine (launches torchrun)")
+    groups[RUNTIME].add_argument("--max-restarts", type=int, default=0, metavar="N",
+                                 help="restart all processes up to N times when one fails (launches torchrun); "
+                                      "they resume from OUT/last.pt")
 
 
 def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type) -> None:
-    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``), in the group and
-    with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x`` (``bool``)
-    follow the annotation. Unset flags are absent from the namespace: the recipe's default applies."""
+    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``) whose group is in
+    ``groups``, with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x``
+    (``bool``) follow the annotation, or ``metadata["parse"]`` (text -> value, ValueError when bad) and
+    ``metavar``. Unset flags are absent from the namespace: the recipe's default applies."""
     hints = get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
+        if f.metadata.get("group", "options") not in groups:
+            continue
         kind, optional = _unwrap_optional(hints[f.name])
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
         if f.metadata.get("required"):
             kwargs["required"] = True
-        if kind is bool:
+        if "parse" in f.metadata:
+            kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
+        elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(kind) is Literal:
             kwargs["choices"] = get_args(kind)
@@ -89,6 +96,17 @@ def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
     return kind, False
 
 
+def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its ValueError's message shown by argparse as it is."""
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return run
+
+
 def _none_or(kind: type) -> Callable[[str], Any]:
     """Parse ``kind``, or the word 'none' as None (an optional field set to nothing)."""
     def parse(text: str) -> Any:
@@ -100,11 +118,17 @@ def _none_or(kind: type) -> Callable[[str], Any]:
 
 @command("train", "train FCOS on a dataset", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    if args.devices > 1:
+    if args.devices > 1 or args.max_restarts > 0:
+        import os
+
         from fcos.engine.distributed import launch_local
 
+        if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun worker would launch torchrun again
+            print("error: --devices and --max-restarts launch torchrun; under torchrun, give them to torchrun "
+                  "(--nproc-per-node, --max-restarts)", file=sys.stderr)
+            return 2
         argv = sys.argv[1:] if args.argv is None else list(args.argv)
-        return launch_local(args.devices, _drop_flag(argv, "--devices"))
+        return launch_local(args.devices, _drop_flag(_drop_flag(argv, "--devices"), "--max-restarts"), args.max_restarts)
     from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
     from fcos.engine.trainer import train
 
@@ -135,6 +159,10 @@ def _train(args: argparse.Namespace) -> int:
         metrics = f"AP {val['AP']:.4f}  AP50 {val['AP50']:.4f}  " if val else ""
         print(f"done: {metrics}({summary['iteration']} updates, {summary['train_seconds']:.0f} s of training, "
               f"ended by {summary['ended_by'].replace('_', ' ')}) -> {summary['out']}")
+    early = summary.get("early_stopping") or {}
+    if early.get("stopped") and report:
+        print(f"stopped early: no better validation AP in {early['evaluations_without_improvement']} evaluations "
+              f"(--patience {early['patience']}); best AP {early['best_AP']:.4f} at update {early['best_iteration']}")
     return 0
 
 
@@ -175,20 +203,35 @@ def _device(name: str, kinds: Sequence[str] | None = None) -> Any:
 
 
 def _predictor_device(args: argparse.Namespace) -> str:
-    """Predict and serve: an ONNX model runs where this onnxruntime can run it (CUDA only with its CUDA provider)."""
-    onnx = args.backend == "onnxruntime" or (args.backend is None and str(args.weights).lower().endswith(".onnx"))
-    if not onnx:
-        return str(_device(args.device))
-    import onnxruntime as ort
+    """Predict, eval and serve: an exported model runs where its runtime can run it (ONNX Runtime: CUDA
+    only with its CUDA provider; OpenVINO: the CPU)."""
+    from fcos.export.runtime import backend_for
 
-    return str(_device(args.device, ("cuda", "cpu") if "CUDAExecutionProvider" in ort.get_available_providers() else ("cpu",)))
+    backend = getattr(args, "backend", None) or backend_for(args.weights)
+    if backend is None or backend == "torch":
+        return str(_device(args.device))
+    kinds: tuple[str, ...] = ("cpu",)
+    if backend == "onnxruntime":
+        import onnxruntime as ort
+
+        kinds = ("cuda", "cpu") if "CUDAExecutionProvider" in ort.get_available_providers() else ("cpu",)
+    return str(_device(args.device, kinds))
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml: its COCO AP as deployed) or a pretrained name")
     p.add_argument("--data", required=True, help="dataset directory or data YAML")
     p.add_argument("--split", default="val")
     p.add_argument("--json", help="write the metrics here as JSON")
+    p.add_argument("--out", default="runs/eval",
+                   help="folder for pr_curves.png, confusion_matrix.png, per_class.csv and per_class.json")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the PR curves, confusion matrix and per-class table (--no-plots: metrics only)")
+    p.add_argument("--matrix-conf", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum detection score (default 0.25)")
+    p.add_argument("--matrix-iou", type=float, default=None, metavar="X",
+                   help="confusion matrix: minimum IoU of a detection and the box it finds (default 0.5)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
@@ -200,12 +243,23 @@ def _eval(args: argparse.Namespace) -> int:
 
     from fcos.data import load_annotations, remap_classes
     from fcos.engine.checkpoint import load_weights
-    from fcos.engine.evaluate import METRIC_NAMES, evaluate
+    from fcos.engine.evaluate import METRIC_NAMES, run_evaluation
+    from fcos.export.runtime import backend_for
+    from fcos.writes import write_text
 
-    device = _device(args.device)
-    model, state = load_weights(args.weights, device)
-    data = remap_classes(load_annotations(args.data, args.split), state["class_names"])
-    metrics = evaluate(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
+    if backend_for(args.weights):  # an exported model: the same evaluation through its Predictor
+        from fcos.predict import Predictor
+
+        device = _predictor_device(args)
+        predictor = Predictor(args.weights, device=device)
+        model, class_names = predictor.as_detector(), predictor.class_names
+    else:
+        device = _device(args.device)
+        model, state = load_weights(args.weights, device)
+        class_names = state["class_names"]
+    data = remap_classes(load_annotations(args.data, args.split), class_names)
+    result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
+    metrics = result.metrics
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     for name in METRIC_NAMES[:6]:
         print(f"  {name:5s} {metrics[name]:.4f}")
@@ -214,7 +268,14 @@ def _eval(args: argparse.Namespace) -> int:
     for name, ap in metrics["per_class"].items():
         print(f"    {name:{width}s} {ap:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        write_text(args.json, json.dumps(metrics, indent=2))
+    if args.plots:
+        from fcos.engine.diagnostics import MATRIX_CONF, MATRIX_IOU, write_diagnostics
+
+        conf = MATRIX_CONF if args.matrix_conf is None else args.matrix_conf
+        iou = MATRIX_IOU if args.matrix_iou is None else args.matrix_iou
+        written = write_diagnostics(result, data, args.out, conf=conf, iou=iou)
+        print(f"wrote {', '.join(p.name for p in written)} to {args.out}")
     return 0
 
 
@@ -239,6 +300,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     check.add_argument("--split", help="the split to check (default: every split the dataset has: train, val, test)")
     check.add_argument("--skip-bad-images", action="store_true",
                        help="count and name unreadable images instead of stopping at the first")
+    show = sub.add_parser("show", help="draw a grid of training samples with their boxes and class names "
+                                        "(--augment: as training augments them) into a PNG")
+    _show_args(show)
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
     shapes.add_argument("--out", required=True, help="output folder")
     # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
@@ -259,11 +323,46 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     tiles.add_argument("--seed", type=int, default=0)
 
 
-@command("data", "check a dataset, or generate the synthetic shapes or a tiled small-object dataset", _data_args)
+def _show_args(p: argparse.ArgumentParser) -> None:
+    from fcos.engine.config import AUGMENT, TRAIN_PRESETS, TrainConfig
+
+    p.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", default="samples.png", help="PNG to write")
+    p.add_argument("--count", type=_positive_int, default=16, help="samples: the first of training's first epoch")
+    p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
+    p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
+    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
+    p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
+    add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def _show(args: argparse.Namespace) -> int:
+    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
+    from fcos.engine.show import show_samples
+
+    config = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))  # with --data and --seed
+    input_config = model_config_for(1, img_size=args.img_size).input
+    report = show_samples(args.data, args.out, split=args.split, augment=args.augment, count=args.count,
+                          config=config, input_config=input_config)
+    print(report.summary())
+    return 0
+
+
+@command("data", "check a dataset, draw its training samples, or generate the synthetic shapes or a tiled small-object dataset", _data_args)
 def _data(args: argparse.Namespace) -> int:
     from fcos.data import DatasetError, generate_shapes
     from fcos.data.check import check_splits
 
+    if args.data_command == "show":
+        return _show(args)
     if args.data_command == "shapes":
         given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
@@ -285,42 +384,104 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
-    p.add_argument("--source", required=True, help="an image file or a directory of images")
-    p.add_argument("--out", default="runs/predict", help="output folder: drawn images + predictions.json")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
+    p.add_argument("--source", required=True,
+                   help="an image, a video, a folder of them, or a glob pattern (quoted: 'photos/**/*.jpg')")
+    p.add_argument("--out", default="runs/predict", help="output folder: drawn images and videos, predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
+                   help="default: by the weights suffix")
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    p.add_argument("--recursive", action="store_true", help="a folder source: its subfolders too (outputs mirror them)")
+    p.add_argument("--save-txt", action="store_true",
+                   help="YOLO labels in OUT/labels/: class cx cy w h score per line, normalised")
+    p.add_argument("--save-crops", action="store_true", help="each detection's crop in OUT/crops/<class>/")
+    p.add_argument("--hide-labels", action="store_true", help="draw boxes without class tags")
+    p.add_argument("--hide-conf", action="store_true", help="tags without scores")
+    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the image size)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-@command("predict", "detect objects in an image or a folder; write drawn images and COCO-format JSON", _predict_args)
+@command("predict", "detect objects in images, folders, glob patterns or videos; write drawn images and videos, "
+                    "COCO-format JSON, optionally YOLO labels and crops", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from fcos.predict import Predictor, predict_source
 
     predictor = Predictor(args.weights, device=_predictor_device(args), backend=args.backend)
-    out = predict_source(predictor, args.source, args.out, conf=args.conf)
+    out = predict_source(predictor, args.source, args.out, conf=args.conf, recursive=args.recursive,
+                         save_txt=args.save_txt, save_crops=args.save_crops, line_width=args.line_width,
+                         show_labels=not args.hide_labels, show_conf=not args.hide_conf, progress=args.progress)
     print(f"wrote {out / 'predictions.json'} and drawn images to {out}")
     return 0
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name (fcos models)")
-    p.add_argument("--out", default="model.onnx", help="ONNX file to write")
+    p.add_argument("--format", choices=("onnx", "openvino"), default="onnx",
+                   help="onnx: one .onnx (ONNX Runtime); openvino: OpenVINO IR, .xml + .bin")
+    p.add_argument("--out", default=None, help="file to write (default: model.onnx / model.xml)")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="fixed input size (multiples of 32); default: dynamic height and width")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch axis (default: batch 1)")
     p.add_argument("--nms", action=argparse.BooleanOptionalAction, default=True,
                    help="class-aware NMS inside the graph (--no-nms: output candidates for the caller's NMS)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcos.export.DEFAULT_OPSET, 17)")
+    g = p.add_argument_group("int8 (static post-training quantization)")
+    g.add_argument("--int8", action="store_true", help="quantize the network to int8, calibrated on --calib-data")
+    g.add_argument("--calib-data", help="dataset whose training images calibrate int8 (any layout fcos reads)")
+    g.add_argument("--calib-images", type=int, default=None, help="calibration images (default: fcos.export.DEFAULT_CALIB_IMAGES, 32)")
+    g.add_argument("--calib-split", default="train", help="split of --calib-data to calibrate on")
+    g.add_argument("--seed", type=int, default=0, help="picks the calibration images (same seed, same int8 model)")
 
 
-@command("export", "export a checkpoint to ONNX (network + decoding + NMS)", _export_args)
+def _calibration(args: argparse.Namespace):
+    """The int8 calibration the flags ask for, None for fp32; calibration flags without --int8 are an error."""
+    from fcos.export import DEFAULT_CALIB_IMAGES, Calibration
+
+    if not args.int8:
+        if args.calib_data or args.calib_images is not None:
+            raise SystemExit("error: --calib-data / --calib-images calibrate int8: add --int8")
+        return None
+    if not args.calib_data:
+        raise SystemExit("error: --int8 needs --calib-data DATA (training images that set the int8 ranges)")
+    return Calibration(args.calib_data, args.calib_images or DEFAULT_CALIB_IMAGES, args.calib_split, args.seed)
+
+
+@command("export", "export a checkpoint to ONNX or OpenVINO (network + decoding + NMS), fp32 or int8", _export_args)
 def _export(args: argparse.Namespace) -> int:
-    from fcos.export import DEFAULT_OPSET, export_onnx
+    from fcos.export import DEFAULT_OPSET, FORMATS, export
 
-    out = export_onnx(args.weights, args.out, img_size=args.img_size, dynamic=args.dynamic, nms=args.nms,
-                      opset=args.opset or DEFAULT_OPSET)
-    print(f"wrote {out}")
+    out = args.out or "model" + FORMATS[args.format]
+    path = export(args.weights, out, args.format, img_size=args.img_size, dynamic=args.dynamic, nms=args.nms,
+                  opset=args.opset or DEFAULT_OPSET, int8=_calibration(args))
+    print(f"wrote {path}" + (f" and {path.with_suffix('.bin')}" if args.format == "openvino" else ""))
+    return 0
+
+
+def _benchmark_args(p: argparse.ArgumentParser) -> None:
+    from fcos.benchmark import DEFAULT_ROWS
+
+    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt) or a pretrained name")
+    p.add_argument("--data", required=True, help="dataset: AP on --split, int8 calibration on --calib-split")
+    p.add_argument("--split", default="val")
+    p.add_argument("--out", default="runs/benchmark", help="folder for the exported files and benchmark.json / .csv")
+    p.add_argument("--formats", nargs="+", default=list(DEFAULT_ROWS), metavar="FORMAT/PRECISION",
+                   help=f"rows to measure (default: {' '.join(DEFAULT_ROWS)})")
+    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="fixed export input size (default: dynamic, as fcos export)")
+    p.add_argument("--calib-images", type=int, default=None, help="int8 calibration images (default 32)")
+    p.add_argument("--calib-split", default="train")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per row (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
+
+
+@command("benchmark", "export to every format and precision; table of file size, latency and COCO AP", _benchmark_args)
+def _benchmark(args: argparse.Namespace) -> int:
+    from fcos.benchmark import run_benchmark
+
+    run_benchmark(args.weights, args.data, args.out, rows=args.formats, split=args.split, img_size=args.img_size,
+                  calib_images=args.calib_images, calib_split=args.calib_split, runs=args.runs, threads=args.threads)
     return 0
 
 
@@ -337,10 +498,12 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="fcos checkpoint (.pt), exported model (.onnx) or a pretrained name")
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default=None, help="default: by the weights suffix")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"), default=None,
+                   help="default: by the weights suffix")
     p.add_argument("--device", default="auto", help=_DEVICE_HELP)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
     p.add_argument("--max-concurrency", type=int, default=2, help="inferences running at once")
@@ -370,7 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data.images import ImageError
     from fcos.devices import DeviceError
     from fcos.engine.checkpoint import CheckpointError
+    from fcos.export.runtime import ExportedModelError
+    from fcos.extras import MissingExtraError
     from fcos.model.backbones import BackboneError
+    from fcos.video import VideoError
     from fcos.writes import WriteError
 
     args = build_parser().parse_args(argv)
@@ -378,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
-    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError) as exc:
+    except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError,
+            ExportedModelError, MissingExtraError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -32,5 +32,6 @@ def run_demo(out: str | Path = "runs/demo", *, data_dir: str | Path = "data/shap
     val = summary["val"]
     print(f"\ndemo: COCO AP {val['AP']:.3f}  AP50 {val['AP50']:.3f}  AP75 {val['AP75']:.3f} after "
           f"{summary['iteration']} updates in {summary['train_seconds'] / 60:.1f} min of training")
-    print(f"outputs in {out}: loss_curve.png, val_predictions.png, metrics.jsonl, best.pt, last.pt")
+    print(f"outputs in {out}: loss_curve.png, val_predictions.png, pr_curves.png, confusion_matrix.png, "
+          "per_class.csv, metrics.jsonl, best.pt, last.pt")
     return summary

@@ -1,15 +1,16 @@
-"""Inference on images: one :class:`Predictor` for fcos checkpoints (PyTorch) and exported ONNX files
-(onnxruntime), and :func:`predict_source`, which writes drawn images and COCO-format results.
+"""Inference on images: one :class:`Predictor` for fcos checkpoints (PyTorch) and exported models
+(ONNX Runtime for ``.onnx``, OpenVINO for ``.xml``; :mod:`fcos.export.runtime`), and :func:`predict_source`
+(:mod:`fcos.predict_files`), which runs it over files, folders, glob patterns and videos and writes drawn
+images, COCO-format results, YOLO labels and crops.
 
 Both backends give the same detections for the same image (``tests/ship/test_export.py`` checks it on
-real images): the ONNX path resizes and pads on the host exactly as the model's ``InputTransform``
+real images): the exported path resizes and pads on the host exactly as the model's ``InputTransform``
 does (:mod:`fcos.export.host`) and maps boxes back with the same ``scale_boxes``.
 Every image is run on its own, so an image's detections never depend on what it was batched with.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ from PIL import Image
 from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
-from fcos.data.images import IMAGE_SUFFIXES, ImageError, is_image_file, read_image
+from fcos.data.images import IMAGE_SUFFIXES, read_image
 from fcos.export.host import finish, prepare_inputs
 from fcos.ops.sizing import check_resized_size
-from fcos.writes import save_image, write_json
+from fcos.predict_files import list_images, predict_source
 
-__all__ = ["IMAGE_SUFFIXES", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
+__all__ = ["IMAGE_SUFFIXES", "Detector", "Predictor", "list_images", "read_image", "predict_source", "to_tensor"]
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
 ImageLike = Image.Image | np.ndarray | Tensor
 
 
@@ -58,34 +59,26 @@ def to_tensor(image: ImageLike) -> Tensor:
     return image.float()
 
 
-def _providers(device: str) -> list[Any]:
-    import onnxruntime as ort
-
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ValueError(f"device {device!r}: this onnxruntime has no CUDAExecutionProvider")
-        index = int(device.partition(":")[2] or 0)
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda[:N]'")
-
-
 class Predictor:
-    """Detections for images, from a ``.pt`` checkpoint (PyTorch) or an exported ``.onnx`` (onnxruntime).
+    """Detections for images, from a ``.pt`` checkpoint (PyTorch) or an exported model: ``.onnx``
+    (ONNX Runtime) or ``.xml`` (OpenVINO), fp32 or int8.
 
     Args:
-        weights: checkpoint or ONNX file (written by ``fcos export``), or a registered pretrained name
+        weights: checkpoint, exported file (written by ``fcos export``), or a registered pretrained name
             (:mod:`fcos.pretrained`, e.g. ``"fcos_resnet50_fpn_coco"``).
-        device: "cpu" or "cuda[:N]".
-        backend: "torch" or "onnxruntime"; None picks by the file suffix (``.onnx`` -> onnxruntime).
+        device: "cpu" or "cuda[:N]" (OpenVINO: cpu only).
+        backend: "torch", "onnxruntime" or "openvino"; None picks by the file suffix (``.onnx`` ->
+            onnxruntime, ``.xml`` -> openvino, anything else -> torch).
         conf: default minimum score of returned detections, applied after the model's own decoding
             (``decode.score_thresh``, top-k, NMS); None keeps everything the model returns.
-        num_threads: onnxruntime intra-op threads; None uses PyTorch's thread count, for a like-for-like comparison.
+        num_threads: intra-op threads of the exported model's runtime; None uses PyTorch's thread count,
+            for a like-for-like comparison.
 
     ``predictor(images)`` takes one image or a list (PIL, HWC uint8 numpy, CHW tensor; or a [B, 3, H, W]
     tensor) and returns one dict per image: ``boxes`` [N, 4] float32 xyxy in original pixels, ``scores``
     [N] float32, ``labels`` [N] int64, ``names`` list of N class names; sorted by descending score.
+    ``predictor.config`` is the model's :class:`~fcos.config.FCOSConfig` (for an exported model, the
+    inference part its metadata carries: input, points, decode).
     """
 
     def __init__(
@@ -96,8 +89,10 @@ class Predictor:
         conf: float | None = None,
         num_threads: int | None = None,
     ) -> None:
+        from fcos.export.runtime import backend_for
+
         self.weights = Path(weights)
-        self.backend = backend or ("onnxruntime" if self.weights.suffix.lower() == ".onnx" else "torch")
+        self.backend = backend or backend_for(self.weights) or "torch"
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose from {BACKENDS}")
         from fcos.pretrained import is_registered
@@ -109,39 +104,37 @@ class Predictor:
         if self.backend == "torch":
             self._init_torch()
         else:
-            self._init_onnx(num_threads)
+            self._init_exported(num_threads)
 
     def _init_torch(self) -> None:
         from fcos.engine.checkpoint import load_weights
+        from fcos.export.runtime import backend_for
 
-        if self.weights.suffix.lower() == ".onnx":
-            raise ValueError(f"{self.weights} is an ONNX file: use backend='onnxruntime'")
+        exported = backend_for(self.weights)
+        if exported:
+            raise ValueError(f"{self.weights} is an exported {self.weights.suffix} model: use backend={exported!r}")
         model, state = load_weights(self.weights, map_location=self.device)
         self.model = model.to(self.device)
+        self.config = model.config
         self.input_config: InputConfig = model.config.input
         self.decode_config: DecodeConfig = model.config.decode
         self.class_names = [str(n) for n in state["class_names"]]
         self.category_ids = [int(i) for i in state["category_ids"]]
+        self.precision = "fp32"
+        self.img_size = None  # the model's own size rule, no fixed input
 
-    def _init_onnx(self, num_threads: int | None) -> None:
-        import onnxruntime as ort
+    def _init_exported(self, num_threads: int | None) -> None:
+        from fcos.export.runtime import load_exported
 
-        from fcos.config import FCOSConfig
-        from fcos.export import read_metadata
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or torch.get_num_threads()
-        try:
-            self.session = ort.InferenceSession(str(self.weights), options, providers=_providers(self.device))
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ValueError(f"cannot load ONNX model {self.weights}: {exc}") from None
-        meta = read_metadata(self.session.get_modelmeta().custom_metadata_map)
-        config = FCOSConfig.from_dict(meta["config"])
-        self.input_config, self.decode_config = config.input, config.decode
+        self.exported = load_exported(self.weights, self.backend, self.device, num_threads or torch.get_num_threads())
+        meta = self.exported.metadata
+        self.config = self.exported.config
+        self.input_config, self.decode_config = self.config.input, self.config.decode
         self.class_names = [str(n) for n in meta["class_names"]]
         self.category_ids = [int(i) for i in meta["category_ids"]]
-        self.img_size = meta["preprocessing"]["img_size"]
-        self.nms_in_graph = bool(meta["nms"])
+        self.img_size = self.exported.img_size
+        self.nms_in_graph = self.exported.nms_in_graph
+        self.precision = self.exported.precision
 
     def __call__(self, images: ImageLike | Sequence[ImageLike], conf: float | None = None) -> list[dict[str, Any]]:
         if isinstance(images, Tensor) and images.dim() == 4:
@@ -152,7 +145,7 @@ class Predictor:
         results = []
         for image in images:
             tensor = to_tensor(image)
-            run = self._run_torch if self.backend == "torch" else self._run_onnx
+            run = self._run_torch if self.backend == "torch" else self._run_exported
             boxes, scores, labels = run(tensor)
             if conf is not None:
                 keep = scores >= conf
@@ -167,86 +160,36 @@ class Predictor:
             )
         return results
 
+    def as_detector(self) -> Detector:
+        """This predictor behind the PyTorch detector's calling convention, for
+        :func:`fcos.engine.evaluate.evaluate` (COCO AP of an exported model with the same evaluation code)."""
+        return Detector(self)
+
     @torch.inference_mode()
     def _run_torch(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         (det,) = self.model([image.to(self.device)])
         return det["boxes"].float().cpu(), det["scores"].float().cpu(), det["labels"].cpu()
 
     @torch.inference_mode()
-    def _run_onnx(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _run_exported(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch, sizes = prepare_inputs([image], self.input_config, self.img_size)
         resized = (int(sizes[0, 0]), int(sizes[0, 1]))
         check_resized_size(resized, image.shape[-2:], max(STRIDES), self.input_config.size_divisible)
-        outputs = self.session.run(None, {"images": batch.numpy(), "image_sizes": sizes.numpy()})
+        outputs = self.exported.run(batch.numpy(), sizes.numpy())
         return finish(outputs, self.nms_in_graph, self.decode_config, resized, image.shape[-2:])
 
 
-def list_images(source: str | Path) -> list[Path]:
-    """An image file, or the image files directly inside a directory (sorted by name)."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if source.is_dir():
-        return sorted(p for p in source.iterdir() if is_image_file(p))
-    raise FileNotFoundError(f"source not found: {source}")
+class Detector:
+    """A :class:`Predictor` called like :class:`fcos.FCOS` in eval mode: a list of [3, H, W] float images
+    in [0, 1] -> one dict of tensors per image (``boxes`` [N, 4] in that image's pixels, ``scores``,
+    ``labels``), with ``config``. What :func:`fcos.engine.evaluate.predict_dataset` needs; no threshold."""
 
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.config = predictor.config
 
-def _coco_records(det: dict[str, Any], image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """COCO results (``fcos.engine.evaluate.to_coco_results``) plus file and class names, rounded for JSON."""
-    from fcos.engine.evaluate import to_coco_results
+    def __call__(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        detections = self.predictor([image.cpu() for image in images], conf=0.0)
+        return [{"boxes": torch.from_numpy(d["boxes"]), "scores": torch.from_numpy(d["scores"]),
+                 "labels": torch.from_numpy(d["labels"])} for d in detections]
 
-    prediction = {"image_id": image_id, "boxes": torch.from_numpy(det["boxes"]), "scores": torch.from_numpy(det["scores"]),
-                  "labels": torch.from_numpy(det["labels"])}
-    records = to_coco_results([prediction], category_ids)
-    for record, name in zip(records, det["names"], strict=True):
-        record.update(file_name=file_name, category_name=name, bbox=[round(v, 2) for v in record["bbox"]],
-                      score=round(record["score"], 5))
-    return records
-
-
-def predict_source(predictor: Predictor, source: str | Path, out_dir: str | Path, conf: float | None = None) -> Path:
-    """Run ``predictor`` on an image file or every image in a directory (not recursive).
-
-    Writes each image with its detections drawn to ``out_dir`` (same file name) and
-    ``out_dir/predictions.json`` in COCO results format: one record per detection with ``image_id``
-    (1-based position in the sorted file list), ``file_name``, ``category_id`` (the checkpoint's
-    ``category_ids``), ``category_name``, ``bbox`` [x, y, w, h] in original pixels and ``score``.
-
-    A single unreadable source file raises :class:`fcos.data.images.ImageError` naming it. In a directory,
-    broken files (empty, truncated, corrupt, not an image whatever the suffix, too many pixels) and images
-    too small for the model are skipped with a warning naming each file and why, then a warning with the
-    count, and the rest are predicted; ValueError if none could be read. A failed write (no space, read-only
-    folder) raises :class:`fcos.writes.WriteError` naming the file. Returns ``out_dir``.
-    """
-    from tqdm import tqdm
-
-    from fcos.viz import draw_detections
-
-    files = list_images(source)
-    single = Path(source).is_file()
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}, any case) in {source}")
-    out_dir = Path(out_dir)
-    if not single and out_dir.resolve() == Path(source).resolve():
-        raise ValueError(f"out_dir {out_dir} is the source directory: drawn images would overwrite the originals")
-    records: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=len(files) < 2), start=1):
-        try:
-            image = read_image(path)
-            (det,) = predictor(image, conf=conf)
-        except ValueError as exc:
-            if single:
-                raise
-            warnings.warn(f"skipping {path}: {exc.problem if isinstance(exc, ImageError) else exc}", stacklevel=2)
-            skipped.append(path.name)
-            continue
-        drawn = draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names)
-        save_image(drawn, out_dir / path.name)
-        records += _coco_records(det, image_id, path.name, predictor.category_ids)
-    if skipped:
-        warnings.warn(f"skipped {len(skipped)} of {len(files)} images that could not be read: {skipped}", stacklevel=2)
-        if len(skipped) == len(files):
-            raise ValueError(f"none of the {len(files)} images in {source} could be read")
-    write_json(out_dir / "predictions.json", records)
-    return out_dir

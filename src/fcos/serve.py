@@ -178,7 +178,7 @@ def create_app(
     backend: str | None = None,
     device: str = "cpu",
 ) -> FastAPI:
-    """The web service for a checkpoint or ONNX file (or an already built :class:`fcos.predict.Predictor`).
+    """The web service for a checkpoint or exported model (.onnx, .xml) (or an already built :class:`fcos.predict.Predictor`).
 
     Args:
         max_upload_mb: largest accepted image file (MiB); larger uploads get 413.

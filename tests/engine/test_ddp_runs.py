@@ -18,7 +18,8 @@ from fcos.data import generate_shapes
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TIMEOUT = 240  # seconds; a healthy run takes ~20 s on 2 cores
-RUN_FILES = {"config.yaml", "metrics.jsonl", "loss_curve.png", "val_predictions.png", "last.pt", "best.pt"}
+RUN_FILES = {"config.yaml", "metrics.jsonl", "loss_curve.png", "val_predictions.png", "last.pt", "best.pt",
+             "pr_curves.png", "confusion_matrix.png", "per_class.csv", "per_class.json"}
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +86,22 @@ def test_runs_with_validation_resume_and_budget_finish_like_one_process(shapes, 
     assert torch.load(ddp / "last.pt", weights_only=True)["iteration"] == 32
     assert files(ddp) == RUN_FILES
     assert [e for e, _ in events(ddp)].count("val") == 8
+
+
+def test_early_stopping_and_tensorboard_agree_across_ranks(shapes, tmp_path):
+    # Learning rate 0: the untrained model's scores stay under the decoder's threshold, AP is 0 at every
+    # evaluation, so --patience 1 stops both ranks after the second epoch (a rank stopping alone would hang
+    # the other in its next collective). Rank 0 alone writes the TensorBoard events.
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "patience"
+    result = run(torchrun(*train_args(shapes, out, "--batch-size", "1", "--epochs", "6", "--lr", "0", "--patience", "1",
+                                      "--tensorboard")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    done = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert done["iteration"] == 8 and done["early_stopping"]["stopped"] and done["early_stopping"]["best_iteration"] == 4
+    assert [e for e, _ in events(out)].count("val") == 2
+    assert "stopped early" in result.stdout and len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert RUN_FILES <= files(out)
 
 
 def test_nonfinite_stop_exits_with_the_documented_error_on_every_rank(shapes, tmp_path):

@@ -102,7 +102,7 @@ def test_no_nms_export_with_host_nms_matches_pytorch(exports, checkpoint, shared
         assert_same_detections(torch_predictor(image)[0], onnx_predictor(image)[0])
     # Raw candidate outputs: unused rows are marked, real ones lie inside the image.
     x, sizes = prepare_inputs([to_tensor(read_image(path))], onnx_predictor.input_config)
-    boxes, scores, labels = onnx_predictor.session.run(None, {"images": x.numpy(), "image_sizes": sizes.numpy()})
+    boxes, scores, labels = onnx_predictor.exported.run(x.numpy(), sizes.numpy())
     assert boxes.shape == (1, 5000, 4) and (scores[labels < 0] == 0).all() and (labels >= 0).sum() > 100
     assert (boxes[..., 2] <= sizes[0, 1].item()).all() and (boxes[..., 3] <= sizes[0, 0].item()).all()
 

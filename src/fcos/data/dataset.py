@@ -15,7 +15,7 @@ from fcos.data.errors import DatasetError
 from fcos.data.images import ImageError, decode, exif_orientation, open_image, oriented_size
 from fcos.data.records import DetectionData, ImageRecord
 
-__all__ = ["DetectionDataset", "Sample", "decode_image", "load_image"]
+__all__ = ["DetectionDataset", "Sample", "decode_image", "load_image", "load_sample"]
 
 Sample = tuple[Tensor, dict[str, Tensor]]
 
@@ -60,12 +60,24 @@ def load_image(record: ImageRecord) -> Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
 
+def load_sample(record: ImageRecord) -> Sample:
+    """The record's ``(image, target)`` before any transform (the target :class:`DetectionDataset` describes)."""
+    target = {
+        "boxes": torch.from_numpy(record.boxes.copy()),
+        "labels": torch.from_numpy(record.labels.copy()),
+        "image_id": torch.tensor(record.image_id, dtype=torch.int64),
+        "orig_size": torch.tensor([record.height, record.width], dtype=torch.int64),
+    }
+    return load_image(record), target
+
+
 class DetectionDataset(Dataset[Sample]):
     """``dataset[i]`` -> ``(image, target)``.
 
     image: [3, H, W] float32 RGB in [0, 1] (after ``transforms``).
     target: ``boxes`` [N, 4] float32 xyxy pixels of the returned image, ``labels`` [N] int64 in 0..C-1,
-    ``image_id`` int64 scalar, ``orig_size`` int64 [2] = (h, w) of the image on disk.
+    ``image_id`` int64 scalar, ``orig_size`` int64 [2] = (h, w) of the image on disk; training pipelines
+    that cut boxes (crops, mosaic) add ``boxes_dropped``, an int64 scalar count (:mod:`fcos.data.augment`).
     Crowd / difficult boxes are not in the target (they are not training targets); evaluation gets them
     from :func:`fcos.data.to_coco`.
     """
@@ -88,14 +100,7 @@ class DetectionDataset(Dataset[Sample]):
         return len(self.data.records)
 
     def __getitem__(self, index: int) -> Sample:
-        record = self.data.records[index]
-        image = load_image(record)
-        target = {
-            "boxes": torch.from_numpy(record.boxes.copy()),
-            "labels": torch.from_numpy(record.labels.copy()),
-            "image_id": torch.tensor(record.image_id, dtype=torch.int64),
-            "orig_size": torch.tensor([record.height, record.width], dtype=torch.int64),
-        }
+        image, target = load_sample(self.data.records[index])
         if self.transforms is not None:
             image, target = self.transforms(image, target)
         return image, target

@@ -22,6 +22,7 @@ from fcos.ops.sizing import resized_shape, scale_boxes
 
 __all__ = [
     "Compose",
+    "MultiScaleResize",
     "PhotometricJitter",
     "RandomHorizontalFlip",
     "Resize",
@@ -166,16 +167,30 @@ class Resize:
         return f"Resize({self.min_size}, {self.max_size})"
 
 
+class MultiScaleResize:
+    """:func:`resize` with the shorter side drawn per image, uniformly from ``sizes``, the longer side
+    capped at ``max_size`` (official FCOS multi-scale training: ``MIN_SIZE_RANGE_TRAIN`` (640, 800) is
+    every integer from 640 to 800, one ``random.choice`` per image). The draw uses torch's global RNG,
+    which :class:`~fcos.data.sampling.SeededSamples` seeds per sample."""
+
+    def __init__(self, sizes: Sequence[int], max_size: float) -> None:
+        if not sizes:
+            raise ValueError("MultiScaleResize needs at least one size")
+        self.sizes, self.max_size = tuple(int(s) for s in sizes), max_size
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        size = self.sizes[int(torch.randint(len(self.sizes), ()).item())]
+        image, boxes = resize(image, target["boxes"], size, self.max_size)
+        return image, {**target, "boxes": boxes}
+
+    def __repr__(self) -> str:
+        return f"MultiScaleResize({self.sizes[0]}..{self.sizes[-1]} ({len(self.sizes)} sizes), {self.max_size})"
+
+
 def training_transforms(input_config: InputConfig, *, hflip: float = 0.5, photometric: bool = True) -> Compose:
-    """The training pipeline: resize to the model's size in the loader workers (so the model's own
-    resize is a no-op), horizontal flip, photometric jitter. With multi-scale training
-    (``train_min_sizes``) the model picks the scale, so the loader does not resize (no double
-    interpolation)."""
-    transforms: list[Transform] = []
-    if not input_config.train_min_sizes:
-        transforms.append(Resize(input_config.min_size, input_config.max_size))
-    if hflip > 0:
-        transforms.append(RandomHorizontalFlip(hflip))
-    if photometric:
-        transforms.append(PhotometricJitter())
-    return Compose(transforms)
+    """Sizing by the model's rule (``train_min_sizes``: drawn per image), flip and photometric jitter:
+    :func:`fcos.data.augment.training_pipeline` with only those. The images arrive sized, so train the
+    model with ``model.transform.skip_train_resize = True`` when ``train_min_sizes`` is set."""
+    from fcos.data.augment import Augmentation, training_pipeline
+
+    return training_pipeline(input_config, Augmentation(hflip=hflip, photometric=photometric))

@@ -9,8 +9,9 @@ from typing import Any, Literal
 
 from fcos import config as model_presets
 from fcos.config import FCOSConfig
+from fcos.data.augment import Augmentation, parse_fraction, parse_scale_range, parse_size_range
 
-__all__ = ["TRAIN_PRESETS", "TrainConfig", "model_config_for", "option"]
+__all__ = ["AUGMENT", "TRAIN_PRESETS", "TrainConfig", "model_config_for", "option"]
 
 
 def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
@@ -21,6 +22,7 @@ def option(default: Any, help: str = "", *, group: str, **cli: Any) -> Any:
 
 DATA, SCHEDULE, RUNTIME = "data and outputs", "schedule (defaults from --recipe)", "runtime"
 DEFAULT_EPOCHS = 12  # the official 1x schedule's length in spirit (90k iterations ~ 12 COCO epochs)
+AUGMENT = "augmentation (training only; defaults from --recipe)"
 
 
 @dataclass(frozen=True)
@@ -78,10 +80,21 @@ class TrainConfig:
     ema: float | None = option(
         None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
     amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast)", group=SCHEDULE)
-    # --- augmentation
-    hflip: float = option(0.5, "horizontal flip probability", group=SCHEDULE)
+    # --- augmentation (fcos.data.augment; boxes follow every geometric change)
+    hflip: float = option(0.5, "horizontal flip probability", group=AUGMENT)
     # Official FCOS trains with resize and horizontal flip only (fcos_core/data/transforms/build.py).
-    photometric: bool = option(False, "photometric jitter (brightness, contrast, saturation, hue)", group=SCHEDULE)
+    photometric: bool = option(False, "photometric jitter (brightness, contrast, saturation, hue)", group=AUGMENT)
+    multi_scale: tuple[int, int] | None = option(
+        None, "shorter side drawn per image from MIN-MAX, e.g. 640-800 (official multi-scale training); the longer "
+        "side stays capped by the model's max size", group=AUGMENT, parse=parse_size_range, metavar="MIN-MAX")
+    scale_jitter: tuple[float, float] | None = option(
+        None, "resize by a factor drawn from LOW-HIGH, then crop or pad back to the input size (large-scale jitter: "
+        "0.1-2.0)", group=AUGMENT, parse=parse_scale_range, metavar="LOW-HIGH")
+    mosaic: float = option(0.0, "probability of a 2x2 mosaic with three random training images", group=AUGMENT,
+                           parse=parse_fraction, metavar="P")
+    min_visible: float = option(
+        0.25, "a box cut by a crop or the mosaic's edge is kept when at least this fraction of its area remains, "
+        "else dropped (and counted)", group=AUGMENT, parse=parse_fraction, metavar="FRACTION")
     # --- runtime
     device: str = option("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps", group=RUNTIME)
     workers: int = option(2, "data loader worker processes", group=RUNTIME)
@@ -105,7 +118,23 @@ class TrainConfig:
     on_collapse: Literal["stop", "warn"] = option(
         "stop", "when a head branch has collapsed: stop with what to change, or warn once and go on", group=RUNTIME)
     val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
+    patience: int = option(
+        0, "early stopping: end the run after N evaluations in a row without a better validation AP (0: never)",
+        group=RUNTIME)
+    tensorboard: bool = option(
+        False, "log losses, learning rate, validation AP and the prediction grid for TensorBoard into the run "
+        "folder (`tensorboard --logdir runs`; pip install 'fcos[tensorboard]')", group=RUNTIME)
+    # 30 min as detectron2, Lightning and Hugging Face default their process-group timeout to.
+    ddp_timeout: float = option(
+        1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "
+        "stops, naming it; longer than the slowest validation or checkpoint write on rank 0 (0: no watchdog)",
+        group=RUNTIME)
     progress: bool = option(True, "progress bar", group=RUNTIME)
+
+    def augmentation(self) -> Augmentation:
+        """The augmentation fields as the data pipeline's :class:`~fcos.data.augment.Augmentation`."""
+        return Augmentation(multi_scale=self.multi_scale, scale_jitter=self.scale_jitter, mosaic=self.mosaic,
+                            hflip=self.hflip, photometric=self.photometric, min_visible=self.min_visible)
 
     def base_lr(self, processes: int = 1) -> float:
         """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,

@@ -1,4 +1,5 @@
-"""COCO evaluation with pycocotools: predictions over a dataset, AP/AR metrics, per-class AP."""
+"""COCO evaluation with pycocotools: predictions over a dataset, AP/AR metrics, per-class AP, and the
+evaluator's precision-recall curves (:class:`PRCurves`, drawn by :mod:`fcos.engine.diagnostics`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,18 @@ from fcos.data.transforms import Resize
 from fcos.engine import distributed as D
 from fcos.ops.sizing import scale_boxes
 
-__all__ = ["METRIC_NAMES", "coco_metrics", "evaluate", "predict_dataset", "run_pycocotools", "to_coco_results"]
+__all__ = [
+    "METRIC_NAMES",
+    "EvalResult",
+    "PRCurves",
+    "coco_evaluation",
+    "coco_metrics",
+    "evaluate",
+    "predict_dataset",
+    "run_evaluation",
+    "run_pycocotools",
+    "to_coco_results",
+]
 
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -38,14 +51,17 @@ def predict_dataset(
 ) -> list[dict[str, Any]]:
     """Detections for this process's shard of ``data``: ``[{"image_id", "boxes", "scores", "labels"}]``,
     boxes in the pixels of the image on disk. Images are resized in the loader workers by the model's
-    own rule, so the model's resize is a no-op and the outputs equal those for the raw images."""
+    own rule, so the model's resize is a no-op and the outputs equal those for the raw images.
+
+    ``model`` is an :class:`fcos.FCOS` (or its DDP wrapper), or anything called the same way with a
+    ``config``: an exported model through :meth:`fcos.predict.Predictor.as_detector`."""
     cfg = getattr(model, "module", model).config.input
     dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
     loader = build_loader(dataset, batch_size, workers=workers, rank=D.rank(), world=D.world_size(), even=False,
                           persistent=False)
     results = []
     bar = tqdm(loader, desc="eval", unit="batch", leave=False, disable=not (progress and D.is_main()))
-    with D.evaluating(model) as base:
+    with D.evaluating(model) if isinstance(model, nn.Module) else contextlib.nullcontext(model) as base:
         for images, targets in bar:
             images = [im.to(device, non_blocking=True) for im in images]
             with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
@@ -76,12 +92,52 @@ def to_coco_results(predictions: Sequence[dict[str, Any]], category_ids: Sequenc
     return out
 
 
+@dataclass(frozen=True)
+class PRCurves:
+    """The COCO evaluator's accumulated precision-recall curves (area "all", 100 detections per image),
+    with classes in ``class_names`` order: nothing is recomputed, so they agree with the AP numbers.
+
+    Attributes:
+        recall: [R] the recall points (COCO: 0, 0.01, ..., 1).
+        iou_thresholds: [T] (COCO: 0.50, 0.55, ..., 0.95).
+        precision: [T, R, K] interpolated precision (COCO's monotone envelope; 0 past the highest recall
+            reached); NaN for a class without ground truth. ``mean over R`` is the class's AP at that IoU.
+        scores: [T, R, K] the detection score at which each recall point is reached (0 where it is not).
+    """
+
+    recall: np.ndarray
+    iou_thresholds: np.ndarray
+    precision: np.ndarray
+    scores: np.ndarray = field(repr=False)
+
+    def ap(self, iou: float | None = None) -> np.ndarray:
+        """[K] AP per class at one IoU threshold (None: the mean over .50:.95); NaN without ground truth."""
+        p = self.precision if iou is None else self.precision[[self.iou_index(iou)]]
+        valid = ~np.isnan(p)
+        count = valid.sum(axis=(0, 1))
+        return np.where(count > 0, np.where(valid, p, 0.0).sum(axis=(0, 1)) / np.maximum(count, 1), np.nan)
+
+    def iou_index(self, iou: float) -> int:
+        index = int(np.argmin(np.abs(self.iou_thresholds - iou)))
+        if not np.isclose(self.iou_thresholds[index], iou):
+            raise ValueError(f"no IoU threshold {iou} among {self.iou_thresholds.tolist()}")
+        return index
+
+
 def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], class_names: Sequence[str]) -> dict[str, Any]:
     """COCO bbox evaluation. Returns the 12 summary metrics by name, ``per_class`` AP (IoU .5:.95)
     and ``backend``: faster-coco-eval (C++, ~9x faster on 500 images, identical numbers) when it is
     installed, else pycocotools."""
+    return coco_evaluation(ground_truth, results, class_names)[0]
+
+
+def coco_evaluation(
+    ground_truth: dict[str, Any], results: list[dict[str, Any]], class_names: Sequence[str]
+) -> tuple[dict[str, Any], PRCurves]:
+    """:func:`coco_metrics` and the evaluator's precision-recall curves, from one evaluation."""
     if not results:  # neither backend can load an empty result list
-        return {**dict.fromkeys(METRIC_NAMES, 0.0), "per_class": dict.fromkeys(class_names, 0.0), "backend": "none"}
+        metrics = {**dict.fromkeys(METRIC_NAMES, 0.0), "per_class": dict.fromkeys(class_names, 0.0), "backend": "none"}
+        return metrics, _empty_curves(ground_truth, class_names)
     try:
         evaluator, backend = _faster_coco_eval(ground_truth, results), "faster-coco-eval"
     except ImportError:
@@ -92,14 +148,30 @@ def coco_metrics(ground_truth: dict[str, Any], results: list[dict[str, Any]], cl
     precision = evaluator.eval["precision"]
     id_of = {c["name"]: c["id"] for c in ground_truth["categories"]}
     column = {int(cat_id): k for k, cat_id in enumerate(evaluator.params.catIds)}
+    columns = [column[id_of[name]] for name in class_names]
     per_class = {}
-    for name in class_names:
-        p = precision[:, :, column[id_of[name]], 0, -1]
+    for name, k in zip(class_names, columns, strict=True):
+        p = precision[:, :, k, 0, -1]
         p = p[p > -1]
         per_class[name] = float(np.mean(p)) if p.size else math.nan
     metrics["per_class"] = per_class
     metrics["backend"] = backend
-    return metrics
+    curve = precision[:, :, columns, 0, -1].astype(np.float64)
+    curves = PRCurves(recall=np.asarray(evaluator.params.recThrs, np.float64),
+                      iou_thresholds=np.asarray(evaluator.params.iouThrs, np.float64),
+                      precision=np.where(curve > -1, curve, np.nan),
+                      scores=np.clip(evaluator.eval["scores"][:, :, columns, 0, -1].astype(np.float64), 0, None))
+    return metrics, curves
+
+
+def _empty_curves(ground_truth: dict[str, Any], class_names: Sequence[str]) -> PRCurves:
+    """The curves of no detections: precision 0 for classes with ground truth, NaN for the others."""
+    recall, ious = np.linspace(0.0, 1.0, 101), np.linspace(0.5, 0.95, 10)
+    name_of = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    present = {name_of[a["category_id"]] for a in ground_truth["annotations"] if not a.get("iscrowd")}
+    row = np.array([0.0 if name in present else np.nan for name in class_names])
+    precision = np.broadcast_to(row, (len(ious), len(recall), len(class_names))).copy()
+    return PRCurves(recall, ious, precision, np.zeros_like(precision))
 
 
 def _faster_coco_eval(ground_truth: dict[str, Any], results: list[dict[str, Any]]):
@@ -127,15 +199,30 @@ def run_pycocotools(ground_truth: dict[str, Any], results: list[dict[str, Any]])
     return evaluator
 
 
-def evaluate(model: nn.Module, data: DetectionData, **kwargs: Any) -> dict[str, Any]:
-    """Predict on ``data`` (split across processes when distributed) and score with COCO metrics
-    (:func:`coco_metrics`: faster-coco-eval, or pycocotools).
+@dataclass
+class EvalResult:
+    """One evaluation: ``metrics`` on every rank; on rank 0 also every image's ``predictions`` (as
+    :func:`predict_dataset` returns them, all ranks' shards) and the COCO ``curves``."""
 
-    Every rank returns the same metrics.
-    """
+    metrics: dict[str, Any]
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    curves: PRCurves | None = None
+
+
+def run_evaluation(model: nn.Module, data: DetectionData, **kwargs: Any) -> EvalResult:
+    """Predict on ``data`` (split across processes when distributed) and score with COCO metrics
+    (:func:`coco_evaluation`: faster-coco-eval, or pycocotools). A collective: every rank calls it, and
+    every rank gets the same metrics; predictions and curves stay on rank 0 (kwargs: :func:`predict_dataset`)."""
     predictions = predict_dataset(model, data, **kwargs)
     gathered = [p for part in D.all_gather_objects(predictions) for p in part]
     metrics: dict[str, Any] = {}
+    curves = None
     if D.is_main():
-        metrics = coco_metrics(to_coco(data), to_coco_results(gathered, data.category_ids), data.class_names)
-    return D.all_gather_objects(metrics)[0]
+        metrics, curves = coco_evaluation(to_coco(data), to_coco_results(gathered, data.category_ids), data.class_names)
+    metrics = D.all_gather_objects(metrics)[0]
+    return EvalResult(metrics, gathered if D.is_main() else [], curves)
+
+
+def evaluate(model: nn.Module, data: DetectionData, **kwargs: Any) -> dict[str, Any]:
+    """The metrics of :func:`run_evaluation` (every rank returns the same)."""
+    return run_evaluation(model, data, **kwargs).metrics

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +27,9 @@ import yaml
 from tqdm import tqdm
 
 from fcos.engine import distributed as D
+from fcos.engine.diagnostics import save_diagnostics
 from fcos.engine.plots import plot_loss_curve, save_val_predictions
+from fcos.extras import require
 from fcos.writes import append_line, write_text
 
 if TYPE_CHECKING:
@@ -34,10 +38,13 @@ if TYPE_CHECKING:
 __all__ = [
     "Checkpointer",
     "CollapseGuard",
+    "Diagnostics",
+    "EarlyStopping",
     "Evaluation",
     "Hook",
     "MetricsLogger",
     "Plots",
+    "TensorBoard",
     "TimeBudget",
     "TrainingCollapsedError",
     "default_hooks",
@@ -233,11 +240,149 @@ class Plots(Hook):
             plot_loss_curve(trainer.out / "metrics.jsonl", trainer.out / "loss_curve.png")
 
 
+class EarlyStopping(Hook):
+    """``--patience N``: ends the run when N evaluations in a row have not raised validation AP above the
+    best so far (ultralytics counts epochs, which are evaluations with ``--eval-every 1``). The summary
+    (and metrics.jsonl's "done" record) says whether it stopped the run, and the best AP and its update.
+
+    Every rank receives the same metrics from :func:`~fcos.engine.evaluate.run_evaluation`, so every rank
+    takes the same decision without a collective. A resumed run (``--resume`` or a torchrun restart)
+    counts on from the validation records of metrics.jsonl (read by rank 0, broadcast to all)."""
+
+    def __init__(self) -> None:
+        self.best, self.best_iteration, self.since, self.stopped = -math.inf, -1, 0, False
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.__init__()
+        if not trainer.cfg.patience or not trainer.iteration:  # a fresh start (resumed runs start past update 0)
+            return
+        history = _val_history(trainer.out / "metrics.jsonl") if D.is_main() else None
+        for iteration, ap in D.broadcast_object(history):  # every rank enters (same config everywhere)
+            self._record(iteration, ap)
+
+    def _record(self, iteration: int, ap: float) -> None:
+        if ap > self.best:
+            self.best, self.best_iteration, self.since = ap, iteration, 0
+        else:
+            self.since += 1
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if not trainer.cfg.patience or trainer.iteration >= trainer.total:  # the final evaluation decides nothing
+            return
+        self._record(trainer.iteration, float(metrics["AP"]))
+        if self.since >= trainer.cfg.patience:
+            self.stopped = True
+            trainer.request_stop("early_stopping")
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        # Runs before MetricsLogger writes the summary: the "done" record carries this.
+        patience = trainer.cfg.patience
+        if not patience:
+            return
+        summary["early_stopping"] = {"patience": patience, "stopped": self.stopped,
+                                     "best_AP": None if self.best == -math.inf else self.best,
+                                     "best_iteration": self.best_iteration, "evaluations_without_improvement": self.since}
+        if self.stopped and D.is_main():
+            tqdm.write(f"early stopping: validation AP has not improved for {self.since} evaluations "
+                       f"(best {self.best:.4f} at update {self.best_iteration}); stopped at update {trainer.iteration}")
+
+
+class Diagnostics(Hook):
+    """At the end of training, the final evaluation's ``pr_curves.png``, ``confusion_matrix.png`` and
+    ``per_class.csv``/``.json`` (:mod:`fcos.engine.diagnostics`); every rank calls (rank 0 writes)."""
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        if trainer.val_data is not None and trainer.val_result is not None:
+            save_diagnostics(trainer.val_result, trainer.val_data, trainer.out)
+
+
+class TensorBoard(Hook):
+    """``--tensorboard``: rank 0 writes TensorBoard events into the run folder (``tensorboard --logdir
+    runs`` compares runs by folder): the mean losses, learning rate and speed every ``log_every`` updates,
+    every evaluation's metrics and per-class AP, the drawn validation grid, and at the end the PR curves
+    and confusion matrix. A resumed run drops the events logged after its checkpoint (``purge_step``)."""
+
+    def __init__(self) -> None:
+        self.writer: Any = None
+        self.window: list[dict[str, float]] = []
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.window.clear()
+        if not trainer.cfg.tensorboard:
+            return
+        # Checked on every rank: a missing package stops all of them with the same one line.
+        tensorboard = require("torch.utils.tensorboard", "--tensorboard")
+        if D.is_main():
+            trainer.out.mkdir(parents=True, exist_ok=True)
+            self.writer = tensorboard.SummaryWriter(str(trainer.out), purge_step=trainer.iteration + 1 if trainer.iteration else None)
+
+    def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        if self.writer is None:
+            return
+        self.window.append(losses)
+        if trainer.iteration % trainer.cfg.log_every and trainer.iteration != trainer.total:
+            return
+        record = _mean_record(self.window, trainer.iteration, trainer.epoch)
+        self.window.clear()
+        for key in ("loss", "classification", "bbox_regression", "bbox_ctrness", "lr", "images_per_s"):
+            if key in record:
+                self.writer.add_scalar(f"train/{key}", record[key], trainer.iteration)
+
+    def after_eval(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for key, value in metrics.items():
+            if isinstance(value, float):
+                self.writer.add_scalar(f"val/{key}", value, trainer.iteration)
+        for name, ap in metrics.get("per_class", {}).items():
+            if not math.isnan(ap):
+                self.writer.add_scalar(f"val_AP/{name}", ap, trainer.iteration)
+        self._image("val/predictions", trainer.out / "val_predictions.png", trainer.iteration)  # Plots drew it
+        self.writer.flush()
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if self.writer is not None:
+            self.writer.flush()  # a paused run (no after_train) keeps its events
+
+    def after_train(self, trainer: Trainer, summary: dict[str, Any]) -> None:
+        if self.writer is None:
+            return
+        for name in ("pr_curves", "confusion_matrix"):  # the Diagnostics hook ran first
+            self._image(f"diagnostics/{name}", trainer.out / f"{name}.png", trainer.iteration)
+        self.writer.close()
+        self.writer = None
+
+    def _image(self, tag: str, path: Path, step: int) -> None:
+        from fcos.data.images import read_image
+
+        if path.is_file():
+            self.writer.add_image(tag, np.asarray(read_image(path)), step, dataformats="HWC")
+
+
 def default_hooks() -> list[Hook]:
-    """The built-in hooks, in the order they run: the time budget first (it may shorten the run), the
-    log before the checkpoint (a resumed run never misses a logged update) and before the collapse check
-    (the log shows the updates that led to it), plots last (they read the log)."""
-    return [TimeBudget(), MetricsLogger(), CollapseGuard(), Evaluation(), Checkpointer(), Plots()]
+    """The built-in hooks, in the order they run: the time budget first (it may shorten the run), early
+    stopping before the log (the summary it writes says why the run ended), the log before the checkpoint
+    (a resumed run never misses a logged update) and before the collapse check (the log shows the updates
+    that led to it), plots after it (they read the log), TensorBoard last (it shows the plots). Hooks whose
+    option is off (``--patience``, ``--tensorboard``, ``--collapse-patience 0``) do nothing."""
+    return [TimeBudget(), EarlyStopping(), MetricsLogger(), CollapseGuard(), Evaluation(), Checkpointer(), Plots(),
+            Diagnostics(), TensorBoard()]
+
+
+def _val_history(path: Path) -> list[tuple[int, float]]:
+    """(update, AP) of each validation record in a metrics.jsonl (the trainer already dropped the records
+    past the checkpoint being resumed)."""
+    if not path.is_file():
+        return []
+    history = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("event") == "val" and "AP" in record:
+            history.append((int(record["iteration"]), float(record["AP"])))
+    return history
 
 
 def _mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> dict[str, Any]:

@@ -31,15 +31,16 @@ from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
+from fcos.data.augment import training_pipeline
 from fcos.data.check import scan_images
-from fcos.data.transforms import training_transforms
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import DEFAULT_EPOCHS, TrainConfig
-from fcos.engine.evaluate import evaluate
+from fcos.engine.evaluate import EvalResult, run_evaluation
 from fcos.engine.finetune import initialise_from
 from fcos.engine.hooks import Hook, default_hooks
 from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.engine.resume import agree_on_resumed, checkpoint_to_resume
 from fcos.hub import WeightsUnavailableError
 from fcos.model.detector import FCOS
 from fcos.pretrained import prefetch
@@ -85,7 +86,7 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.cfg = config
-        self.device = D.init_from_env(config.device)
+        self.device = D.init_from_env(config.device, config.ddp_timeout)
         self.out = Path(config.out)
         self.class_names, self.category_ids = list(class_names), category_ids
         self.val_data = val_data
@@ -114,22 +115,31 @@ class Trainer:
         self.total = self.planned_updates() or max(DEFAULT_EPOCHS * self.updates_per_epoch, 4 * config.warmup_iters, 100)
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
         self.best_ap, self.skipped = -1.0, 0
+        self.boxes = {"trained": 0, "dropped": 0}  # by this process since it started: kept / cut away by augmentation
         self.train_seconds = 0.0
         self.last_save = time.perf_counter()
         self.durations: list[float] = []  # seconds per update, for fitting a time budget
         self.hooks: list[Hook] = list(default_hooks() if hooks is None else hooks)
         self.bar: tqdm | None = None
         self.val_metrics: dict[str, Any] = {}
+        self.val_result: EvalResult | None = None  # the latest evaluation (predictions and curves on rank 0)
+        self._evaluated_at: int | None = None
         self._stop = False
-        if config.resume:
-            self._resume(self.out / "last.pt" if config.resume == "auto" else Path(config.resume))
+        resume = checkpoint_to_resume(config, self.out)  # after a torchrun restart: this launch's last.pt
+        if resume is not None:
+            self._resume(resume)
 
     @classmethod
-    def from_config(cls, model_config: FCOSConfig, config: TrainConfig, **parts: Any) -> Trainer:
+    def from_config(cls, model_config: FCOSConfig, config: TrainConfig, *, transforms: Any = None, **parts: Any) -> Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
-        their classes (initialised from ``config.weights`` if given) and the training transforms.
-        ``parts`` (optimizer, hooks) are passed on."""
-        device = D.init_from_env(config.device)
+        their classes (initialised from ``config.weights`` if given) and the training transforms
+        (:func:`fcos.data.augment.training_pipeline`: sizing, then ``config``'s augmentations).
+
+        ``transforms``: a ``torchvision.transforms.v2`` pipeline, an Albumentations ``Compose`` with
+        ``bbox_params`` or a callable ``(image, target) -> (image, target)`` in place of the built-in
+        augmentations (:mod:`fcos.data.adapters`); the sizing still follows it. ``parts`` (optimizer,
+        hooks) are passed on."""
+        device = D.init_from_env(config.device, config.ddp_timeout)
         _seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
@@ -138,8 +148,12 @@ class Trainer:
             print(train_data.report.summary())
         model_config = override(model_config, num_classes=train_data.num_classes)
         model = _build_model(model_config, config.weights, train_data.class_names, device)
-        transforms = training_transforms(model.config.input, hflip=config.hflip, photometric=config.photometric)
-        return cls(model, DetectionDataset(train_data, transforms), config, class_names=train_data.class_names,
+        augmentation = config.augmentation()
+        pipeline = training_pipeline(model.config.input, augmentation, records=train_data.records, custom=transforms)
+        model.transform.skip_train_resize = True  # the pipeline sizes every training image
+        if D.is_main():
+            print(augmentation.describe(model.config.input, transforms))
+        return cls(model, DetectionDataset(train_data, pipeline), config, class_names=train_data.class_names,
                    category_ids=train_data.category_ids, val_data=val_data, **parts)
 
     def planned_updates(self) -> int | None:
@@ -174,7 +188,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
-        """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume)."""
+        """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume).
+        With several processes a watchdog stops the run when one hangs (``ddp_timeout``, naming it)."""
+        with D.watching(self.cfg.ddp_timeout):
+            return self._run(stop_at)
+
+    def _run(self, stop_at: int | None) -> dict[str, Any]:
         self._call("before_train")
         end = self.total if stop_at is None else min(stop_at, self.total)
         self.bar = tqdm(total=self.total, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
@@ -185,7 +204,9 @@ class Trainer:
             while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
                 start = self.clock()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
-                losses = self.step(micro)
+                self._count_boxes(micro)
+                with D.collective():  # DDP's all-reduces: waiting for the others is not a hang of this rank
+                    losses = self.step(micro)
                 seconds = self.clock() - start
                 self.train_seconds += seconds
                 self.durations.append(seconds)
@@ -204,11 +225,15 @@ class Trainer:
         if self.iteration < self.total:
             self.save("last.pt")
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
-        if self.val_data is not None:
+        if self.val_data is not None and self._evaluated_at != self.iteration:  # not twice (an early stop)
             self.evaluate()
+        boxes = {k: sum(c[k] for c in D.all_gather_objects(self.boxes)) for k in self.boxes}  # every rank
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "ended_by": self.ended_by(),
-                   "train_seconds": round(self.train_seconds, 1),
-                   "skipped_updates": self.skipped, "processes": D.world_size(), "val": self.val_metrics, "out": str(self.out)}
+                   "train_seconds": round(self.train_seconds, 1), "skipped_updates": self.skipped,
+                   "processes": D.world_size(), "boxes": boxes, "val": self.val_metrics, "out": str(self.out)}
+        if boxes["dropped"] and D.is_main():
+            print(f"augmentation dropped {boxes['dropped']} boxes cut below --min-visible {self.cfg.min_visible:g} of their "
+                  f"area ({boxes['trained']} trained on)")
         self._call("after_train", summary)
         return summary
 
@@ -216,13 +241,22 @@ class Trainer:
         """COCO metrics of :attr:`eval_model` on ``val_data`` (a collective: every rank calls it), then
         the ``after_eval`` hooks."""
         assert self.val_data is not None
-        metrics = evaluate(self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
-                           device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
-        self.val_metrics = metrics
+        self.val_result = run_evaluation(
+            self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
+            device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
+        self.val_metrics = metrics = self.val_result.metrics
+        self._evaluated_at = self.iteration
         self._call("after_eval", metrics)
         return metrics
 
+    def _count_boxes(self, micro_batches: list[tuple[list[torch.Tensor], list[dict]]]) -> None:
+        for _, targets in micro_batches:
+            for target in targets:
+                self.boxes["trained"] += len(target["boxes"])
+                self.boxes["dropped"] += int(target.get("boxes_dropped", 0))
+
     def _call(self, event: str, *args: Any) -> None:
+        D.progress(f"{event} at update {self.iteration}")
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
@@ -294,7 +328,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
             "best_ap": self.best_ap, "train_seconds": self.train_seconds, "rng": rng,
-            "train_config": dataclasses.asdict(self.cfg),
+            "train_config": dataclasses.asdict(self.cfg), "launch": D.launch_id(),
         }
         if self.ema:
             state["ema"] = self.ema.state_dict()
@@ -335,9 +369,11 @@ class Trainer:
         np.random.set_state(_as_numpy_state(state["rng"]["numpy"]))
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+        agree_on_resumed(path, self.iteration)
         if D.is_main():
             _drop_records_after(self.out / "metrics.jsonl", self.iteration)
-            print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch})")
+            restart = f", restart {D.restart_count()}" if D.restart_count() else ""
+            print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch}{restart})", flush=True)
 
 
 def _drop_records_after(path: Path, iteration: int) -> None:

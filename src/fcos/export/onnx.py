@@ -44,16 +44,21 @@ from torch import nn
 
 from fcos.config import STRIDES, FCOSConfig
 from fcos.engine.checkpoint import load_weights
+from fcos.export.calibration import Calibration, calibration_inputs
 from fcos.export.graph import DetectorGraph
+from fcos.export.quantize import quantize_onnx
+from fcos.extras import require
 
-__all__ = ["DEFAULT_OPSET", "export_onnx", "read_metadata"]
+__all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "read_metadata"]
 
 DEFAULT_OPSET = 17
 FORMAT = "fcos-onnx"
 VERSION = 1
 
 
-def _metadata(model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, nms: bool, opset: int) -> dict[str, str]:
+def _metadata(
+    model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, nms: bool, opset: int, int8: dict[str, Any] | None
+) -> dict[str, str]:
     cfg: FCOSConfig = model.config
     full = cfg.to_dict()
     # The inference-relevant part, strict JSON (no infinities), readable by FCOSConfig.from_dict.
@@ -82,6 +87,8 @@ def _metadata(model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, 
         "preprocessing": json.dumps(preprocessing),
         "nms": json.dumps(nms),
         "opset": str(opset),
+        "precision": json.dumps("int8" if int8 else "fp32"),
+        "quantization": json.dumps(int8),
     }
 
 
@@ -102,13 +109,23 @@ def read_metadata(model_or_path: Any) -> dict[str, Any]:
     if isinstance(model_or_path, dict):
         props = model_or_path
     else:
-        import onnx
-
+        onnx = require("onnx", "reading ONNX metadata")
         proto = model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(str(model_or_path), load_external_data=False)
         props = {p.key: p.value for p in proto.metadata_props}
-    if not str(props.get("format", "")).startswith(FORMAT):
-        raise ValueError("not an fcos ONNX export (metadata 'format' missing); export it with `fcos export`")
-    return {key: (value if key in ("format", "opset") else json.loads(value)) for key, value in props.items()}
+    return decode_metadata(props, "ONNX model")
+
+
+def decode_metadata(props: dict[str, str], what: str) -> dict[str, Any]:
+    """The string metadata of an exported file (ONNX ``metadata_props``, OpenVINO ``rt_info``), JSON values
+    decoded; ``precision`` defaults to fp32 (files written before int8 existed)."""
+    if not str(props.get("format", "")).startswith("fcos-"):
+        raise ValueError(f"not an fcos export: this {what} has no fcos metadata ('format'); export it with `fcos export`")
+    try:
+        meta = {key: (value if key in ("format", "opset") else json.loads(value)) for key, value in props.items()}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the fcos metadata of this {what} is corrupt: {exc}") from None
+    meta.setdefault("precision", "fp32")
+    return meta
 
 
 def export_onnx(
@@ -118,6 +135,7 @@ def export_onnx(
     dynamic: bool = False,
     nms: bool = True,
     opset: int = DEFAULT_OPSET,
+    int8: Calibration | None = None,
 ) -> Path:
     """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
 
@@ -129,9 +147,10 @@ def export_onnx(
         dynamic: make the batch axis dynamic (default: batch 1).
         nms: put class-aware NMS and the final top-``max_detections`` in the graph.
         opset: ONNX opset (>= 11).
+        int8: quantize the network to int8, calibrated on these images (:mod:`fcos.export.quantize`);
+            None: float32.
     """
-    import onnx
-
+    onnx = require("onnx", "ONNX export")
     model, state = load_weights(weights)
     cfg: FCOSConfig = model.config
     div, min_side = cfg.input.size_divisible, max(model.strides)
@@ -139,41 +158,21 @@ def export_onnx(
         img_size = (int(img_size[0]), int(img_size[1]))
         if img_size[0] % div or img_size[1] % div or min(img_size) < min_side:
             raise ValueError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
-    trace_hw = img_size or (max(min_side, 2 * div * 4), max(min_side, 2 * div * 5))
-    batch = 2 if dynamic else 1
-    images = torch.rand(batch, 3, *trace_hw)
-    image_sizes = torch.tensor([[trace_hw[0] - 7.0, trace_hw[1] - 20.0]] * batch)
-    spatial = {} if img_size is not None else {2: "height", 3: "width"}
-    batch_axis = {0: "batch"} if dynamic else {}
-    outputs = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores", "labels"]
-    dynamic_axes = {"images": {**batch_axis, **spatial}, "image_sizes": dict(batch_axis)}
-    dynamic_axes.update({name: dict(batch_axis) for name in outputs})
-
+    calibration = None if int8 is None else calibration_inputs(int8, cfg.input, img_size)  # data errors before the work
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # GroupNorm's input check (`size == 1`) reads a traced size; it validates, it does not shape the graph.
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
-            # Chosen on purpose: it maps the NMS below to NonMaxSuppression without onnxscript.
-            # (torch deprecates that exporter; the dynamo one needs onnxscript and a custom NMS translation.)
-            warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
-            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-            # Advanced indexing here only ever uses non-negative indices, the case the exporter supports.
-            warnings.filterwarnings("ignore", message="Exporting aten::index operator")
-            torch.onnx.export(
-                DetectorGraph(model, nms=nms).eval(),
-                (images, image_sizes),
-                tmp,
-                dynamo=False,
-                opset_version=opset,
-                input_names=["images", "image_sizes"],
-                output_names=outputs,
-                dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
-                do_constant_folding=True,
-            )
+        _trace(model, tmp, img_size, dynamic, nms, opset)
+        quantization = None
+        if calibration is not None:
+            fp32 = tmp + ".fp32"
+            os.replace(tmp, fp32)
+            try:
+                quantization = {**quantize_onnx(fp32, tmp, calibration), "calibration": int8.describe()}
+            finally:
+                Path(fp32).unlink(missing_ok=True)
         proto = onnx.load(tmp)
         # Output shapes are static (fixed top-k) but not inferable through NonMaxSuppression: state them.
         candidates = len(STRIDES) * cfg.decode.topk_per_level
@@ -183,7 +182,8 @@ def export_onnx(
             _set_shape(output, ["batch" if dynamic else 1, *shapes[output.name]])
         proto.producer_name = "fcos"
         proto.doc_string = "FCOS detector with decoding" + (" and NMS" if nms else "") + "; see metadata 'preprocessing'"
-        for key, value in _metadata(model, state, img_size, dynamic, nms, opset).items():
+        del proto.metadata_props[:]
+        for key, value in _metadata(model, state, img_size, dynamic, nms, opset, quantization).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto, full_check=True)
@@ -193,3 +193,38 @@ def export_onnx(
         Path(tmp).unlink(missing_ok=True)
         raise
     return out
+
+
+def _trace(model: nn.Module, path: str, img_size: tuple[int, int] | None, dynamic: bool, nms: bool, opset: int) -> None:
+    """Trace :class:`DetectorGraph` of ``model`` into the ONNX file ``path``."""
+    cfg: FCOSConfig = model.config
+    div, min_side = cfg.input.size_divisible, max(model.strides)
+    trace_hw = img_size or (max(min_side, 2 * div * 4), max(min_side, 2 * div * 5))
+    batch = 2 if dynamic else 1
+    images = torch.rand(batch, 3, *trace_hw)
+    image_sizes = torch.tensor([[trace_hw[0] - 7.0, trace_hw[1] - 20.0]] * batch)
+    spatial = {} if img_size is not None else {2: "height", 3: "width"}
+    batch_axis = {0: "batch"} if dynamic else {}
+    outputs = ["boxes", "scores", "labels", "num_detections"] if nms else ["boxes", "scores", "labels"]
+    dynamic_axes = {"images": {**batch_axis, **spatial}, "image_sizes": dict(batch_axis)}
+    dynamic_axes.update({name: dict(batch_axis) for name in outputs})
+    with warnings.catch_warnings(), torch.no_grad():
+        # GroupNorm's input check (`size == 1`) reads a traced size; it validates, it does not shape the graph.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
+        # Chosen on purpose: it maps the NMS below to NonMaxSuppression without onnxscript.
+        # (torch deprecates that exporter; the dynamo one needs onnxscript and a custom NMS translation.)
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
+        # Advanced indexing here only ever uses non-negative indices, the case the exporter supports.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")
+        torch.onnx.export(
+            DetectorGraph(model, nms=nms).eval(),
+            (images, image_sizes),
+            path,
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images", "image_sizes"],
+            output_names=outputs,
+            dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
+            do_constant_folding=True,
+        )

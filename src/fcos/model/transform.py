@@ -3,11 +3,16 @@
 Follows torchvision's GeneralizedRCNNTransform exactly (same resize rule, same order of operations,
 same float32 box ratios) so that the ``torchvision`` preset reproduces its outputs. The size rule
 itself lives in :mod:`fcos.ops.sizing`, shared with the data loader, evaluation and export.
+
+Training sizes: with ``InputConfig.train_min_sizes`` the shorter side is drawn per image from them with
+torch's RNG, exactly as torchvision's ``torch_choice``. ``fcos train`` sizes its training images in the
+data pipeline instead (multi-scale drawn per sample, scale jitter, mosaic: :mod:`fcos.data.augment`) and
+sets ``skip_train_resize``, so the model then only normalises and pads them, as torchvision's
+``_skip_resize`` does for its reference scripts' multi-scale and large-scale-jitter training.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 
 import torch
@@ -24,9 +29,12 @@ __all__ = ["InputTransform"]
 class InputTransform(nn.Module):
     """list of images [3, H_i, W_i] in [0, 1] (+ targets) -> :class:`ImageBatch` (+ resized targets)."""
 
-    def __init__(self, config: InputConfig) -> None:
+    def __init__(self, config: InputConfig, *, skip_train_resize: bool = False) -> None:
         super().__init__()
         self.config = config
+        # True when the data pipeline sizes training images (fcos train's loader); a runtime switch, not
+        # part of the config, so a checkpoint loaded elsewhere resizes its training inputs as usual.
+        self.skip_train_resize = skip_train_resize
         self.register_buffer("mean", torch.tensor(config.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(3, 1, 1), persistent=False)
 
@@ -34,15 +42,14 @@ class InputTransform(nn.Module):
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
     ) -> tuple[ImageBatch, list[dict[str, Tensor]] | None]:
         cfg = self.config
-        min_size = float(cfg.min_size)
-        if self.training and cfg.train_min_sizes:
-            min_size = float(random.choice(cfg.train_min_sizes))
+        resize = not (self.training and self.skip_train_resize)
         resized, new_targets, original_sizes = [], [], []
         for i, image in enumerate(images):
             h, w = image.shape[-2:]
             original_sizes.append((int(h), int(w)))
             image = (image.to(self.mean.dtype) - self.mean) / self.std
-            out_hw = resized_shape(h, w, min_size, cfg.max_size)
+            min_size = self._min_size() if resize else 0.0
+            out_hw = resized_shape(h, w, min_size, cfg.max_size) if resize else (h, w)
             if out_hw != (h, w):  # bilinear at scale 1 is the identity: skip it
                 scale = resize_scale(h, w, min_size, cfg.max_size)
                 image = F.interpolate(
@@ -55,6 +62,14 @@ class InputTransform(nn.Module):
                 new_targets.append(target)
         batch = ImageBatch(self.pad(resized), [tuple(im.shape[-2:]) for im in resized], original_sizes)
         return batch, (new_targets if targets is not None else None)
+
+    def _min_size(self) -> float:
+        """The shorter side for the next image: ``min_size``, or in training one of ``train_min_sizes``
+        drawn uniformly with torch's RNG (torchvision's ``torch_choice``, one draw per image)."""
+        sizes = self.config.train_min_sizes
+        if not (self.training and sizes):
+            return float(self.config.min_size)
+        return float(sizes[int(torch.empty(1).uniform_(0.0, float(len(sizes))).item())])
 
     def pad(self, images: Sequence[Tensor]) -> Tensor:
         """Zero-pad to a common size, rounded up to a multiple of size_divisible: [B, 3, H_pad, W_pad]."""

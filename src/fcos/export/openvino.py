@@ -1,0 +1,85 @@
+"""OpenVINO IR export (``model.xml`` + ``model.bin``) of :class:`fcos.export.graph.DetectorGraph`.
+
+The graph is traced once, to ONNX (:func:`fcos.export.onnx.export_onnx`: the same network, decoding and
+NMS, fp32 or int8 QDQ), and converted by OpenVINO's ONNX frontend (``openvino.Core.read_model``, what
+``openvino.convert_model`` runs for an ONNX file, without its telemetry), then written with
+``openvino.save_model``. So both runtimes run one graph, with one calibration for int8: OpenVINO maps
+each QuantizeLinear/DequantizeLinear pair to its own FakeQuantize and runs those convolutions in int8.
+(NNCF, OpenVINO's own quantizer, would quantize the same layers with the same min/max rule; one tool
+keeps the two int8 files comparable and the install small.)
+
+Weights are stored as written: fp32 stays fp32 (``compress_to_fp16=False``; OpenVINO's default would
+halve the file with fp16 weights), int8 weights stay int8. The metadata (:func:`fcos.export.onnx.read_metadata`'s
+keys: class names, category ids, config, preprocessing contract, precision) is stored in the IR's
+``rt_info`` under ``fcos``, with ``format`` = ``fcos-openvino/1``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fcos.export.calibration import Calibration
+from fcos.export.onnx import DEFAULT_OPSET, decode_metadata, export_onnx, read_metadata
+from fcos.extras import require
+
+__all__ = ["FORMAT", "export_openvino", "openvino_metadata"]
+
+FORMAT = "fcos-openvino/1"
+RT_KEY = "fcos"
+
+
+def export_openvino(
+    weights: str | Path,
+    out: str | Path,
+    img_size: Sequence[int] | None = None,
+    dynamic: bool = False,
+    nms: bool = True,
+    int8: Calibration | None = None,
+) -> Path:
+    """Export a checkpoint to OpenVINO IR: ``out`` (``.xml``) and the ``.bin`` beside it, written atomically
+    (the ``.bin`` first, then the ``.xml`` that names it). Arguments as :func:`fcos.export.onnx.export_onnx`.
+
+    ``weights`` may also be an fcos ``.onnx`` export (fp32 or int8): it is converted as it is, so the two
+    files run the very same graph (the other arguments must then keep their defaults)."""
+    ov = require("openvino", "OpenVINO export")
+    out = Path(out)
+    if out.suffix.lower() != ".xml":
+        raise ValueError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
+    from_onnx = Path(weights).suffix.lower() == ".onnx"
+    if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None):
+        raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS and precision are fixed; "
+                         "export the checkpoint instead to change them")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
+        onnx_path = Path(weights) if from_onnx else export_onnx(
+            weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=DEFAULT_OPSET, int8=int8)
+        meta = read_metadata(onnx_path)
+        model = ov.Core().read_model(str(onnx_path))
+        for key, value in _strings(meta).items():
+            model.set_rt_info(value, [RT_KEY, key])
+        model.set_rt_info(FORMAT, [RT_KEY, "format"])
+        staged = Path(tmp) / out.name
+        ov.save_model(model, str(staged), compress_to_fp16=False)
+        os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
+        os.replace(staged, out)
+    return out
+
+
+def _strings(meta: dict[str, Any]) -> dict[str, str]:
+    import json
+
+    return {k: (v if k in ("format", "opset") else json.dumps(v)) for k, v in meta.items()}
+
+
+def openvino_metadata(model: Any) -> dict[str, Any]:
+    """The fcos metadata of an ``openvino.Model`` read from an exported ``.xml``, JSON values decoded."""
+    if not model.has_rt_info([RT_KEY, "format"]):
+        raise ValueError("not an fcos export: this OpenVINO model has no fcos metadata (rt_info 'fcos'); "
+                         "export it with `fcos export --format openvino`")
+    info = model.get_rt_info()[RT_KEY]
+    props = {str(k): model.get_rt_info([RT_KEY, str(k)]).astype(str) for k in info.keys()}
+    return decode_metadata(props, "OpenVINO model")
