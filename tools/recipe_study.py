@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from fcos.engine.config import TRAIN_PRESETS, model_config_for  # noqa: E402
+from fcos.engine.config import RECIPE_MODEL, TRAIN_PRESETS, model_config_for  # noqa: E402
 from fcos.engine.hooks import Hook, default_hooks  # noqa: E402
 from fcos.engine.trainer import Trainer  # noqa: E402
 
@@ -43,7 +43,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "softplus": ({"loss.iou_smoothing": 0.0, "head.regression": "softplus"}, {}),
     "softplus_official_loss": ({"loss.iou_smoothing": 1.0, "head.regression": "softplus"}, {}),
     "lr1e-3": ({"loss.iou_smoothing": 0.0, "head.regression": "relu"}, {"lr": 1e-3}),
-    "recipe": ({}, {}),  # whatever the cpu recipe now is
+    "recipe": (RECIPE_MODEL["cpu"], {}),  # whatever the cpu recipe now is (its model change included)
 }
 
 

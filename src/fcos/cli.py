@@ -42,6 +42,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "state dict; freezes BatchNorm, the stem and stage 1")
     g.add_argument("--freeze-stages", type=int, metavar="N",
                    help="backbone stages frozen from the input: 0 none, 1 stem, 2 + stage 1 (pretrained default), 5 all")
+    g.add_argument("--regression", choices=("relu", "softplus"),
+                   help="box distances from the raw output: relu (official) or softplus (a gradient everywhere: "
+                        "no dead regression; the cpu recipe's default)")
     g.add_argument("--conv3x3", choices=get_args(get_type_hints(FCOSConfig)["conv3x3"]),
                    help="head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)")
     groups[SCHEDULE].add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS),
@@ -129,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
             return 2
         argv = sys.argv[1:] if args.argv is None else list(args.argv)
         return launch_local(args.devices, _drop_flag(_drop_flag(argv, "--devices"), "--max-restarts"), args.max_restarts)
-    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for
+    from fcos.engine.config import RECIPE_MODEL, TRAIN_PRESETS, TrainConfig, model_config_for
     from fcos.engine.trainer import train
 
     cfg = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
@@ -140,12 +143,15 @@ def _train(args: argparse.Namespace) -> int:
         from fcos.engine.finetune import OptionConflictError, finetune_config
 
         try:
-            model_cfg = finetune_config(cfg.weights, preset=args.preset, backbone=args.backbone, **options)
+            model_cfg = finetune_config(cfg.weights, preset=args.preset, backbone=args.backbone, **options,
+                                        **({"head.regression": args.regression} if args.regression else {}))
         except OptionConflictError as exc:  # a flag that contradicts the weights: a usage error
             print(f"error: {exc}", file=sys.stderr)
             return 2
     else:
-        model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50", **options)
+        regression = args.regression or RECIPE_MODEL.get(args.recipe, {}).get("head.regression", "relu")
+        model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50",
+                                     **options, **{"head.regression": regression})
     from fcos.engine.distributed import cleanup, is_main
 
     _device(cfg.device)  # checked and announced before anything is loaded

@@ -58,6 +58,7 @@ def test_dead_box_branch_stops_with_advice(tmp_path):
     assert trainer.iteration == 20  # patience 20, checked every 10 updates
     message = str(caught.value)
     assert "--lr" in message and "--warmup-iters" in message and "update 20" in message
+    assert "--regression softplus" in message  # the model here has the official relu regression
 
 
 def test_a_live_run_is_not_stopped(tmp_path):
@@ -138,8 +139,24 @@ def test_a_regression_pushed_below_zero_stays_dead_with_relu_and_recovers_with_s
                            warmup_iters=0, lr=1e-2, collapse_patience=0)
     recorder = Recorder()
     Trainer(model, Squares(), cfg, class_names=["square"], hooks=[recorder]).run()
+    bias = model.head.box_pred.bias.detach()
     if regression == "relu":  # zero-size boxes: no gradient from the IoU loss, none through relu
         assert recorder.dead == [1.0] * 12
+        assert torch.equal(bias, torch.full_like(bias, -3.0))  # not one step (biases do not decay here)
     else:  # softplus(-3) is small but positive, with a gradient: the boxes grow back
         assert max(recorder.dead) == 0.0
-        assert model.head.box_pred.bias.mean() > -3.0 + 0.05
+        assert (bias > -3.0 + 0.01).all()
+
+
+def test_the_cpu_recipe_trains_a_softplus_regression_and_the_flag_overrides(shapes, tmp_path):
+    from fcos.cli import main
+    from fcos.engine.checkpoint import load_checkpoint
+
+    common = ["train", "--data", str(shapes), "--val-split", "none", "--backbone", "resnet18", "--img-size", "128", "--fpn-channels", "32",
+              "--head-convs", "1", "--max-iters", "1", "--batch-size", "2", "--workers", "0", "--no-progress",
+              "--device", "cpu", "--collapse-patience", "0"]
+    for extra, expected in ((["--recipe", "cpu"], "softplus"), (["--recipe", "official"], "relu"),
+                            (["--recipe", "cpu", "--regression", "relu"], "relu")):
+        out = tmp_path / "-".join(extra)
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        assert load_checkpoint(out / "last.pt")["config"]["head"]["regression"] == expected, extra

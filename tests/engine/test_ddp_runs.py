@@ -14,20 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcos.data import generate_shapes
-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TIMEOUT = 240  # seconds; a healthy run takes ~20 s on 2 cores
 RUN_FILES = {"config.yaml", "metrics.jsonl", "loss_curve.png", "val_predictions.png", "last.pt", "best.pt",
              "pr_curves.png", "confusion_matrix.png", "per_class.csv", "per_class.json"}
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    # 8 training images: 4 updates per epoch for one process at batch 2 and for two at batch 1 each.
-    return generate_shapes(tmp_path_factory.mktemp("shapes"), num_train=8, num_val=4, image_size=128)
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:

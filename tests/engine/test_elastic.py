@@ -19,18 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcos.data import generate_shapes
-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TIMEOUT = 240  # seconds; a healthy run takes ~20 s on 2 cores
 HANG = 5  # --ddp-timeout of the hang tests
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    return generate_shapes(tmp_path_factory.mktemp("shapes"), num_train=8, num_val=4, image_size=128)
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -10,19 +10,12 @@ from pathlib import Path
 import pytest
 
 from fcos.cli import main
-from fcos.data import generate_shapes
 from fcos.engine.config import cpu_from_scratch, model_config_for
 from fcos.engine.hooks import EarlyStopping, Hook, TensorBoard, default_hooks
 from fcos.engine.trainer import Trainer
 from fcos.extras import MissingExtraError, require
 
 DIAGNOSTICS = {"pr_curves.png", "confusion_matrix.png", "per_class.csv", "per_class.json"}
-
-
-@pytest.fixture(scope="module")
-def shapes(tmp_path_factory) -> Path:
-    # 8 training images: 4 updates per epoch at batch 2; 4 validation images.
-    return generate_shapes(tmp_path_factory.mktemp("shapes"), num_train=8, num_val=4, image_size=128)
 
 
 class ScriptedAP(Hook):

@@ -169,6 +169,13 @@ def finetune(**changes: Any) -> TrainConfig:
 
 TRAIN_PRESETS = {"official": official_schedule, "cpu": cpu_from_scratch, "finetune": finetune}
 
+# What a recipe changes in a model trained from scratch when no flag says otherwise. The cpu recipe's
+# AdamW steps can push the relu regression below zero at every point, where neither relu nor the IoU loss
+# of a zero-size box has a gradient: the box loss then sits at 1.000 for good (issue 16's collapse).
+# softplus is positive with a gradient everywhere, so the branch comes back; the official recipe keeps
+# the official relu. ``--regression`` overrides.
+RECIPE_MODEL: dict[str, dict[str, Any]] = {"cpu": {"head.regression": "softplus"}}
+
 
 def model_config_for(
     num_classes: int,

@@ -98,7 +98,8 @@ class CollapseGuard(Hook):
 
     - box branch: every positive point predicts a box of zero width or height for ``collapse_patience``
       updates. The IoU loss is then pinned at its no-overlap value (GIoU 1.0) and neither it nor the
-      relu regression has any gradient: the branch cannot come back by itself.
+      relu regression has any gradient: the branch cannot come back by itself (softplus can; it is
+      caught the same way if it stays at zero size).
     - classification: no positive point gives its class a probability above the decoder's threshold
       for 4 x ``collapse_patience`` updates (from scratch it takes a few dozen): nothing would be detected.
 
@@ -144,9 +145,11 @@ class CollapseGuard(Hook):
                 f"point scored its class above the detection threshold {threshold}"))
 
     def _collapsed(self, trainer: Trainer, branch: str, what: str) -> None:
-        advice = (f"Lower the learning rate (--lr, now {trainer.cfg.base_lr(D.world_size()):g}), lengthen the "
-                  "warm-up (--warmup-iters) or try --recipe cpu, which is tuned against this; --on-collapse warn "
-                  "keeps training.")
+        fixes = [f"lower the learning rate (--lr, now {trainer.cfg.base_lr(D.world_size()):g})",
+                 "lengthen the warm-up (--warmup-iters)"]
+        if branch == "box" and getattr(trainer.model.config.head, "regression", "relu") == "relu":
+            fixes.append("train with --regression softplus (the cpu recipe's default), whose boxes always get a gradient")
+        advice = f"To fix: {'; '.join(fixes)}. --on-collapse warn keeps training."
         where = f"at update {trainer.iteration} (epoch {trainer.epoch})"
         if trainer.cfg.on_collapse == "stop":
             raise TrainingCollapsedError(f"{what}; stopping {where}. {advice}")
