@@ -37,7 +37,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "+scale-jitter": {"scale_jitter": SCALE_JITTER},
     "+mosaic": {"mosaic": MOSAIC},
     "all": {"multi_scale": MULTI_SCALE, "scale_jitter": SCALE_JITTER, "mosaic": MOSAIC},
+    "recipe-before": {},  # the baseline's augmentation on the cpu recipe's model before issue 16 (below)
 }
+# Model changes per variant, over the cpu recipe's model (RECIPE_MODEL): "recipe-before" is the cpu recipe
+# as it was (relu regression, unsmoothed GIoU), for "the default must not be worse than before".
+MODEL_VARIANTS: dict[str, dict[str, Any]] = {"recipe-before": {"head.regression": "relu", "loss.iou_smoothing": 0.0}}
 DATASETS = ("fruit", "raccoon")
 # The measured model: the demo's ResNet-18 FCOS at 320 px (the official 800/1333 ratio for the longer side).
 MODEL: dict[str, Any] = {"backbone": "resnet18", "fpn_channels": 128, "head_convs": 2,
@@ -64,13 +68,13 @@ def data_root(given: str | None, quick: bool) -> Path:
 
 def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
     """Train one variant from scratch for ``updates`` updates; its val metrics and timing."""
-    from fcos.engine.config import cpu_from_scratch, model_config_for
+    from fcos.engine.config import RECIPE_MODEL, cpu_from_scratch, model_config_for
     from fcos.engine.trainer import Trainer
 
     changes = {**BASELINE, **VARIANTS[variant]}
     if quick and changes["multi_scale"]:
         changes["multi_scale"] = QUICK_MULTI_SCALE
-    model = dict(QUICK_MODEL if quick else MODEL)
+    model = {**(QUICK_MODEL if quick else MODEL), **RECIPE_MODEL["cpu"], **MODEL_VARIANTS.get(variant, {})}
     # 1 class: Trainer.from_config sets the dataset's own
     model_cfg = model_config_for(1, backbone=model.pop("backbone"), fpn_channels=model.pop("fpn_channels"),
                                  head_convs=model.pop("head_convs"), **model)

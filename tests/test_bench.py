@@ -45,3 +45,24 @@ def test_compare_reports_the_median_of_alternating_rounds(monkeypatch):
     monkeypatch.setattr(common, "time_ms", fake_time_ms)
     assert common.compare_ms(ours, reference, rounds=3, warmup=0) == (12.0, 21.0)  # best rounds would be (10, 20)
     assert order == ["ours", "reference", "reference", "ours", "ours", "reference"]
+
+
+def test_summarize_gives_the_range_over_runs(tmp_path):
+    from bench.summarize import load_runs, ranges, render
+
+    def line(ours, ref, ratio, boxes=50):
+        return json.dumps({"name": "assign_loss", "ours": ours, "reference": ref, "unit": "ms", "ratio": ratio,
+                           "params": {"boxes": boxes}})
+
+    files = []
+    for i, (ours, ref) in enumerate([(10.0, 30.0), (12.0, 30.0), (11.0, 33.0)]):
+        path = tmp_path / f"run{i}.jsonl"
+        path.write_text(f"progress noise\n{line(ours, ref, round(ref / ours, 3))}\n{line(5.0, 5.0, 1.0, boxes=5)}\n")
+        files.append(path)
+    rows = ranges(load_runs(files))
+    assert [r["params"] for r in rows] == [{"boxes": 50}, {"boxes": 5}]
+    assert rows[0]["runs"] == 3 and rows[0]["ours"] == (10.0, 12.0) and rows[0]["reference"] == (30.0, 33.0)
+    assert rows[0]["ratio"] == (2.5, 3.0)
+    table = render(rows)
+    assert "| `assign_loss` | boxes=50 | 3 | 10.0-12.0 ms | 30.0-33.0 ms | 2.50-3.00x |" in table
+    assert "| `assign_loss` | boxes=5 | 3 | 5.0 ms | 5.0 ms | 1.00x |" in table  # runs that agree: one value

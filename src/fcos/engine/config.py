@@ -177,6 +177,23 @@ TRAIN_PRESETS = {"official": official_schedule, "cpu": cpu_from_scratch, "finetu
 RECIPE_MODEL: dict[str, dict[str, Any]] = {"cpu": {"head.regression": "softplus"}}
 
 
+def size_options(img_size: int | None = None, fpn_channels: int | None = None, head_convs: int | None = None,
+                 frozen_stages: int | None = None) -> dict[str, Any]:
+    """The model flags shared by training from scratch and fine-tuning, as config overrides (the ones
+    given only): ``img_size`` caps both sides (and ends multi-scale training sizes), ``fpn_channels``
+    sets the GroupNorm groups with it, ``head_convs`` the towers' depth, ``frozen_stages`` the freezing."""
+    extra: dict[str, Any] = {}
+    if img_size is not None:
+        extra |= {"input.min_size": img_size, "input.max_size": img_size, "input.train_min_sizes": ()}
+    if fpn_channels is not None:
+        extra |= {"fpn.channels": fpn_channels, "head.norm_groups": math.gcd(fpn_channels // 2, 32)}
+    if head_convs is not None:
+        extra["head.num_convs"] = head_convs
+    if frozen_stages is not None:
+        extra["backbone.frozen_stages"] = frozen_stages
+    return extra
+
+
 def model_config_for(
     num_classes: int,
     *,
@@ -195,17 +212,9 @@ def model_config_for(
     training on small images. ``backbone_weights``: None, "imagenet", a torchvision weights name or a
     file (:class:`fcos.config.BackboneConfig`); ``frozen_stages`` overrides the "auto" freezing.
     """
-    extra: dict[str, Any] = dict(changes)
-    if img_size is not None:
-        extra |= {"input.min_size": img_size, "input.max_size": img_size}
-    if fpn_channels is not None:
-        extra |= {"fpn.channels": fpn_channels, "head.norm_groups": math.gcd(fpn_channels // 2, 32)}
-    if head_convs is not None:
-        extra["head.num_convs"] = head_convs
+    extra = {**size_options(img_size, fpn_channels, head_convs, frozen_stages), **changes}
     if backbone_weights is not None:
         extra["backbone.weights"] = backbone_weights
-    if frozen_stages is not None:
-        extra["backbone.frozen_stages"] = frozen_stages
     # Pretrained weights trained on other input statistics than ImageNet's (some timm models) set them.
     from fcos.model.backbones import backbone_input_stats
 

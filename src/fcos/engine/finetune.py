@@ -14,7 +14,6 @@ FPN, head, preset semantics, input sizes) and applies only the options given exp
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor, nn
 
 from fcos.config import FCOSConfig, override
 from fcos.engine.checkpoint import read_weights, weights_config
+from fcos.engine.config import size_options
 
 __all__ = ["OptionConflictError", "TransferReport", "finetune_config", "initialise_from", "transfer_weights"]
 
@@ -120,14 +120,6 @@ def finetune_config(
         raise OptionConflictError(f"--backbone {backbone}: {weights} has a {config.backbone.name} backbone; drop --backbone")
     if backbone_weights is not None:
         raise OptionConflictError("--backbone-weights initialises a backbone alone; --weights already initialises the whole model")
-    extra: dict[str, Any] = dict(changes)
-    if img_size is not None:
-        extra |= {"input.min_size": img_size, "input.max_size": img_size, "input.train_min_sizes": ()}
-    if fpn_channels is not None:
-        extra |= {"fpn.channels": fpn_channels, "head.norm_groups": math.gcd(fpn_channels // 2, 32)}
-    if head_convs is not None:
-        extra["head.num_convs"] = head_convs
-    if frozen_stages is not None:
-        extra["backbone.frozen_stages"] = frozen_stages
+    extra = {**size_options(img_size, fpn_channels, head_convs, frozen_stages), **changes}
     config = override(config, **extra)
     return dataclasses.replace(config, backbone=config.backbone.without_weights())
