@@ -61,7 +61,7 @@ def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
             self.cfg = cpu_from_scratch(patience=patience)
             self.out, self.iteration, self.total, self.stops = tmp_path, resumed_at, 100, 0
 
-        def request_stop(self):
+        def request_stop(self, reason="stopped by a hook"):
             self.stops += 1
 
     hook, trainer = EarlyStopping(), Fake(patience=3)

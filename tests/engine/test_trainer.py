@@ -62,9 +62,9 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(shared_data, tmp_pa
     original = trainer.model.criterion.forward
     calls = {"n": 0}
 
-    def poisoned(outputs, targets):
+    def poisoned(outputs, targets, *args):
         calls["n"] += 1
-        losses = original(outputs, targets)
+        losses = original(outputs, targets, *args)
         if calls["n"] == 4:
             losses["classification"] = losses["classification"] * float("nan")
         return losses
@@ -82,9 +82,9 @@ def test_nonfinite_skip_mode_counts_and_continues(shared_data, tmp_path, monkeyp
     original = trainer.model.criterion.forward
     calls = {"n": 0}
 
-    def poisoned(outputs, targets):
+    def poisoned(outputs, targets, *args):
         calls["n"] += 1
-        losses = original(outputs, targets)
+        losses = original(outputs, targets, *args)
         return {k: v * float("inf") for k, v in losses.items()} if calls["n"] == 2 else losses
 
     monkeypatch.setattr(trainer.model.criterion, "forward", poisoned)
