@@ -109,6 +109,18 @@ def test_int8_keeps_decoding_and_prediction_layers_float(deployed):
             (int8_convs if weight is not None and weight.op_type == "DequantizeLinear" else float_convs).append(node.name)
     assert len(float_convs) == 10 and len(int8_convs) > 20
     assert all(name.startswith("/head/") for name in float_convs)
+    # In the head only convolutions are int8: a head tensor made by another op (GroupNorm, ReLU, the scales,
+    # the box distances) is quantized only as the input of an int8 convolution, never for the op itself.
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for q in (n for n in graph.node if n.op_type == "QuantizeLinear"):
+        source = producers.get(q.input[0])
+        if source is None or not source.name.startswith("/head/") or source.op_type == "Conv":
+            continue
+        for dq in consumers[q.output[0]]:
+            assert all(c.op_type == "Conv" for c in consumers[dq.output[0]]), (source.name, dq.name)
     # Nothing after the network is quantized: NMS and top-k read float tensors.
     for node in graph.node:
         if node.op_type in ("NonMaxSuppression", "TopK"):
