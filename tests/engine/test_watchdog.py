@@ -158,3 +158,17 @@ def test_a_collective_that_fails_waits_for_the_verdict_then_raises():
     finally:
         dog.stop()
     assert reports == [["rank 1 has made no progress for 5 s outside collectives"]]
+
+
+def test_the_runs_own_errors_in_a_collective_do_not_wait_for_a_verdict():
+    class RunError(RuntimeError):  # as NonFiniteLossError: raised by the run, not by the backend
+        pass
+
+    dog = Watchdog(dist.HashStore(), 0, 2, 30.0)  # grace 4 s
+    start = time.monotonic()
+    try:
+        with dog.waiting():
+            raise RunError("non-finite loss")
+    except RunError:
+        pass
+    assert time.monotonic() - start < 1.0

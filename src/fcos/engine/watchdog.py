@@ -88,10 +88,13 @@ class Watchdog:
         self._waiting += 1
         try:
             yield
-        except Exception:
+        except Exception as exc:
             # A peer that found a hang exits, and this collective fails with "connection closed": give
             # the watching thread time to read the peer's verdict and stop the run naming the hung rank.
-            self._stop.wait(self.grace)
+            # Only for the backend's own failures (gloo raises a bare RuntimeError, newer paths DistError):
+            # the run's errors (a non-finite loss is a RuntimeError subclass) propagate at once.
+            if type(exc) is RuntimeError or isinstance(exc, dist.DistError):
+                self._stop.wait(self.grace)
             raise
         finally:
             self._waiting -= 1
