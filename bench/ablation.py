@@ -8,7 +8,7 @@ a fixed number of updates (same seed, same model, same recipe), then validation 
 The budget is a FIXED NUMBER OF UPDATES, not minutes: the CPU is shared, so a wall-clock budget would
 give each run however many updates the other processes left it, and compare loads, not augmentations.
 The default, ``--updates 600``, is about 10 minutes of training per run on a quiet 2-core CPU (ResNet-18,
-320/533 px, batch 8, bf16: about 0.95 s per update, extrapolated from the demo's measured 0.29 s at 160 px
+320/533 px, batch 8, bf16 where the CPU has it natively: about 0.95 s per update, extrapolated from the demo's measured 0.29 s at 160 px
 and 0.33 s at 192 px to this run's padded batches; each run prints its own seconds per update, so a quiet
 run states the true figure). Prints a Markdown table of val AP / AP50 and writes every run's figures to
 ``OUT/ablation.json`` (run folders under OUT).
@@ -31,8 +31,8 @@ MULTI_SCALE, SCALE_JITTER, MOSAIC = (256, 320), (0.5, 1.5), 0.5  # multi-scale: 
 VARIANTS: dict[str, dict[str, Any]] = {
     "none": {"hflip": 0.0, "photometric": False},
     "baseline": {},
-    "-flip": {"hflip": 0.0},
-    "-colour": {"photometric": False},
+    "no-flip": {"hflip": 0.0},
+    "no-colour": {"photometric": False},
     "+multi-scale": {"multi_scale": MULTI_SCALE},
     "+scale-jitter": {"scale_jitter": SCALE_JITTER},
     "+mosaic": {"mosaic": MOSAIC},
@@ -81,10 +81,11 @@ def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool
     train = {**TRAIN, **({"batch_size": 2, "workers": 0} if quick else {})}
     cfg = cpu_from_scratch(data=str(dataset), out=str(out / dataset.name / variant), max_iters=updates, seed=seed,
                            progress=not quick, val_images=0 if quick else 16, **train, **changes)
-    summary = Trainer.from_config(model_cfg, cfg).run()
+    trainer = Trainer.from_config(model_cfg, cfg)
+    summary = trainer.run()
     val = summary["val"]
     return {"dataset": dataset.name, "variant": variant, "augmentation": {k: changes[k] for k in BASELINE},
-            "updates": summary["iteration"], "seed": seed, "AP": val["AP"], "AP50": val["AP50"], "AP75": val["AP75"],
+            "updates": summary["iteration"], "seed": seed, "precision": trainer.precision, "AP": val["AP"], "AP50": val["AP50"], "AP75": val["AP75"],
             "train_seconds": summary["train_seconds"], "seconds_per_update": summary["train_seconds"] / max(1, summary["iteration"]),
             "boxes": summary["boxes"]}
 

@@ -65,3 +65,26 @@ def test_a_missing_device_is_one_line_not_a_traceback(machine, tmp_path, capsys)
     code = main(["eval", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path), "--device", "cuda"])
     err = capsys.readouterr().err
     assert code == 1 and "error: device 'cuda' is not available" in err and "Traceback" not in err
+
+
+def test_amp_means_fp16_on_cuda_bf16_on_a_native_bf16_cpu_and_fp32_elsewhere(monkeypatch):
+    from fcos import devices
+
+    assert devices.autocast_dtype(torch.device("cuda", 0), True)[0] == torch.float16
+    assert devices.autocast_dtype(torch.device("cuda", 0), False)[0] is None
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.autocast_dtype(torch.device("cpu"), True)[0] == torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    dtype, why = devices.autocast_dtype(torch.device("cpu"), True)
+    assert dtype is None and "no native bf16" in why
+    assert devices.autocast_dtype(torch.device("mps"), True)[0] == torch.bfloat16
+
+
+def test_native_bf16_follows_the_cpu_instructions(monkeypatch):
+    from fcos import devices
+
+    for avx512_bf16, amx, expected in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: True)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert devices.cpu_has_native_bf16() is expected

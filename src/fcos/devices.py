@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["DEVICE_KINDS", "DeviceError", "describe_device", "resolve_device"]
+__all__ = ["DEVICE_KINDS", "DeviceError", "autocast_dtype", "cpu_has_native_bf16", "describe_device", "resolve_device"]
 
 DEVICE_KINDS = ("cuda", "mps", "cpu")  # auto's order of preference
 
@@ -72,3 +72,30 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cpu":
         return f"cpu ({torch.get_num_threads()} threads of {os.cpu_count()} cores)"
     return str(device)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware: AVX512-BF16 or AMX on x86, the BF16 extension on Arm.
+
+    Without it oneDNN emulates bf16 and autocast is far slower than fp32 (a ResNet-18 FCOS training
+    update on an AVX2 AMD EPYC: 13x slower), so mixed precision there would only cost time.
+    """
+    if torch.cpu._is_avx2_supported():  # x86: the instructions that make bf16 fast
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> tuple[torch.dtype | None, str]:
+    """What ``--amp`` means on ``device``: the autocast dtype (None: fp32) and a line saying why.
+
+    CUDA: fp16 (with a GradScaler); MPS: bf16; CPU: bf16 where the CPU computes it natively
+    (:func:`cpu_has_native_bf16`), else fp32, said once rather than training several times slower.
+    """
+    if not amp:
+        return None, "precision: fp32"
+    if device.type == "cuda":
+        return torch.float16, "precision: fp16 autocast with a GradScaler (--amp)"
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        return None, ("precision: fp32: --amp asks for bf16, but this CPU has no native bf16 (AVX512-BF16, AMX "
+                      "or Arm BF16), where bf16 autocast runs several times slower than fp32")
+    return torch.bfloat16, "precision: bf16 autocast (--amp)"

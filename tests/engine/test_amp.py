@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fcos import FCOS
+from fcos import FCOS, devices
 from fcos.data import DetectionDataset, Resize, load_annotations
 from fcos.engine.config import cpu_from_scratch, model_config_for
 from fcos.engine.trainer import Trainer
@@ -72,7 +72,8 @@ def config(data, out, **changes):
     return cpu_from_scratch(**{**base, **changes})
 
 
-def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path):
+def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16 or AMX
     trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True))
     assert trainer.device.type == "cpu" and next(trainer.model.parameters()).device.type == "cpu"
     assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # CPU: no GradScaler
@@ -84,6 +85,17 @@ def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path):
     assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
     records = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
     assert len(records) == 3 and "NaN" not in "".join(records) and "Infinity" not in "".join(records)
+
+
+def test_amp_on_a_cpu_without_native_bf16_trains_in_fp32_and_says_why(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # AVX2-only x86: bf16 is emulated, slow
+    trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True, max_iters=1))
+    assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
+    assert "no native bf16" in capsys.readouterr().out
+    seen = []
+    trainer.model.head.register_forward_hook(lambda m, i, o: seen.append(o.cls_logits.dtype))
+    trainer.run()
+    assert seen and all(dtype == torch.float32 for dtype in seen)  # no autocast: the head computes in fp32
 
 
 def test_enabled_grad_scaler_skips_overflowing_update_and_continues(shared_data, tmp_path):

@@ -33,6 +33,7 @@ from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.augment import training_pipeline
 from fcos.data.check import scan_images
+from fcos.devices import autocast_dtype
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.engine.config import DEFAULT_EPOCHS, TrainConfig
@@ -97,8 +98,10 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         cuda = self.device.type == "cuda"
-        self.amp_dtype = (torch.float16 if cuda else torch.bfloat16) if config.amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and cuda)
+        self.amp_dtype, self.precision = autocast_dtype(self.device, config.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        if config.amp and D.is_main():
+            print(self.precision, flush=True)
         self.ema = ModelEMA(self.model, config.ema) if config.ema else None
         self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
         self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
