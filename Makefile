@@ -42,6 +42,7 @@ deploy-accuracy: setup
 # (exit 2 without CUDA; `$(PY) tools/gpu_check.py --device cpu` is a dry run of its logic).
 gpu-check: setup
 	$(PY) tools/gpu_check.py
+	$(PY) -m bench.gpu_speed
 
 lint: setup
 	$(PY) -m ruff check src tests bench tools

@@ -1,0 +1,171 @@
+"""GPU speed: fcos against torchvision's FCOS on the same CUDA device, weights and inputs.
+
+``python -m bench.gpu_speed`` (``make gpu-check`` runs it after the correctness checks) prints JSON
+lines in ``make bench``'s format (``ratio`` > 1: fcos is faster):
+
+- ``gpu_inference``: ``model(images)`` in eval mode, preprocessing, network, decoding and NMS included,
+  R50-FPN at 800x1088, batch 1 and 8, fp32 and fp16 autocast on both sides.
+- ``gpu_train_step``: forward, loss, backward and an SGD step (lr 0, so the weights stay equal), batch 8,
+  fp32 and fp16 AMP (autocast + GradScaler) on both sides, with each side's peak CUDA memory.
+
+The reference is ``fcos_resnet50_fpn`` (seeded random init, the classification bias spread so every
+image keeps detections and NMS has work, as with a trained model); ours is
+``FCOS.from_torchvision`` of that very model, run the way fcos runs by default (channels_last). Times
+are medians of alternating rounds (``bench.common.compare_rounds``), each call ending in
+``torch.cuda.synchronize()``. ``--device cpu --quick`` is a dry run of this script's logic on a
+ResNet-18 at small sizes; it says nothing about a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from bench.common import compare_rounds, emit
+from bench.model_speed import NUM_CLASSES, _batch, _models
+from fcos.model.detector import FCOS
+
+
+def _synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    def call() -> Any:
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+    return call
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def _peak_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def _pair(size: int, quick: bool, device: torch.device) -> tuple[torch.nn.Module, FCOS]:
+    tv, _ = _models(size, quick)
+    with torch.no_grad():  # scores spread over the threshold: decoding and NMS do real work
+        tv.head.classification_head.cls_logits.bias.uniform_(-4.0, -1.0)
+    ours = FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")
+    return tv.to(device), ours.to(device)
+
+
+def _on(images, targets, device):
+    images = [image.to(device) for image in images]
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    return images, targets
+
+
+def _matched_fraction(ours: list[dict], reference: list[dict], px: float = 1.0) -> float:
+    """Fraction of the reference's detections that ours has too (same label, every coordinate within
+    ``px``): near-tied scores reorder under fp16, so an index-by-index comparison says nothing there,
+    and boxes of a random-init model can have zero area, so IoU cannot match them."""
+    hits = total = 0
+    for x, y in zip(ours, reference):
+        total += len(y["boxes"])
+        if len(x["boxes"]) and len(y["boxes"]):
+            close = (y["boxes"].float()[:, None] - x["boxes"].float()[None]).abs().amax(-1) <= px
+            hits += int((close & (y["labels"][:, None] == x["labels"][None])).any(1).sum())
+    return hits / max(total, 1)
+
+
+def inference(device: torch.device, quick: bool, rounds: int) -> list[dict[str, Any]]:
+    height, width = (160, 224) if quick else (800, 1088)
+    tv, ours = _pair(height, quick, device)
+    tv.eval(), ours.eval()
+    records = []
+    for batch in (1, 8):
+        images, _ = _on(*_batch(batch, height, width, 1), device)
+        for precision in ("fp32", "fp16"):
+            def run(model, precision=precision, images=images):
+                with torch.inference_mode(), _autocast(device, precision):
+                    return model(images)
+
+            a, b = run(ours), run(tv)
+            matched = _matched_fraction(a, b)
+            ours_rounds, ref_rounds = compare_rounds(_synced(lambda: run(ours), device), _synced(lambda: run(tv), device),
+                                                     rounds=rounds, warmup=3, repeat=5)
+            params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": batch, "image": [height, width],
+                      "precision": precision, "device": _name(device),
+                      "tf32_conv": torch.backends.cudnn.allow_tf32}
+            records.append(emit("gpu_inference", statistics.median(ours_rounds), statistics.median(ref_rounds), "ms", params,
+                                detections_per_image=sum(len(x["boxes"]) for x in b) / batch, matched=matched, ours_rounds=[round(v, 2) for v in ours_rounds],
+                                reference_rounds=[round(v, 2) for v in ref_rounds]))
+    return records
+
+
+def train_step(device: torch.device, quick: bool, rounds: int) -> list[dict[str, Any]]:
+    height, width = (160, 224) if quick else (800, 1088)
+    batch = 2 if quick else 8
+    tv, ours = _pair(height, quick, device)
+    tv.train(), ours.train()
+    images, targets = _on(*_batch(batch, height, width, 10), device)
+    records = []
+    for precision in ("fp32", "amp_fp16"):
+        amp = precision != "fp32" and device.type == "cuda"
+        steps = {}
+        for side, model in (("ours", ours), ("reference", tv)):
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+            scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+            def step(model=model, optimizer=optimizer, scaler=scaler, precision=precision):
+                with _autocast(device, precision):
+                    losses = model(images, targets)
+                total = sum(losses.values())
+                scaler.scale(total).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                return total.detach().float()
+
+            steps[side] = _synced(step, device)
+        a, b = steps["ours"](), steps["reference"]()
+        loss_rel = float((a - b).abs() / b.abs())
+        peaks = {f"{side}_peak_mib": _peak_mib(fn, device) for side, fn in steps.items()}
+        ours_rounds, ref_rounds = compare_rounds(steps["ours"], steps["reference"], rounds=rounds, warmup=2, repeat=3)
+        params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": batch, "image": [height, width],
+                  "boxes_per_image": 10, "precision": precision, "device": _name(device),
+                  "tf32_conv": torch.backends.cudnn.allow_tf32}
+        records.append(emit("gpu_train_step", statistics.median(ours_rounds), statistics.median(ref_rounds), "ms", params,
+                            loss_rel_diff=loss_rel, **peaks, ours_rounds=[round(v, 2) for v in ours_rounds],
+                            reference_rounds=[round(v, 2) for v in ref_rounds]))
+    return records
+
+
+def _name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (a dry run with --quick)")
+    parser.add_argument("--quick", action="store_true", help="ResNet-18 at 160x224: checks that the script runs")
+    parser.add_argument("--rounds", type=int, default=6, help="alternating rounds per row (default 6)")
+    args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_speed: no CUDA device here, nothing was measured")
+        return 2
+    device = torch.device(args.device)
+    assert NUM_CLASSES == 80  # COCO's head size, as in the CPU model benchmarks
+    train_step(device, args.quick, args.rounds)
+    inference(device, args.quick, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
