@@ -19,7 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_ms", "compare_rounds", "dataset_path", "emit", "level_shapes", "peak_memory_mb", "rss_mib", "time_ms"]
+__all__ = [
+    "compare_ms", "compare_rounds", "dataset_path", "emit", "level_shapes", "nearest_detections", "peak_memory_mb", "rss_mib",
+    "time_ms",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,6 +83,33 @@ def compare_ms(
     machine's load, the median is what a user sees."""
     ours_rounds, ref_rounds = compare_rounds(ours, reference, rounds=rounds, warmup=warmup, repeat=repeat)
     return statistics.median(ours_rounds), statistics.median(ref_rounds)
+
+
+def nearest_detections(ours: list[dict[str, Any]], reference: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """Detections compared as sets, image by image: for every reference detection (all images in order),
+    the largest coordinate gap (px) to the nearest of ours with the same label (inf where ours has none
+    of that label) and the score gap to that one. Index by index would compare different detections
+    wherever two scores tie to within rounding (fp16, TF32, another kernel), and IoU cannot match the
+    zero-area boxes of a random-init model.
+
+    Returns:
+        (box_gap [N], score_gap [N]), N = the reference's detections over all images.
+    """
+    import torch
+
+    box_gaps, score_gaps = [], []
+    for o, r in zip(ours, reference, strict=True):
+        n = len(r["boxes"])
+        if not len(o["boxes"]):
+            box_gaps.append(torch.full((n,), float("inf")))
+            score_gaps.append(torch.full((n,), float("inf")))
+            continue
+        gap = (r["boxes"].float()[:, None] - o["boxes"].float()[None]).abs().amax(-1)
+        gap = gap.masked_fill(r["labels"][:, None] != o["labels"][None], float("inf"))
+        best, index = gap.min(1) if n else (gap.new_zeros(0), gap.new_zeros(0, dtype=torch.long))
+        box_gaps.append(best.cpu())
+        score_gaps.append((r["scores"].float() - o["scores"].float()[index]).abs().masked_fill(best.isinf(), float("inf")).cpu())
+    return torch.cat(box_gaps) if box_gaps else torch.zeros(0), torch.cat(score_gaps) if score_gaps else torch.zeros(0)
 
 
 def _status_kb(key: str) -> int | None:

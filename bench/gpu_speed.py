@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bench.common import compare_rounds, emit
+from bench.common import compare_rounds, emit, nearest_detections
 from bench.model_speed import NUM_CLASSES, _batch, _models
 from fcos.model.detector import FCOS
 
@@ -72,16 +72,9 @@ def _on(images, targets, device):
 
 
 def _matched_fraction(ours: list[dict], reference: list[dict], px: float = 1.0) -> float:
-    """Fraction of the reference's detections that ours has too (same label, every coordinate within
-    ``px``): near-tied scores reorder under fp16, so an index-by-index comparison says nothing there,
-    and boxes of a random-init model can have zero area, so IoU cannot match them."""
-    hits = total = 0
-    for x, y in zip(ours, reference):
-        total += len(y["boxes"])
-        if len(x["boxes"]) and len(y["boxes"]):
-            close = (y["boxes"].float()[:, None] - x["boxes"].float()[None]).abs().amax(-1) <= px
-            hits += int((close & (y["labels"][:, None] == x["labels"][None])).any(1).sum())
-    return hits / max(total, 1)
+    """Fraction of the reference's detections that ours has too: same label, every coordinate within ``px``."""
+    box_gap, _ = nearest_detections(ours, reference)
+    return float((box_gap <= px).float().mean()) if len(box_gap) else 1.0
 
 
 def inference(device: torch.device, quick: bool, rounds: int) -> list[dict[str, Any]]:

@@ -74,12 +74,13 @@ def test_gpu_speed_matches_detections_as_sets_and_needs_cuda(monkeypatch, capsys
     from bench import gpu_speed
 
     boxes = torch.tensor([[0.0, 0.0, 0.0, 0.0], [10.0, 10.0, 30.0, 30.0], [5.0, 5.0, 8.0, 8.0]])  # a zero-area one too
-    reference = [{"boxes": boxes, "labels": torch.tensor([0, 0, 1])}]
-    reordered = [{"boxes": boxes[[1, 0, 2]] + 0.5, "labels": torch.tensor([0, 0, 1])}]
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    reference = [{"boxes": boxes, "labels": torch.tensor([0, 0, 1]), "scores": scores}]
+    reordered = [{"boxes": boxes[[1, 0, 2]] + 0.5, "labels": torch.tensor([0, 0, 1]), "scores": scores[[1, 0, 2]]}]
     assert gpu_speed._matched_fraction(reordered, reference) == 1.0
-    moved = [{"boxes": boxes + torch.tensor([0.0, 0.0, 0.0, 2.0]), "labels": torch.tensor([0, 0, 1])}]
+    moved = [{"boxes": boxes + torch.tensor([0.0, 0.0, 0.0, 2.0]), "labels": torch.tensor([0, 0, 1]), "scores": scores}]
     assert gpu_speed._matched_fraction(moved, reference) == 0.0  # every box 2 px off
-    relabelled = [{"boxes": boxes, "labels": torch.tensor([0, 0, 2])}]
+    relabelled = [{"boxes": boxes, "labels": torch.tensor([0, 0, 2]), "scores": scores}]
     assert gpu_speed._matched_fraction(relabelled, reference) == pytest.approx(2 / 3)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_speed.main([]) == 2 and "no CUDA device" in capsys.readouterr().out

@@ -38,8 +38,9 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT / "src") not in sys.path:  # runnable from a clone without installing
-    sys.path.insert(0, str(ROOT / "src"))
+for _path in (ROOT / "src", ROOT):  # runnable from a clone without installing; ROOT holds bench/
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def emit(record: dict[str, Any]) -> dict[str, Any]:
@@ -105,26 +106,15 @@ def check_train(device: torch.device, work: Path) -> dict[str, Any]:
 
 
 def _match(ours: list[dict[str, torch.Tensor]], theirs: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
-    """Detections compared as sets: every reference detection has one of ours with the same label, and
-    the largest box / score gap over those pairs. Index by index would compare different detections
-    wherever two scores tie to within rounding (a random-init head has hundreds of near-ties)."""
-    counts_equal, box_px, score, unmatched = True, 0.0, 0.0, 0
-    for o, t in zip(ours, theirs, strict=True):
-        counts_equal &= len(o["boxes"]) == len(t["boxes"])
-        if not len(t["boxes"]):
-            continue
-        if not len(o["boxes"]):
-            unmatched += len(t["boxes"])
-            continue
-        gap = (t["boxes"][:, None] - o["boxes"][None]).abs().amax(-1)
-        gap = gap.masked_fill(t["labels"][:, None] != o["labels"][None], float("inf"))
-        best, index = gap.min(1)
-        unmatched += int(best.isinf().sum())
-        found = best.isfinite()
-        if found.any():
-            box_px = max(box_px, float(best[found].max()))
-            score = max(score, float((t["scores"][found] - o["scores"][index[found]]).abs().max()))
-    return {"counts_equal": counts_equal, "unmatched": unmatched, "box_px": box_px, "score": score}
+    """Detections compared as sets (``bench.common.nearest_detections``): counts per image, reference
+    detections with no detection of ours of the same label, and the largest box / score gap of the rest."""
+    from bench.common import nearest_detections
+
+    box_gap, score_gap = nearest_detections(ours, theirs)
+    found = box_gap.isfinite()
+    return {"counts_equal": all(len(o["boxes"]) == len(t["boxes"]) for o, t in zip(ours, theirs, strict=True)),
+            "unmatched": int((~found).sum()), "box_px": float(box_gap[found].max()) if found.any() else 0.0,
+            "score": float(score_gap[found].max()) if found.any() else 0.0}
 
 
 def check_torchvision_parity(device: torch.device, work: Path) -> dict[str, Any]:
