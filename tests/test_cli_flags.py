@@ -89,3 +89,15 @@ def test_train_with_weights_of_another_backbone_is_one_error_line(capsys, shared
                        "ResNet50_Weights.IMAGENET1K_V1")
     assert "ResNet50_Weights.IMAGENET1K_V1 are not weights of resnet18" in err
     assert "ResNet18_Weights.IMAGENET1K_V1" in err  # what would fit
+
+
+def test_recipe_model_changes_and_the_regression_flag():
+    from fcos.engine.config import model_config_for, recipe_model
+
+    official = model_config_for(1, **recipe_model("official"))
+    assert official.head.regression == "relu" and official.loss.iou_smoothing == 1.0  # the official code's
+    cpu = model_config_for(1, **recipe_model("cpu"))
+    assert cpu.head.regression == "softplus" and cpu.loss.iou_smoothing == 0.0  # measured: docs/augmentation.md
+    relu = model_config_for(1, **recipe_model("cpu", "relu"))  # --regression replaces only the regression
+    assert relu.head.regression == "relu" and relu.loss.iou_smoothing == 0.0
+    assert dataclasses.replace(relu, head=cpu.head) == cpu

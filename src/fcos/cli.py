@@ -132,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
             return 2
         argv = sys.argv[1:] if args.argv is None else list(args.argv)
         return launch_local(args.devices, _drop_flag(_drop_flag(argv, "--devices"), "--max-restarts"), args.max_restarts)
-    from fcos.engine.config import RECIPE_MODEL, TRAIN_PRESETS, TrainConfig, model_config_for
+    from fcos.engine.config import TRAIN_PRESETS, TrainConfig, model_config_for, recipe_model
     from fcos.engine.trainer import train
 
     cfg = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
@@ -149,9 +149,8 @@ def _train(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     else:
-        regression = args.regression or RECIPE_MODEL.get(args.recipe, {}).get("head.regression", "relu")
         model_cfg = model_config_for(1, preset=args.preset or "official", backbone=args.backbone or "resnet50",
-                                     **options, **{"head.regression": regression})
+                                     **options, **recipe_model(args.recipe, args.regression))
     from fcos.engine.distributed import cleanup, is_main
 
     _device(cfg.device)  # checked and announced before anything is loaded

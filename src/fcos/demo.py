@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fcos.data import generate_shapes
-from fcos.engine.config import RECIPE_MODEL, cpu_from_scratch, model_config_for
+from fcos.engine.config import cpu_from_scratch, model_config_for, recipe_model
 from fcos.engine.trainer import train
 
 __all__ = ["DEMO_MODEL", "DEMO_TRAIN", "run_demo"]
@@ -27,7 +27,7 @@ def run_demo(out: str | Path = "runs/demo", *, data_dir: str | Path = "data/shap
         sizes = {k: v for k, v in (("num_train", num_train), ("num_val", num_val)) if v is not None}
         generate_shapes(data_dir, **sizes)
         print(f"generated the shapes dataset in {data_dir}")
-    model_cfg = model_config_for(3, **DEMO_MODEL, **RECIPE_MODEL["cpu"])
+    model_cfg = model_config_for(3, **DEMO_MODEL, **recipe_model("cpu"))
     train_cfg = cpu_from_scratch(data=str(data_dir), out=str(out), time_budget=time_budget, progress=progress, **DEMO_TRAIN)
     summary = train(model_cfg, train_cfg)
     val = summary["val"]
