@@ -27,7 +27,7 @@ test-fast: setup
 bench: setup
 	$(PY) -m bench
 
-# Augmentation ablation on ../shared/data (fruit, raccoon): 16 from-scratch runs of 600 updates, ~3 h on 2 cores.
+# Augmentation ablation on ../shared/data (fruit, raccoon): 20 from-scratch runs of 600 updates, ~4-5 h on 2 cores with native bf16.
 ablation: setup
 	$(PY) -m bench.ablation --out runs/ablation
 
