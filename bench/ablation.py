@@ -71,13 +71,13 @@ def data_root(given: str | None, quick: bool) -> Path:
 
 def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
     """Train one variant from scratch for ``updates`` updates; its val metrics and timing."""
-    from fcos.engine.config import RECIPE_MODEL, cpu_from_scratch, model_config_for
+    from fcos.engine.config import cpu_from_scratch, model_config_for, recipe_model
     from fcos.engine.trainer import Trainer
 
     changes = {**BASELINE, **VARIANTS[variant]}
     if quick and changes["multi_scale"]:
         changes["multi_scale"] = QUICK_MULTI_SCALE
-    model = {**(QUICK_MODEL if quick else MODEL), **RECIPE_MODEL["cpu"], **MODEL_VARIANTS.get(variant, {})}
+    model = {**(QUICK_MODEL if quick else MODEL), **recipe_model("cpu"), **MODEL_VARIANTS.get(variant, {})}
     # 1 class: Trainer.from_config sets the dataset's own
     model_cfg = model_config_for(1, backbone=model.pop("backbone"), fpn_channels=model.pop("fpn_channels"),
                                  head_convs=model.pop("head_convs"), **model)
