@@ -58,10 +58,9 @@ def _peak_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
 
 
 def _pair(size: int, quick: bool, device: torch.device) -> tuple[torch.nn.Module, FCOS]:
-    tv, _ = _models(size, quick)
+    tv, ours = _models(size, quick)
     with torch.no_grad():  # scores spread over the threshold: decoding and NMS do real work
-        tv.head.classification_head.cls_logits.bias.uniform_(-4.0, -1.0)
-    ours = FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")
+        ours.head.cls_logits.bias.copy_(tv.head.classification_head.cls_logits.bias.uniform_(-4.0, -1.0))
     return tv.to(device), ours.to(device)
 
 
