@@ -106,7 +106,7 @@ def nearest_detections(ours: list[dict[str, Any]], reference: list[dict[str, Any
             continue
         gap = (r["boxes"].float()[:, None] - o["boxes"].float()[None]).abs().amax(-1)
         gap = gap.masked_fill(r["labels"][:, None] != o["labels"][None], float("inf"))
-        best, index = gap.min(1) if n else (gap.new_zeros(0), gap.new_zeros(0, dtype=torch.long))
+        best, index = gap.min(1)
         box_gaps.append(best.cpu())
         score_gaps.append((r["scores"].float() - o["scores"].float()[index]).abs().masked_fill(best.isinf(), float("inf")).cpu())
     return torch.cat(box_gaps) if box_gaps else torch.zeros(0), torch.cat(score_gaps) if score_gaps else torch.zeros(0)
