@@ -13,6 +13,10 @@ random weights their accuracy means nothing (docs/deploy.md measures it on a tra
 is the int8 network's. The focal-loss prior leaves every score under the threshold, so the times are the
 networks' (decoding under load is the ``postprocess`` benchmark); fp32 detections are compared before timing.
 
+fp32 rows come twice: the default export (``conv3x3="auto"``: the FPN-output and head 3x3 convolutions
+of levels with >= 32x32 points written as Winograd operators, :func:`fcos.ops.winograd.conv3x3_graph`)
+and ``conv3x3="direct"`` (plain Conv nodes), so the table shows what the Winograd graph buys each runtime.
+
 Models: ``r50_800x1088`` (ResNet-50 FPN, the paper's model, 800x1088) and ``r18_512`` (ResNet-18 FPN,
 512x512); ``--quick`` runs a ResNet-18 at 128x128 to check that everything runs.
 """
@@ -45,7 +49,10 @@ CALIB_IMAGES = 16
 # name -> (backbone, (H, W))
 MODELS = {"r50_800x1088": ("resnet50", (800, 1088)), "r18_512": ("resnet18", (512, 512))}
 QUICK_MODELS = {"r18_128": ("resnet18", (128, 128))}
-ROWS = (("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"))
+# (runtime, precision, conv3x3): the default exports ("auto": Winograd operators on the large levels of
+# fp32 graphs, fcos.ops.winograd.conv3x3_graph), and fp32 with plain Conv nodes to show what that buys.
+ROWS = (("onnxruntime", "fp32", "auto"), ("onnxruntime", "fp32", "direct"), ("onnxruntime", "int8", "direct"),
+        ("openvino", "fp32", "auto"), ("openvino", "fp32", "direct"), ("openvino", "int8", "direct"))
 
 
 def _torchvision(backbone: str, size: tuple[int, int]) -> torch.nn.Module:
@@ -59,15 +66,20 @@ def _torchvision(backbone: str, size: tuple[int, int]) -> torch.nn.Module:
     return TorchvisionFCOS(body, **kwargs).eval()
 
 
-def _exports(tv: torch.nn.Module, size: tuple[int, int], folder: Path, quick: bool) -> dict[tuple[str, str], Path]:
+def _exports(tv: torch.nn.Module, size: tuple[int, int], folder: Path, quick: bool) -> dict[tuple[str, str, str], Path]:
     weights = save_checkpoint(model_checkpoint(FCOS.from_torchvision(tv), [f"class{i}" for i in range(NUM_CLASSES)]),
                               folder / "model.pt")
     calibration = Calibration(dataset_path("fruit", quick), 2 if quick else CALIB_IMAGES, "train", seed=0)
-    onnx32 = export(weights, folder / "fp32.onnx", "onnx", img_size=size)
-    onnx8 = export(weights, folder / "int8.onnx", "onnx", img_size=size, int8=calibration)
-    return {("onnxruntime", "fp32"): onnx32, ("onnxruntime", "int8"): onnx8,
-            ("openvino", "fp32"): export(onnx32, folder / "fp32.xml", "openvino"),
-            ("openvino", "int8"): export(onnx8, folder / "int8.xml", "openvino")}
+    onnx_files = {
+        ("fp32", "auto"): export(weights, folder / "fp32.onnx", "onnx", img_size=size),
+        ("fp32", "direct"): export(weights, folder / "fp32_direct.onnx", "onnx", img_size=size, conv3x3="direct"),
+        ("int8", "direct"): export(weights, folder / "int8.onnx", "onnx", img_size=size, int8=calibration),
+    }
+    files = {}
+    for (precision, conv3x3), path in onnx_files.items():
+        files["onnxruntime", precision, conv3x3] = path
+        files["openvino", precision, conv3x3] = export(path, path.with_suffix(".xml"), "openvino")
+    return files
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -84,16 +96,16 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
         with tempfile.TemporaryDirectory(prefix="fcos-bench-deploy-") as tmp:
             files = _exports(tv, size, Path(tmp), quick)
-            for runtime, precision in ROWS:
-                path = files[(runtime, precision)]
+            for runtime, precision, conv3x3 in ROWS:
+                path = files[(runtime, precision, conv3x3)]
                 predictor = Predictor(path, num_threads=threads)
                 deployed = partial(predictor, image)
                 detections = len(deployed()[0]["scores"])
                 if precision == "fp32" and detections != len(reference()[0]["scores"]):
                     raise AssertionError(f"{runtime} {precision} {name}: detections differ from torchvision's")
                 ours_rounds, ref_rounds = compare_rounds(deployed, reference, **timing)
-                params = {"runtime": runtime, "precision": precision, "model": name, "image": list(size), "batch": 1,
-                          "threads": threads, "device": "cpu"}
+                params = {"runtime": runtime, "precision": precision, "model": name, "conv3x3": conv3x3,
+                          "image": list(size), "batch": 1, "threads": threads, "device": "cpu"}
                 records.append(emit("deploy_inference", statistics.median(ours_rounds), statistics.median(ref_rounds),
                                     "ms", params, file_mb=round(_size(path) / 1e6, 1), detections=detections,
                                     ours_rounds_ms=[round(x, 1) for x in ours_rounds],

@@ -82,3 +82,39 @@ def test_detector_with_winograd_matches_direct():
     for a, b in zip(*outs, strict=True):
         assert torch.equal(a["labels"], b["labels"])
         torch.testing.assert_close(b["boxes"], a["boxes"], rtol=0, atol=1e-2)
+
+
+def test_onnx_trace_writes_winograd_operators_on_large_levels_only(tmp_path):
+    # Traced for export, "auto" spells levels of >= AUTO_MIN_POINTS points as Winograd operators
+    # (grouped Conv transforms, MatMul, DepthToSpace; no Pad node) and smaller ones as one Conv;
+    # ONNX Runtime then gives conv2d's values, for a dynamic batch too.
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    layer = Conv3x3(8, 16, "auto").eval()
+
+    class Levels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, a, b):
+            return tuple(self.layer.forward_levels([a, b]))
+
+    big, small = torch.randn(2, 8, 36, 30), torch.randn(2, 8, 8, 8)  # 1080 and 64 points
+    path = str(tmp_path / "levels.onnx")
+    torch.onnx.export(Levels(), (big, small), path, dynamo=False, opset_version=17, input_names=["a", "b"],
+                      dynamic_axes={"a": {0: "n"}, "b": {0: "n"}})
+    ops = [node.op_type for node in onnx.load(path).graph.node]
+    assert ops.count("DepthToSpace") == 1 and "Pad" not in ops
+    assert ops.count("Conv") == 3  # two transforms for the big level, the small level's own
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x_big, x_small = torch.randn(3, 8, 36, 30), torch.randn(3, 8, 8, 8)  # another batch size
+    out_big, out_small = session.run(None, {"a": x_big.numpy(), "b": x_small.numpy()})
+    with torch.no_grad():
+        for ours, x in ((out_big, x_big), (out_small, x_small)):
+            ref = nn.functional.conv2d(x, layer.weight, layer.bias, padding=1)
+            assert float((torch.from_numpy(ours) - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+    layer.algorithm = "direct"
+    torch.onnx.export(Levels(), (big, small), path, dynamo=False, opset_version=17)
+    assert [node.op_type for node in onnx.load(path).graph.node].count("DepthToSpace") == 0

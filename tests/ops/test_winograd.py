@@ -86,3 +86,28 @@ def test_levels_sharing_a_filter_and_a_retained_graph():
     for _ in range(2):
         for got, want in zip(torch.autograd.grad(loss, (w, *xs), retain_graph=True), expected, strict=True):
             torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 9), (1, 3, 1, 1), (1, 6, 5, 3), (2, 4, 8, 12), (1, 2, 13, 4)])
+def test_graph_form_equals_direct_convolution_in_float64(shape):
+    # The operators an exported graph holds (fcos.ops.winograd.conv3x3_graph), run eagerly.
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=torch.float64)
+    weight, bias = torch.randn(7, shape[1], 3, 3, dtype=torch.float64), torch.randn(7, dtype=torch.float64)
+    ours = winograd.conv3x3_graph(x, winograd.graph_filter(weight), bias)
+    torch.testing.assert_close(ours, F.conv2d(x, weight, bias, padding=1), rtol=0, atol=1e-11)
+    torch.testing.assert_close(winograd.conv3x3_graph(x, winograd.graph_filter(weight)), F.conv2d(x, weight, padding=1),
+                               rtol=0, atol=1e-11)
+
+
+def test_graph_matrices_are_the_transforms_of_the_eager_path():
+    # The graph's B^T and A^T (dense) are what _bt and _at compute (sparse): one algorithm, two spellings.
+    basis = list(torch.eye(6, dtype=torch.float64))
+    rows = list(torch.empty(6, 6, dtype=torch.float64))
+    winograd._bt(basis, rows)
+    assert torch.equal(torch.stack(rows), winograd._BT)
+    rows = list(torch.empty(4, 6, dtype=torch.float64))
+    winograd._at(basis, rows)
+    assert torch.equal(torch.stack(rows), winograd._AT)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(winograd.graph_filter(w), winograd.transform_filter(w).u.transpose(1, 2))

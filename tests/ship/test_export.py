@@ -162,6 +162,30 @@ def test_fixed_size_export_matches_pytorch_on_the_same_padding(exports, checkpoi
         assert_same_detections(torch_on_padded(model, image, (320, 320)), predictor(image)[0])
 
 
+def _depth_to_space_nodes(path) -> int:
+    return [node.op_type for node in onnx.load(str(path)).graph.node].count("DepthToSpace")
+
+
+def test_conv3x3_algorithm_of_the_graph(exports, checkpoint, shared_data, tmp_path):
+    # Fixed-size fp32 exports write the big levels' 3x3 convolutions as Winograd operators ("auto", one
+    # DepthToSpace per such level and conv); "direct" keeps Conv nodes; both give the same detections.
+    # Dynamic sizes cannot lay out tiles: those exports stay direct, and asking for Winograd is an error.
+    assert read_metadata(exports["fixed"])["conv3x3"] == "auto"
+    # P3 (40x40) only: its FPN output conv, the two towers' one conv each, cls_logits
+    assert _depth_to_space_nodes(exports["fixed"]) == 4
+    assert read_metadata(exports["default"])["conv3x3"] == "direct" and _depth_to_space_nodes(exports["default"]) == 0
+    direct = export_onnx(checkpoint, tmp_path / "direct.onnx", img_size=(320, 320), conv3x3="direct")
+    assert read_metadata(direct)["conv3x3"] == "direct" and _depth_to_space_nodes(direct) == 0
+    ours, plain = Predictor(exports["fixed"]), Predictor(direct)
+    for path in real_images(shared_data, 4):
+        image = read_image(path)
+        assert_same_detections(plain(image)[0], ours(image)[0])
+    with pytest.raises(ValueError, match="fixed-size"):
+        export_onnx(checkpoint, tmp_path / "bad.onnx", conv3x3="winograd")
+    with pytest.raises(ValueError, match="conv3x3 must be"):
+        export_onnx(checkpoint, tmp_path / "bad.onnx", img_size=(320, 320), conv3x3="fast")
+
+
 def test_fixed_size_resize_rule():
     cfg = FCOSConfig().input  # min 800, max 1333
     assert input_shape(480, 640, cfg) == (800, 1066)
@@ -177,10 +201,11 @@ def test_invalid_img_size_is_refused(checkpoint, tmp_path):
 
 def test_export_cli(checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
-    assert main(["export", "--weights", str(checkpoint), "--out", str(out), "--no-nms", "--img-size", "256", "320"]) == 0
+    assert main(["export", "--weights", str(checkpoint), "--out", str(out), "--no-nms", "--img-size", "256", "320",
+                 "--conv3x3", "direct"]) == 0
     assert str(out) in capsys.readouterr().out
     meta = read_metadata(out)
-    assert meta["nms"] is False and meta["preprocessing"]["img_size"] == [256, 320]
+    assert meta["nms"] is False and meta["preprocessing"]["img_size"] == [256, 320] and meta["conv3x3"] == "direct"
     detections = Predictor(out)(np.zeros((200, 300, 3), dtype=np.uint8))[0]
     assert detections["boxes"].shape[1] == 4
 

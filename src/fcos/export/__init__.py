@@ -54,11 +54,14 @@ def export(
     nms: bool = True,
     opset: int = DEFAULT_OPSET,
     int8: Calibration | None = None,
+    conv3x3: str = "auto",
 ) -> Path:
     """Export ``weights`` to ``format`` ("onnx": one ``.onnx``; "openvino": ``.xml`` + ``.bin``), fp32, or
-    int8 calibrated as ``int8`` says. Returns the written file (the ``.xml`` for OpenVINO)."""
+    int8 calibrated as ``int8`` says; ``conv3x3`` as :func:`fcos.export.onnx.export_onnx`. Returns the
+    written file (the ``.xml`` for OpenVINO)."""
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose from {sorted(FORMATS)}")
     if format == "onnx":
-        return export_onnx(weights, out, img_size=img_size, dynamic=dynamic, nms=nms, opset=opset, int8=int8)
-    return export_openvino(weights, out, img_size=img_size, dynamic=dynamic, nms=nms, int8=int8)
+        return export_onnx(weights, out, img_size=img_size, dynamic=dynamic, nms=nms, opset=opset, int8=int8,
+                           conv3x3=conv3x3)
+    return export_openvino(weights, out, img_size=img_size, dynamic=dynamic, nms=nms, int8=int8, conv3x3=conv3x3)

@@ -48,6 +48,7 @@ from fcos.export.calibration import Calibration, calibration_inputs
 from fcos.export.graph import DetectorGraph
 from fcos.export.quantize import quantize_onnx
 from fcos.extras import require
+from fcos.model.conv import Conv3x3
 
 __all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "read_metadata"]
 
@@ -56,8 +57,20 @@ FORMAT = "fcos-onnx"
 VERSION = 1
 
 
+def _conv_algorithm(conv3x3: str, img_size: tuple[int, int] | None, int8: Calibration | None) -> str:
+    """The exported graph's 3x3 convolution algorithm: Winograd needs fixed level sizes (they shape its
+    tiles) and float32 (int8 quantizes the Conv nodes themselves)."""
+    if conv3x3 not in ("auto", "direct", "winograd"):
+        raise ValueError(f"conv3x3 must be 'auto', 'direct' or 'winograd', got {conv3x3!r}")
+    if conv3x3 == "winograd" and (img_size is None or int8 is not None):
+        raise ValueError("conv3x3='winograd' needs a fixed-size (img_size) float32 export: Winograd tiles are "
+                         "laid out for fixed level sizes, and int8 quantizes plain convolutions")
+    return "direct" if img_size is None or int8 is not None else conv3x3
+
+
 def _metadata(
-    model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, nms: bool, opset: int, int8: dict[str, Any] | None
+    model: nn.Module, state: dict[str, Any], img_size, dynamic: bool, nms: bool, opset: int,
+    int8: dict[str, Any] | None, conv3x3: str,
 ) -> dict[str, str]:
     cfg: FCOSConfig = model.config
     full = cfg.to_dict()
@@ -88,6 +101,7 @@ def _metadata(
         "nms": json.dumps(nms),
         "opset": str(opset),
         "precision": json.dumps("int8" if int8 else "fp32"),
+        "conv3x3": json.dumps(conv3x3),
         "quantization": json.dumps(int8),
     }
 
@@ -136,6 +150,7 @@ def export_onnx(
     nms: bool = True,
     opset: int = DEFAULT_OPSET,
     int8: Calibration | None = None,
+    conv3x3: str = "auto",
 ) -> Path:
     """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
 
@@ -149,6 +164,11 @@ def export_onnx(
         opset: ONNX opset (>= 11).
         int8: quantize the network to int8, calibrated on these images (:mod:`fcos.export.quantize`);
             None: float32.
+        conv3x3: how the FPN-output and head 3x3 convolutions are written in the graph: "auto" (Winograd
+            operators, :func:`fcos.ops.winograd.conv3x3_graph`, on levels of >= 32x32 points of a
+            fixed-size fp32 export, plain Conv nodes elsewhere: ~1.4x faster on CPU runtimes, within
+            ~1e-5 relative of direct), "direct" (Conv nodes only: for GPU runtimes, which pick their
+            own algorithms) or "winograd" (every level of a fixed-size fp32 export).
     """
     onnx = require("onnx", "ONNX export")
     model, state = load_weights(weights)
@@ -158,6 +178,10 @@ def export_onnx(
         img_size = (int(img_size[0]), int(img_size[1]))
         if img_size[0] % div or img_size[1] % div or min(img_size) < min_side:
             raise ValueError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
+    algorithm = _conv_algorithm(conv3x3, img_size, int8)
+    for module in model.modules():
+        if isinstance(module, Conv3x3):
+            module.algorithm = algorithm
     calibration = None if int8 is None else calibration_inputs(int8, cfg.input, img_size)  # data errors before the work
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,7 +207,7 @@ def export_onnx(
         proto.producer_name = "fcos"
         proto.doc_string = "FCOS detector with decoding" + (" and NMS" if nms else "") + "; see metadata 'preprocessing'"
         del proto.metadata_props[:]
-        for key, value in _metadata(model, state, img_size, dynamic, nms, opset, quantization).items():
+        for key, value in _metadata(model, state, img_size, dynamic, nms, opset, quantization, algorithm).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto, full_check=True)
@@ -211,6 +235,8 @@ def _trace(model: nn.Module, path: str, img_size: tuple[int, int] | None, dynami
     with warnings.catch_warnings(), torch.no_grad():
         # GroupNorm's input check (`size == 1`) reads a traced size; it validates, it does not shape the graph.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="torch.nn.functional")
+        # Winograd levels read their sizes as constants on purpose: only fixed-size exports use them.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"fcos\.(ops\.winograd|model\.conv)")
         # Chosen on purpose: it maps the NMS below to NonMaxSuppression without onnxscript.
         # (torch deprecates that exporter; the dynamo one needs onnxscript and a custom NMS translation.)
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")

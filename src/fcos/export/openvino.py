@@ -39,6 +39,7 @@ def export_openvino(
     dynamic: bool = False,
     nms: bool = True,
     int8: Calibration | None = None,
+    conv3x3: str = "auto",
 ) -> Path:
     """Export a checkpoint to OpenVINO IR: ``out`` (``.xml``) and the ``.bin`` beside it, written atomically
     (the ``.bin`` first, then the ``.xml`` that names it). Arguments as :func:`fcos.export.onnx.export_onnx`.
@@ -50,13 +51,14 @@ def export_openvino(
     if out.suffix.lower() != ".xml":
         raise ValueError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
     from_onnx = Path(weights).suffix.lower() == ".onnx"
-    if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None):
+    if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None or conv3x3 != "auto"):
         raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS and precision are fixed; "
                          "export the checkpoint instead to change them")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         onnx_path = Path(weights) if from_onnx else export_onnx(
-            weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=DEFAULT_OPSET, int8=int8)
+            weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=DEFAULT_OPSET, int8=int8,
+            conv3x3=conv3x3)
         meta = read_metadata(onnx_path)
         model = ov.Core().read_model(str(onnx_path))
         for key, value in _strings(meta).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from fcos.ops import winograd
@@ -20,7 +21,9 @@ class Conv3x3(nn.Conv2d):
 
     Same parameters and state dict as the ``nn.Conv2d`` it replaces. ``algorithm``: "direct",
     "winograd" (wherever :func:`fcos.ops.winograd.supported`) or "auto" (see ``FCOSConfig.conv3x3``).
-    :meth:`forward_levels` transforms the filter once for all pyramid levels sharing it.
+    :meth:`forward_levels` transforms the filter once for all pyramid levels sharing it. Traced into an
+    exported graph, the same choice picks :func:`fcos.ops.winograd.conv3x3_graph` or a plain Conv node
+    (the exporter sets ``algorithm``: :func:`fcos.export.onnx.export_onnx`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, algorithm: str = "auto") -> None:
@@ -32,12 +35,15 @@ class Conv3x3(nn.Conv2d):
 
     def forward_levels(self, xs: Sequence[Tensor]) -> list[Tensor]:
         """[x_l [B, C_in, H_l, W_l]] -> [[B, C_out, H_l, W_l]]."""
-        filt = None
+        filt = u = None
         outputs = []
         for x in xs:
             if self.uses_winograd(x):
                 filt = filt if filt is not None else winograd.transform_filter(self.weight)
                 outputs.append(winograd.conv3x3(x, filt, self.bias))
+            elif self.exports_winograd(x):
+                u = u if u is not None else winograd.graph_filter(self.weight)
+                outputs.append(winograd.conv3x3_graph(x, u, self.bias))
             else:
                 outputs.append(super().forward(x))
         return outputs
@@ -48,6 +54,13 @@ class Conv3x3(nn.Conv2d):
         if self.algorithm == "winograd":
             return True
         return x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= AUTO_MIN_POINTS
+
+    def exports_winograd(self, x: Tensor) -> bool:
+        """Whether this level's convolution is traced as Winograd operators (ONNX export only; the same
+        size rule as "auto", whatever the device: the exported graph is meant for CPU runtimes)."""
+        if not torch.onnx.is_in_onnx_export() or self.algorithm == "direct":
+            return False
+        return self.algorithm == "winograd" or x.shape[-2] * x.shape[-1] >= AUTO_MIN_POINTS
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, algorithm={self.algorithm}"

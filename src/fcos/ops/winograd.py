@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["WinogradFilter", "conv3x3", "supported", "transform_filter"]
+__all__ = ["WinogradFilter", "conv3x3", "conv3x3_graph", "graph_filter", "supported", "transform_filter"]
 
 # G of F(4, 3) (interpolation points 0, +-1, +-2, inf); kron(G, G) maps a 3x3 filter to its 6x6 tile.
 _G = torch.tensor(
@@ -263,3 +263,87 @@ def _input_tile_columns(x: Tensor, t0: int, t1: int) -> Iterator[tuple[int, Tens
     del padded
     for j, v in _bt_each([rows[:, :, :, s : s + 4 * tw - 3 : 4] for s in range(6)]):  # along W
         yield j, v.view(6, n * bt * tw, c)
+
+
+# --- The same algorithm as graph operators, for exported models --------------------------------------
+# ONNX Runtime and OpenVINO have no Winograd convolution of their own for these layers (their 3x3
+# convolutions run at the CPU's fp32 peak, so only fewer multiplications are faster). Exported fixed-size
+# graphs therefore spell F(4x4, 3x3) out in operators both runtimes run well: the input transform as two
+# grouped convolutions (B^T along H, then along W), the 36 products as one batched MatMul, the output
+# transform as a MatMul by kron(A^T, A^T) and a DepthToSpace that puts each 4x4 tile in place.
+_BT = torch.tensor(
+    [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+     [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+    dtype=torch.float64,
+)  # B^T of F(4, 3): what _bt computes
+_AT = torch.tensor(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
+)  # A^T of F(4, 3): what _at computes
+
+
+def graph_filter(weight: Tensor) -> Tensor:
+    """weight [K, C, 3, 3] -> U [36, K, C] for :func:`conv3x3_graph`.
+
+    Computed in the graph from the filter by one Einsum, which torch's exporter does not fold: the file
+    keeps only the 3x3 filter (a MatMul would need a reshaped copy of it, and that copy gets folded into
+    a second initializer); runtimes fold U once when they load the model."""
+    return torch.einsum("sab,kcab->skc", _GG.to(weight).view(36, 3, 3), weight)
+
+
+def conv3x3_graph(x: Tensor, u: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x [B, C, H, W], u [36, K, C] (:func:`graph_filter`) -> [B, K, H, W] = conv2d(x, weight, bias, padding=1).
+
+    For tracing into an exported graph with fixed H and W (they shape the graph; B may be dynamic);
+    eager calls give the same values, so tests compare it with ``F.conv2d``. Tiles: Th = ceil(H / 4),
+    Tw = ceil(W / 4); zero padding 1 on the top/left and up to 4 * T + 1 on the bottom/right.
+    """
+    c, h, w = (int(size) for size in x.shape[1:])  # constants of the graph, also when traced
+    k = int(u.shape[1])
+    th, tw = _tiles(h, w)
+    bt = _BT.to(x)
+    # B^T along H (zero padding 1 on the top/left, up to 4 T + 1 on the bottom/right), then along W.
+    pads = (1, 1, 4 * th + 1 - h, 4 * tw + 1 - w)
+    rows = _TileConv.apply(x, bt.view(6, 1, 6, 1).repeat(c, 1, 1, 1), c, (4, 1), pads)  # [B, C*6 (i), Th, W + 2]
+    v = _TileConv.apply(rows, bt.view(6, 1, 1, 6).repeat(6 * c, 1, 1, 1), 6 * c, (1, 4), (0, 0, 0, 0))  # [B, C*36, Th, Tw]
+    v = v.reshape(-1, c, 36, th * tw).transpose(1, 2)  # [B, 36 (i, j), C, T]
+    m = torch.matmul(u, v)  # [B, 36, K, T]
+    at = _AT.to(x)
+    y = torch.matmul(torch.kron(at, at), m.reshape(-1, 36, k * th * tw))  # [B, 16 (a, b), K * T]
+    y = _DepthToSpace.apply(y.reshape(-1, 16 * k, th, tw))  # [B, K, 4 Th, 4 Tw]
+    if 4 * th != h or 4 * tw != w:
+        y = y[:, :, :h, :w]
+    return y if bias is None else y + bias.view(1, k, 1, 1)
+
+
+class _TileConv(torch.autograd.Function):
+    """A grouped convolution, one group per input channel, with zero padding (top, left, bottom, right):
+    one ONNX Conv with asymmetric ``pads`` (F.pad + conv2d would trace to a separate Pad, a pass over
+    memory that ONNX Runtime keeps)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, groups: int, stride: tuple[int, int],  # type: ignore[override]
+                pads: tuple[int, int, int, int]) -> Tensor:
+        top, left, bottom, right = pads
+        padded = torch.nn.functional.pad(x, (left, right, top, bottom))
+        return torch.nn.functional.conv2d(padded, weight, stride=stride, groups=groups)
+
+    @staticmethod
+    def symbolic(g, x, weight, groups: int, stride: tuple[int, int], pads: tuple[int, int, int, int]):
+        kernel = [6, 1] if stride[0] == 4 else [1, 6]
+        return g.op("Conv", x, weight, kernel_shape_i=kernel, strides_i=list(stride), group_i=groups,
+                    pads_i=list(pads))
+
+
+class _DepthToSpace(torch.autograd.Function):
+    """[B, 16 K, H, W] with channels ordered (a, b, k) -> [B, K, 4 H, 4 W], out[k, 4 h + a, 4 w + b]:
+    ONNX DepthToSpace in DCR mode (torch's pixel_shuffle is the CRD order)."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor) -> Tensor:  # type: ignore[override]
+        b, ch, h, w = y.shape
+        k = ch // 16
+        return y.view(b, 4, 4, k, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, k, 4 * h, 4 * w)
+
+    @staticmethod
+    def symbolic(g, y):
+        return g.op("DepthToSpace", y, blocksize_i=4, mode_s="DCR")
