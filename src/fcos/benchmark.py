@@ -41,13 +41,15 @@ def _parse(row: str) -> tuple[str, str]:
 
 
 def _export_row(weights: str | Path, fmt: str, precision: str, out: Path, done: dict[tuple[str, str], Path],
-                img_size: Sequence[int] | None, calibration: Calibration) -> Path:
+                img_size: Sequence[int] | None, calibration: Calibration, conv3x3: str) -> Path:
     if fmt == "torch":
         return Path(weights)
     path = out / f"model_{precision}{FORMATS[fmt]}"
     if fmt == "openvino" and ("onnx", precision) in done:
         return export(done[("onnx", precision)], path, "openvino")  # the same graph, one calibration
-    return export(weights, path, fmt, img_size=img_size, int8=calibration if precision == "int8" else None)
+    if precision == "int8":
+        return export(weights, path, fmt, img_size=img_size, int8=calibration)
+    return export(weights, path, fmt, img_size=img_size, conv3x3=conv3x3)
 
 
 def _latency_ms(predictor: Predictor, image: torch.Tensor, runs: int) -> float:
@@ -78,10 +80,12 @@ def run_benchmark(
     calib_split: str = "train",
     runs: int = 20,
     threads: int | None = None,
+    conv3x3: str = "auto",
 ) -> list[dict[str, Any]]:
     """Export ``weights`` to each row's format and precision under ``out``, then measure each: file size,
     median latency of ``runs`` calls on one image at the model's input size, COCO metrics on ``split``.
-    Prints the table, writes ``out/benchmark.json`` and ``out/benchmark.csv``; returns the rows."""
+    Prints the table, writes ``out/benchmark.json`` and ``out/benchmark.csv``; returns the rows.
+    ``img_size`` and ``conv3x3`` (fp32 rows) are :func:`fcos.export.export`'s."""
     parsed = [_parse(r) for r in rows]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +99,7 @@ def run_benchmark(
                                "latency_ms": None, "AP": None, "AP50": None, "note": ""}
         results.append(row)
         try:
-            path = _export_row(weights, fmt, precision, out, done, img_size, calibration)
+            path = _export_row(weights, fmt, precision, out, done, img_size, calibration, conv3x3)
         except MissingExtraError as exc:
             row["note"] = f"skipped: {exc}"
             continue

@@ -479,6 +479,8 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help=f"rows to measure (default: {' '.join(DEFAULT_ROWS)})")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="fixed export input size (default: dynamic, as fcos export)")
+    p.add_argument("--conv3x3", choices=("auto", "direct", "winograd"), default="auto",
+                   help="3x3 convolutions of the fp32 graphs, as fcos export --conv3x3")
     p.add_argument("--calib-images", type=int, default=None, help="int8 calibration images (default 32)")
     p.add_argument("--calib-split", default="train")
     p.add_argument("--runs", type=int, default=20, help="timed runs per row (median reported)")
@@ -490,7 +492,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from fcos.benchmark import run_benchmark
 
     run_benchmark(args.weights, args.data, args.out, rows=args.formats, split=args.split, img_size=args.img_size,
-                  calib_images=args.calib_images, calib_split=args.calib_split, runs=args.runs, threads=args.threads)
+                  calib_images=args.calib_images, calib_split=args.calib_split, runs=args.runs, threads=args.threads,
+                  conv3x3=args.conv3x3)
     return 0
 
 

@@ -186,7 +186,8 @@ class FCOSConfig:
     # the backend's convolution; "winograd": F(4x4, 3x3) minimal filtering (fcos.ops.winograd), ~1.8x
     # faster for 256 channels on a CPU, within a few 1e-6 of direct; "auto": winograd for CPU float32
     # maps of >= 32x32 points (the break-even measured on a 2-core AVX-512 CPU), direct elsewhere
-    # (cuDNN picks its own algorithms). Low precision (autocast) and export always run direct.
+    # (cuDNN picks its own algorithms). Low precision (autocast) always runs direct; exported graphs choose
+    # for themselves (fcos.export.export's conv3x3).
     conv3x3: Literal["auto", "direct", "winograd"] = "auto"
 
     def __post_init__(self) -> None:

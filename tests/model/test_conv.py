@@ -86,7 +86,7 @@ def test_detector_with_winograd_matches_direct():
 
 def test_onnx_trace_writes_winograd_operators_on_large_levels_only(tmp_path):
     # Traced for export, "auto" spells levels of >= AUTO_MIN_POINTS points as Winograd operators
-    # (grouped Conv transforms, MatMul, DepthToSpace; no Pad node) and smaller ones as one Conv;
+    # (depthwise Conv transforms, MatMul, DepthToSpace; no Pad node) and smaller ones as one Conv;
     # ONNX Runtime then gives conv2d's values, for a dynamic batch too.
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -107,7 +107,7 @@ def test_onnx_trace_writes_winograd_operators_on_large_levels_only(tmp_path):
                       dynamic_axes={"a": {0: "n"}, "b": {0: "n"}})
     ops = [node.op_type for node in onnx.load(path).graph.node]
     assert ops.count("DepthToSpace") == 1 and "Pad" not in ops
-    assert ops.count("Conv") == 3  # two transforms for the big level, the small level's own
+    assert ops.count("Conv") == 6 * 7 + 1  # the big level's transforms (6 along H, 36 along W), the small level's
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     x_big, x_small = torch.randn(3, 8, 36, 30), torch.randn(3, 8, 8, 8)  # another batch size
     out_big, out_small = session.run(None, {"a": x_big.numpy(), "b": x_small.numpy()})
