@@ -12,6 +12,8 @@ from fcos.cli import main
 from fcos.config import FCOSConfig
 from fcos.engine.checkpoint import load_model
 from fcos.export import DEFAULT_OPSET, DetectorGraph, export_onnx, input_shape, prepare_inputs, read_metadata
+from fcos.export.graph import fold_backbone_convs
+from fcos.model.conv import Conv3x3
 from fcos.ops.sizing import scale_boxes
 from fcos.predict import Predictor, read_image, to_tensor
 from fcos.structures import ImageBatch
@@ -184,6 +186,23 @@ def test_conv3x3_algorithm_of_the_graph(exports, checkpoint, shared_data, tmp_pa
         export_onnx(checkpoint, tmp_path / "bad.onnx", conv3x3="winograd")
     with pytest.raises(ValueError, match="conv3x3 must be"):
         export_onnx(checkpoint, tmp_path / "bad.onnx", img_size=(320, 320), conv3x3="fast")
+
+
+def test_backbone_convs_fold_with_their_batchnorm(checkpoint):
+    # For Winograd in the graph, a ResNet block's 3x3 stride-1 conv (>= 256 inputs) and its BatchNorm
+    # become one Conv3x3 with bias; the backbone computes the same features.
+    model, _ = load_model(checkpoint)  # resnet18: layer3 and layer4 blocks
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        before = model.backbone(x)
+        assert fold_backbone_convs(model.backbone, "auto") == 6  # layer3: 1 + 2, layer4: 1 + 2 (3x3 s1 convs)
+        after = model.backbone(x)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    block = model.backbone.trunk.get_submodule("layer3.1")
+    assert isinstance(block.conv1, Conv3x3) and isinstance(block.bn1, torch.nn.Identity) and block.conv1.algorithm == "auto"
+    assert type(model.backbone.trunk.get_submodule("layer3.0").conv1) is torch.nn.Conv2d  # stride 2: kept
+    assert type(model.backbone.trunk.get_submodule("layer2.1").conv1) is torch.nn.Conv2d  # 128 inputs: kept
 
 
 def test_fixed_size_resize_rule():

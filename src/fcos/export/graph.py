@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops import nms as _nms
 
 from fcos.config import FCOSConfig
+from fcos.model.conv import Conv3x3
 from fcos.postprocess import INVALID_SCORE, decode_dense
 
-__all__ = ["DetectorGraph", "nms_dense"]
+__all__ = ["DetectorGraph", "fold_backbone_convs", "nms_dense"]
+
+# Backbone 3x3 convolutions with fewer input channels stay direct in exported graphs: measured in ONNX
+# Runtime on R50 at 800x1088, Winograd takes ResNet stage 3's (256 channels, 50x68) from 8.3 to 5.5 ms
+# each, but stage 2's (128 channels, 100x136) from 8.5 to ~9.5 ms: the transforms outweigh the products.
+FOLD_MIN_CHANNELS = 256
 
 
 class _NonMaxSuppression(torch.autograd.Function):
@@ -67,6 +74,38 @@ def nms_dense(
     out_boxes = torch.gather(boxes, 1, top_idx[..., None].expand(-1, -1, 4)) * valid[..., None]
     out_labels = torch.where(valid, torch.gather(labels, 1, top_idx), -1)
     return out_boxes, torch.where(valid, top_scores, 0.0), out_labels, valid.sum(1)
+
+
+def fold_backbone_convs(module: nn.Module, algorithm: str, min_channels: int = FOLD_MIN_CHANNELS) -> int:
+    """Fold every backbone block's ``convN`` (3x3, stride 1, padding 1, no groups, >= ``min_channels``
+    inputs) and its ``bnN`` (BatchNorm in eval mode or FrozenBatchNorm2d) into one :class:`Conv3x3`
+    running ``algorithm``, the BatchNorm replaced by Identity: bn(conv(x)) as one convolution with bias,
+    which an exported graph can then write as Winograd operators (a runtime folds a BatchNorm into a
+    Conv node itself, but cannot into the Winograd operators). torchvision's ResNet blocks (BasicBlock,
+    Bottleneck: conv2 + bn2) are the layers this finds; other backbones keep theirs. For export only:
+    the module is changed in place. Returns how many convolutions were folded."""
+    folded = 0
+    for block in list(module.modules()):
+        for name, conv in list(block.named_children()):
+            norm_name = "bn" + name[len("conv"):]
+            norm = getattr(block, norm_name, None) if name.startswith("conv") else None
+            if not (type(conv) is nn.Conv2d and isinstance(norm, (nn.BatchNorm2d, FrozenBatchNorm2d))
+                    and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+                    and conv.dilation == (1, 1) and conv.groups == 1 and conv.in_channels >= min_channels
+                    and not (isinstance(norm, nn.BatchNorm2d) and norm.training)):
+                continue
+            with torch.no_grad():
+                scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+                shift = norm.bias - norm.running_mean * scale
+                if conv.bias is not None:
+                    shift = shift + conv.bias * scale
+                fused = Conv3x3(conv.in_channels, conv.out_channels, algorithm).to(conv.weight)
+                fused.weight.copy_(conv.weight * scale[:, None, None, None])
+                fused.bias.copy_(shift)
+            setattr(block, name, fused.train(conv.training))
+            setattr(block, norm_name, nn.Identity())
+            folded += 1
+    return folded
 
 
 class DetectorGraph(nn.Module):

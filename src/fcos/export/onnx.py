@@ -45,7 +45,7 @@ from torch import nn
 from fcos.config import STRIDES, FCOSConfig
 from fcos.engine.checkpoint import load_weights
 from fcos.export.calibration import Calibration, calibration_inputs
-from fcos.export.graph import DetectorGraph
+from fcos.export.graph import DetectorGraph, fold_backbone_convs
 from fcos.export.quantize import quantize_onnx
 from fcos.extras import require
 from fcos.model.conv import Conv3x3
@@ -179,6 +179,8 @@ def export_onnx(
         if img_size[0] % div or img_size[1] % div or min(img_size) < min_side:
             raise ValueError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
     algorithm = _conv_algorithm(conv3x3, img_size, int8)
+    if algorithm != "direct":
+        fold_backbone_convs(model.backbone, algorithm)  # ResNet stages 2-4: their 3x3 convs as Winograd too
     for module in model.modules():
         if isinstance(module, Conv3x3):
             module.algorithm = algorithm
