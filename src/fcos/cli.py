@@ -433,9 +433,10 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="class-aware NMS inside the graph (--no-nms: output candidates for the caller's NMS)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcos.export.DEFAULT_OPSET, 17)")
     p.add_argument("--conv3x3", choices=("auto", "direct", "winograd"), default="auto",
-                   help="head/FPN 3x3 convolutions in the graph: auto = Winograd operators on levels of >= 32x32 "
-                        "points of a fixed-size (--img-size) fp32 export (faster on CPU runtimes); direct = plain "
-                        "Conv nodes (for GPU runtimes); winograd = on every level")
+                   help="3x3 convolutions in the graph (head, FPN outputs, ResNet blocks of >= 256 channels): "
+                        "auto = Winograd operators on maps of >= 32x32 points of a fixed-size (--img-size) fp32 "
+                        "export (faster on CPU runtimes); direct = plain Conv nodes (for GPU runtimes); "
+                        "winograd = on every level")
     g = p.add_argument_group("int8 (static post-training quantization)")
     g.add_argument("--int8", action="store_true", help="quantize the network to int8, calibrated on --calib-data")
     g.add_argument("--calib-data", help="dataset whose training images calibrate int8 (any layout fcos reads)")

@@ -205,6 +205,26 @@ def test_backbone_convs_fold_with_their_batchnorm(checkpoint):
     assert type(model.backbone.trunk.get_submodule("layer2.1").conv1) is torch.nn.Conv2d  # 128 inputs: kept
 
 
+def test_fold_leaves_what_it_cannot_prove_equivalent():
+    # Only torchvision's ResNet blocks (they apply bnN right after convN), only exact BatchNorm types
+    # (a subclass such as timm's BatchNormAct2d also applies an activation).
+    from torchvision.models.resnet import BasicBlock
+
+    class NormAct(torch.nn.BatchNorm2d):
+        def forward(self, x):
+            return torch.relu(super().forward(x))
+
+    class LookAlike(torch.nn.Module):  # same names, unknown forward
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False), torch.nn.BatchNorm2d(256)
+
+    block = BasicBlock(256, 256).eval()
+    block.bn2 = NormAct(256).eval()
+    assert fold_backbone_convs(torch.nn.Sequential(block, LookAlike().eval()), "auto") == 1
+    assert isinstance(block.conv1, Conv3x3) and type(block.conv2) is torch.nn.Conv2d and isinstance(block.bn2, NormAct)
+
+
 def test_fixed_size_resize_rule():
     cfg = FCOSConfig().input  # min 800, max 1333
     assert input_shape(480, 640, cfg) == (800, 1066)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops import nms as _nms
 
@@ -77,22 +78,26 @@ def nms_dense(
 
 
 def fold_backbone_convs(module: nn.Module, algorithm: str, min_channels: int = FOLD_MIN_CHANNELS) -> int:
-    """Fold every backbone block's ``convN`` (3x3, stride 1, padding 1, no groups, >= ``min_channels``
-    inputs) and its ``bnN`` (BatchNorm in eval mode or FrozenBatchNorm2d) into one :class:`Conv3x3`
-    running ``algorithm``, the BatchNorm replaced by Identity: bn(conv(x)) as one convolution with bias,
+    """Fold each 3x3 stride-1 convolution of torchvision's ResNet blocks (BasicBlock, Bottleneck; ResNeXt
+    and wide ResNets too, ungrouped ones only) with >= ``min_channels`` inputs into one :class:`Conv3x3`
+    running ``algorithm``, together with the BatchNorm that follows it (``convN`` -> ``bnN``, eval-mode
+    BatchNorm2d or FrozenBatchNorm2d), which becomes Identity: bn(conv(x)) as one convolution with bias,
     which an exported graph can then write as Winograd operators (a runtime folds a BatchNorm into a
-    Conv node itself, but cannot into the Winograd operators). torchvision's ResNet blocks (BasicBlock,
-    Bottleneck: conv2 + bn2) are the layers this finds; other backbones keep theirs. For export only:
-    the module is changed in place. Returns how many convolutions were folded."""
+    Conv node itself, but cannot into the Winograd operators). Other backbones keep their layers: only
+    those blocks are known to apply ``bnN`` right after ``convN`` and nothing else in between. For export
+    only: the module is changed in place. Returns how many convolutions were folded."""
     folded = 0
     for block in list(module.modules()):
+        if not isinstance(block, (BasicBlock, Bottleneck)):
+            continue
         for name, conv in list(block.named_children()):
             norm_name = "bn" + name[len("conv"):]
             norm = getattr(block, norm_name, None) if name.startswith("conv") else None
-            if not (type(conv) is nn.Conv2d and isinstance(norm, (nn.BatchNorm2d, FrozenBatchNorm2d))
+            # Exact types: subclasses (timm's BatchNormAct2d) may do more than normalise.
+            if not (type(conv) is nn.Conv2d and type(norm) in (nn.BatchNorm2d, FrozenBatchNorm2d)
                     and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
                     and conv.dilation == (1, 1) and conv.groups == 1 and conv.in_channels >= min_channels
-                    and not (isinstance(norm, nn.BatchNorm2d) and norm.training)):
+                    and not norm.training):
                 continue
             with torch.no_grad():
                 scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
@@ -102,7 +107,7 @@ def fold_backbone_convs(module: nn.Module, algorithm: str, min_channels: int = F
                 fused = Conv3x3(conv.in_channels, conv.out_channels, algorithm).to(conv.weight)
                 fused.weight.copy_(conv.weight * scale[:, None, None, None])
                 fused.bias.copy_(shift)
-            setattr(block, name, fused.train(conv.training))
+            setattr(block, name, fused.eval())
             setattr(block, norm_name, nn.Identity())
             folded += 1
     return folded

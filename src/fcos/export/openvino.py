@@ -52,7 +52,8 @@ def export_openvino(
         raise ValueError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
     from_onnx = Path(weights).suffix.lower() == ".onnx"
     if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None or conv3x3 != "auto"):
-        raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS and precision are fixed; "
+        raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS, precision and "
+                         "convolutions are fixed; "
                          "export the checkpoint instead to change them")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
