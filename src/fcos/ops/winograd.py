@@ -272,7 +272,8 @@ def _input_tile_columns(x: Tensor, t0: int, t1: int) -> Iterator[tuple[int, Tens
 # depthwise convolutions at stride 4 (B^T along H, then along W), the 36 products as one batched MatMul,
 # the output transform as a MatMul by kron(A^T, A^T) and a DepthToSpace that puts each 4x4 tile in place.
 # (Tried and slower: strided Slices for the tiles, 2x-3x in both runtimes; one grouped Conv with 6 or 36
-# filters per channel, ~2.5x in OpenVINO; the output transform as a grouped ConvTranspose, ~7x in OpenVINO.)
+# filters per channel, ~2.5x in OpenVINO; the output transform as a grouped ConvTranspose, ~7x in OpenVINO
+# and no faster for the whole model in ONNX Runtime.)
 _BT = torch.tensor(
     [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
      [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
