@@ -23,8 +23,15 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
     return register
 
 
+def _conv3x3_choices() -> tuple[str, ...]:
+    """FCOSConfig.conv3x3's values: the training flag's and the exported graph's (fcos export, benchmark)."""
+    from fcos.config import FCOSConfig
+
+    return get_args(get_type_hints(FCOSConfig)["conv3x3"])
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from fcos.config import PRESETS, FCOSConfig
+    from fcos.config import PRESETS
     from fcos.engine.config import AUGMENT, DATA, RUNTIME, SCHEDULE, TRAIN_PRESETS, TrainConfig
     from fcos.model.backbones import BACKBONES
 
@@ -45,7 +52,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--regression", choices=("relu", "softplus"),
                    help="box distances from the raw output: relu (official) or softplus (a gradient everywhere: "
                         "no dead regression; the cpu recipe's default)")
-    g.add_argument("--conv3x3", choices=get_args(get_type_hints(FCOSConfig)["conv3x3"]),
+    g.add_argument("--conv3x3", choices=_conv3x3_choices(),
                    help="head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)")
     groups[SCHEDULE].add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS),
                                   help="official: SGD 1x recipe; cpu: AdamW + cosine for short from-scratch runs; "
@@ -432,7 +439,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nms", action=argparse.BooleanOptionalAction, default=True,
                    help="class-aware NMS inside the graph (--no-nms: output candidates for the caller's NMS)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: fcos.export.DEFAULT_OPSET, 17)")
-    p.add_argument("--conv3x3", choices=("auto", "direct", "winograd"), default="auto",
+    p.add_argument("--conv3x3", choices=_conv3x3_choices(), default="auto",
                    help="3x3 convolutions in the graph (head, FPN outputs, ResNet blocks of >= 256 channels): "
                         "auto = Winograd operators on maps of >= 32x32 points of a fixed-size (--img-size) fp32 "
                         "export (faster on CPU runtimes); direct = plain Conv nodes (for GPU runtimes); "
@@ -480,7 +487,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
                    help=f"rows to measure (default: {' '.join(DEFAULT_ROWS)})")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="fixed export input size (default: dynamic, as fcos export)")
-    p.add_argument("--conv3x3", choices=("auto", "direct", "winograd"), default="auto",
+    p.add_argument("--conv3x3", choices=_conv3x3_choices(), default="auto",
                    help="3x3 convolutions of the fp32 graphs, as fcos export --conv3x3")
     p.add_argument("--calib-images", type=int, default=None, help="int8 calibration images (default 32)")
     p.add_argument("--calib-split", default="train")

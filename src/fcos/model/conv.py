@@ -51,16 +51,19 @@ class Conv3x3(nn.Conv2d):
     def uses_winograd(self, x: Tensor) -> bool:
         if self.algorithm == "direct" or not winograd.supported(x, self.weight):
             return False
-        if self.algorithm == "winograd":
-            return True
-        return x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= AUTO_MIN_POINTS
+        return self.algorithm == "winograd" or (x.device.type == "cpu" and _large(x))
 
     def exports_winograd(self, x: Tensor) -> bool:
         """Whether this level's convolution is traced as Winograd operators (ONNX export only; the same
         size rule as "auto", whatever the device: the exported graph is meant for CPU runtimes)."""
         if not torch.onnx.is_in_onnx_export() or self.algorithm == "direct":
             return False
-        return self.algorithm == "winograd" or x.shape[-2] * x.shape[-1] >= AUTO_MIN_POINTS
+        return self.algorithm == "winograd" or _large(x)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, algorithm={self.algorithm}"
+
+
+def _large(x: Tensor) -> bool:
+    """Whether "auto" picks Winograd for this map: at least AUTO_MIN_POINTS points."""
+    return x.shape[-2] * x.shape[-1] >= AUTO_MIN_POINTS
