@@ -434,7 +434,8 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="onnx: one .onnx (ONNX Runtime); openvino: OpenVINO IR, .xml + .bin")
     p.add_argument("--out", default=None, help="file to write (default: model.onnx / model.xml)")
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                   help="fixed input size (multiples of 32); default: dynamic height and width")
+                   help="fixed input size (multiples of 32; fp32 graphs then get Winograd convolutions, faster on "
+                        "CPUs: --conv3x3); default: dynamic height and width")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch axis (default: batch 1)")
     p.add_argument("--nms", action=argparse.BooleanOptionalAction, default=True,
                    help="class-aware NMS inside the graph (--no-nms: output candidates for the caller's NMS)")
