@@ -1,6 +1,8 @@
 """ONNX export: valid files with metadata, the graph's decoding equals the PyTorch decoder, and the
 onnxruntime predictor gives the PyTorch predictor's detections on real images."""
 
+import importlib.util
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,7 +13,15 @@ from ship_helpers import CLASS_NAMES, assert_same_detections, make_checkpoint, r
 from fcos.cli import main
 from fcos.config import FCOSConfig
 from fcos.engine.checkpoint import load_model
-from fcos.export import DEFAULT_OPSET, DetectorGraph, export_onnx, input_shape, prepare_inputs, read_metadata
+from fcos.export import (
+    DEFAULT_OPSET,
+    DetectorGraph,
+    export,
+    export_onnx,
+    input_shape,
+    prepare_inputs,
+    read_metadata,
+)
 from fcos.export.graph import fold_backbone_convs
 from fcos.model.conv import Conv3x3
 from fcos.ops.sizing import scale_boxes
@@ -178,10 +188,14 @@ def test_conv3x3_algorithm_of_the_graph(exports, checkpoint, shared_data, tmp_pa
     assert read_metadata(exports["default"])["conv3x3"] == "direct" and _depth_to_space_nodes(exports["default"]) == 0
     direct = export_onnx(checkpoint, tmp_path / "direct.onnx", img_size=(320, 320), conv3x3="direct")
     assert read_metadata(direct)["conv3x3"] == "direct" and _depth_to_space_nodes(direct) == 0
-    ours, plain = Predictor(exports["fixed"]), Predictor(direct)
+    predictors = [Predictor(exports["fixed"])]
+    if importlib.util.find_spec("openvino"):  # the same Winograd graph in OpenVINO (an optional extra)
+        predictors.append(Predictor(export(exports["fixed"], tmp_path / "fixed.xml", "openvino")))
+    plain = Predictor(direct)
     for path in real_images(shared_data, 4):
         image = read_image(path)
-        assert_same_detections(plain(image)[0], ours(image)[0])
+        for predictor in predictors:
+            assert_same_detections(plain(image)[0], predictor(image)[0])
     with pytest.raises(ValueError, match="fixed-size"):
         export_onnx(checkpoint, tmp_path / "bad.onnx", conv3x3="winograd")
     with pytest.raises(ValueError, match="conv3x3 must be"):
