@@ -55,13 +55,16 @@ def pad_batch(images: Sequence[Tensor], divisor: int, size: Sequence[int] | None
     """[C, h_i, w_i] images -> [B, C, H, W], each at the top-left corner, zeros elsewhere.
 
     (H, W): the largest sides rounded up to a multiple of ``divisor``, or ``size`` when given
-    (images must fit in it).
+    (images must fit in it). One image already of that size comes back as a view of itself (contiguous).
     """
     if size is None:
         height = pad_to_multiple(max(im.shape[-2] for im in images), divisor)
         width = pad_to_multiple(max(im.shape[-1] for im in images), divisor)
     else:
         height, width = int(size[0]), int(size[1])
+    if len(images) == 1 and tuple(images[0].shape[-2:]) == (height, width):
+        # Nothing to pad (e.g. frames already at a fixed-size model's input): a view, not a ~10 ms copy.
+        return images[0].unsqueeze(0).contiguous()
     batch = images[0].new_zeros((len(images), images[0].shape[0], height, width))
     for slot, image in zip(batch, images, strict=True):
         slot[:, : image.shape[-2], : image.shape[-1]].copy_(image)
