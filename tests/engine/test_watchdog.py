@@ -134,9 +134,50 @@ def test_the_first_verdict_is_the_one_every_rank_reports():
     w0.progress("update 1")
     verdict = w1.poll(12.0)
     assert verdict and w0.poll(1.0) != verdict
-    w1.publish_verdict(verdict)
-    w1.publish_verdict(["a later verdict"])  # the first one stays
-    assert w0.poll(2.0) == verdict
+    assert w1.stuck_here
+    assert w1.publish_verdict(verdict, w1.stuck)
+    assert not w1.publish_verdict(["a later verdict"])  # the first one stays
+    assert w0.poll(2.0) == verdict and not w0.stuck_here
+
+
+def test_a_stuck_rank_that_reads_the_verdict_knows_it_is_the_one_named():
+    # Rank 0 finds rank 1 stuck first; rank 1 (whose main thread is stuck) reads the verdict and must
+    # still print where it is stuck.
+    w0, w1 = dogs = pair()
+    w1.progress("after_step at update 3")
+    poll_all(dogs, 0.0)
+    poll_all(dogs, 0.0)
+    w0.progress("update 4")
+    verdict = w0.poll(12.0)
+    assert w0.stuck == [1] and not w0.stuck_here
+    assert w0.publish_verdict(verdict, w0.stuck)
+    assert w1.poll(0.5) == verdict and w1.stuck_here
+
+
+def test_the_first_finder_waits_for_the_others_to_read_its_verdict_within_the_grace():
+    # Without torchrun the store lives in rank 0's process: if rank 0 found the hang and exited at once,
+    # the stuck rank could no longer read which rank was named (it would report the store as gone).
+    store = dist.HashStore()
+    w0, w1 = dogs = [Watchdog(store, rank, 2, 0.5, interval=0.02) for rank in range(2)]  # grace 1.06 s
+    poll_all(dogs, 0.0)
+    assert w0.publish_verdict(["rank 1 has made no progress for 1 s outside collectives"])
+    start = time.monotonic()
+    assert not w0.await_readers()  # rank 1 has not polled: bounded wait, then go on
+    assert w0.grace - 0.05 <= time.monotonic() - start < w0.grace + 1.0
+    assert w1.poll(0.1) == ["rank 1 has made no progress for 1 s outside collectives"]
+    assert not w1.stuck_here  # published without naming stuck ranks
+    start = time.monotonic()
+    assert w0.await_readers() and time.monotonic() - start < 0.5  # read: no wait
+
+
+def test_the_first_finder_does_not_wait_for_ranks_that_are_done():
+    store = dist.HashStore()
+    w0, w1 = dogs = [Watchdog(store, rank, 2, 0.5, interval=0.02) for rank in range(2)]
+    w1.stop()  # rank 1 finished its run
+    poll_all(dogs, 0.0)
+    assert w0.publish_verdict(["rank 0 has made no progress for 1 s outside collectives"])
+    start = time.monotonic()
+    assert w0.await_readers() and time.monotonic() - start < 0.5
 
 
 def test_a_collective_that_fails_waits_for_the_verdict_then_raises():

@@ -12,8 +12,9 @@ A rank is hung when, for longer than ``timeout`` seconds, either
 A rank waiting in a collective for a stuck peer is not hung: the peer is the one named. Leaving a
 collective counts as progress, so the time spent waiting is never charged to the waiter.
 
-The first rank to find a hang publishes its verdict in the store before it stops; the others report
-that same verdict. A collective that fails on a waiting rank (the peer that found the hang has exited
+The first rank to find a hang publishes its verdict in the store and, before it stops, waits a moment
+(bounded) for the others to read it: without torchrun the store lives in rank 0's process and goes with
+it. The others report that same verdict. A collective that fails on a waiting rank (the peer that found the hang has exited
 and closed its connections) waits a moment for the verdict, so every rank names the hung rank rather
 than printing the backend's "connection closed".
 
@@ -33,7 +34,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -72,7 +73,7 @@ class Watchdog:
         self._done = False
         self._seen: dict[int, _Seen] = {}
         self._started: float | None = None
-        self.stuck_here = False  # the last poll found this very rank stuck (its stack is then worth printing)
+        self.stuck: list[int] = []  # ranks the last poll (or the verdict it read) found alive but stuck
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -108,11 +109,13 @@ class Watchdog:
         if self._started is None:
             self._started = now
         verdict = self._verdict()
-        if verdict is not None:  # another rank found the hang first: report the same
-            return verdict
+        if verdict is not None:  # another rank found the hang first: report the same (and say it was read)
+            self.store.set(self._read_key(self.rank), "1")
+            self.stuck = list(verdict["stuck"])
+            return list(verdict["messages"])
         records = self._read()
         messages = []
-        self.stuck_here = False
+        self.stuck = []
         for rank in range(self.world):
             record = records.get(rank)
             if record is None:  # not published yet: ranks reach the loop at slightly different times
@@ -133,7 +136,7 @@ class Watchdog:
                 messages.append(f"rank {rank} is not responding: no heartbeat for {now - seen.beat_at:.0f} s (stopped, "
                                 f"frozen or gone; its last progress: {record['where']})")
             elif now - seen.active_at > self.timeout and not record["waiting"]:
-                self.stuck_here |= rank == self.rank
+                self.stuck.append(rank)
                 messages.append(f"rank {rank} has made no progress for {now - seen.active_at:.0f} s outside collectives "
                                 f"(its last progress: {record['where']})")
         return messages
@@ -171,29 +174,55 @@ class Watchdog:
                 if self.stuck_here and frame is not None:
                     stack = "".join(traceback.format_stack(frame))
                     print(f"rank {self.rank} is stuck here:\n{stack}", file=sys.stderr, flush=True)
-                self.publish_verdict(messages)
+                if self.publish_verdict(messages, self.stuck):
+                    self.await_readers()
                 self.on_hang(messages)
                 return
 
-    def publish_verdict(self, messages: list[str]) -> None:
-        """Tell the other ranks which rank hung (the first verdict stays: later ones only repeat it)."""
+    @property
+    def stuck_here(self) -> bool:
+        """Whether this very rank was found stuck (its stack is then worth printing)."""
+        return self.rank in self.stuck
+
+    def publish_verdict(self, messages: list[str], stuck: Sequence[int] = ()) -> bool:
+        """Tell the other ranks which rank hung (``stuck``: the ranks found alive but stuck; the first
+        verdict stays: later ones only repeat it). Returns whether this call published it."""
         try:
             if not self.store.check([self._verdict_key]):
-                self.store.set(self._verdict_key, json.dumps(messages))
+                self.store.set(self._verdict_key, json.dumps({"messages": messages, "stuck": list(stuck)}))
+                return True
         except Exception:  # noqa: BLE001 - a store that is gone cannot carry the verdict; this rank still reports it
             pass
+        return False
+
+    def await_readers(self) -> bool:
+        """Wait, at most ``grace`` seconds, until every other rank not yet done has read the verdict (its
+        watching thread reads it within an interval, unless the rank is stopped). Returns whether all did."""
+        pending = [r for r in range(self.world) if r != self.rank and not (r in self._seen and self._seen[r].record["done"])]
+        deadline = time.monotonic() + self.grace
+        while True:
+            try:
+                pending = [r for r in pending if not self.store.check([self._read_key(r)])]
+            except Exception:  # noqa: BLE001 - the store is gone: nobody can read it any more
+                return False
+            if not pending or time.monotonic() >= deadline:
+                return not pending
+            time.sleep(min(0.01, self.interval))
 
     @property
     def _verdict_key(self) -> str:
         return f"{self.prefix}/verdict"
 
-    def _verdict(self) -> list[str] | None:
+    def _verdict(self) -> dict | None:
         if not self.store.check([self._verdict_key]):
             return None
-        return list(json.loads(self.store.get(self._verdict_key)))
+        return json.loads(self.store.get(self._verdict_key))
 
     def _key(self, rank: int) -> str:
         return f"{self.prefix}/{rank}"
+
+    def _read_key(self, rank: int) -> str:
+        return f"{self._verdict_key}/read/{rank}"
 
     def _publish(self) -> None:
         record = {"beat": self._beat, "progress": self._progress, "waiting": self._waiting > 0,
