@@ -24,10 +24,10 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
 
 
 def _conv3x3_choices() -> tuple[str, ...]:
-    """FCOSConfig.conv3x3's values: the training flag's and the exported graph's (fcos export, benchmark)."""
-    from fcos.config import FCOSConfig
+    """The 3x3 convolution algorithms: the training flag's and the exported graph's (fcos export, benchmark)."""
+    from fcos.config import CONV3X3_ALGORITHMS
 
-    return get_args(get_type_hints(FCOSConfig)["conv3x3"])
+    return CONV3X3_ALGORITHMS
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

@@ -12,11 +12,12 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "AssignConfig",
     "BackboneConfig",
+    "CONV3X3_ALGORITHMS",
     "DecodeConfig",
     "FCOSConfig",
     "FPNConfig",
@@ -26,6 +27,7 @@ __all__ = [
     "PRESETS",
     "PointsConfig",
     "STRIDES",
+    "check_conv3x3",
     "official",
     "override",
     "preset",
@@ -33,6 +35,9 @@ __all__ = [
 ]
 
 INF = math.inf
+# How 3x3 convolutions run: FCOSConfig.conv3x3 in the model, fcos.export.export's conv3x3 in exported graphs.
+Conv3x3Algorithm = Literal["auto", "direct", "winograd"]
+CONV3X3_ALGORITHMS: tuple[str, ...] = get_args(Conv3x3Algorithm)
 # FPN levels P3..P7: one stride per level, fixed by the architecture (paper, Sec. 3.2).
 STRIDES: tuple[int, ...] = (8, 16, 32, 64, 128)
 # Paper Sec. 3.2: a point at level i regresses a box only if max(l, t, r, b) lies in m_{i-1}..m_i.
@@ -45,6 +50,13 @@ DEFAULT_SIZE_RANGES: tuple[tuple[float, float], ...] = (
 )
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_conv3x3(value: str) -> str:
+    """``value`` if it is one of :data:`CONV3X3_ALGORITHMS`, else a ValueError naming them."""
+    if value not in CONV3X3_ALGORITHMS:
+        raise ValueError(f"conv3x3 must be 'auto', 'direct' or 'winograd', got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -188,13 +200,12 @@ class FCOSConfig:
     # maps of >= 32x32 points (the break-even measured on a 2-core AVX-512 CPU), direct elsewhere
     # (cuDNN picks its own algorithms). Low precision (autocast) always runs direct; exported graphs choose
     # for themselves (fcos.export.export's conv3x3).
-    conv3x3: Literal["auto", "direct", "winograd"] = "auto"
+    conv3x3: Conv3x3Algorithm = "auto"
 
     def __post_init__(self) -> None:
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.conv3x3 not in ("auto", "direct", "winograd"):
-            raise ValueError(f"conv3x3 must be 'auto', 'direct' or 'winograd', got {self.conv3x3!r}")
+        check_conv3x3(self.conv3x3)
         if len(self.assign.size_ranges) != len(STRIDES):
             raise ValueError(f"assign.size_ranges needs one range per level ({len(STRIDES)})")
         if self.fpn.channels % self.head.norm_groups or self.fpn.channels // self.head.norm_groups < 2:

@@ -14,9 +14,9 @@ collective counts as progress, so the time spent waiting is never charged to the
 
 The first rank to find a hang publishes its verdict in the store and, before it stops, waits a moment
 (bounded) for the others to read it: without torchrun the store lives in rank 0's process and goes with
-it. The others report that same verdict. A collective that fails on a waiting rank (the peer that found the hang has exited
-and closed its connections) waits a moment for the verdict, so every rank names the hung rank rather
-than printing the backend's "connection closed".
+it. The others report that same verdict. A collective that fails on a waiting rank (the peer that found
+the hang has exited and closed its connections) waits a moment for the verdict, so every rank names the
+hung rank rather than printing the backend's "connection closed".
 
 Why this and not only the process group's timeout (which stays, as a backstop): a gloo collective that
 times out raises on the waiting ranks without saying which rank never came, NCCL's watchdog aborts the

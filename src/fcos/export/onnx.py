@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fcos.config import STRIDES, FCOSConfig
+from fcos.config import STRIDES, FCOSConfig, check_conv3x3
 from fcos.engine.checkpoint import load_weights
 from fcos.export.calibration import Calibration, calibration_inputs
 from fcos.export.graph import DetectorGraph, fold_backbone_convs
@@ -60,8 +60,7 @@ VERSION = 1
 def _conv_algorithm(conv3x3: str, img_size: tuple[int, int] | None, int8: Calibration | None) -> str:
     """The exported graph's 3x3 convolution algorithm: Winograd needs fixed level sizes (they shape its
     tiles) and float32 (int8 quantizes the Conv nodes themselves)."""
-    if conv3x3 not in ("auto", "direct", "winograd"):
-        raise ValueError(f"conv3x3 must be 'auto', 'direct' or 'winograd', got {conv3x3!r}")
+    check_conv3x3(conv3x3)
     if conv3x3 == "winograd" and (img_size is None or int8 is not None):
         raise ValueError("conv3x3='winograd' needs a fixed-size (img_size) float32 export: Winograd tiles are "
                          "laid out for fixed level sizes, and int8 quantizes plain convolutions")
