@@ -71,8 +71,9 @@ def data_root(given: str | None, quick: bool) -> Path:
 
 def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool, seed: int) -> dict[str, Any]:
     """Train one variant from scratch for ``updates`` updates; its val metrics and timing."""
-    from fcos.engine.config import cpu_from_scratch, model_config_for, recipe_model
+    from fcos.engine.train_config import cpu_from_scratch, recipe_model
     from fcos.engine.trainer import Trainer
+    from fcos.model.options import model_config_for
 
     changes = {**BASELINE, **VARIANTS[variant]}
     if quick and changes["multi_scale"]:

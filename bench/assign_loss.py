@@ -10,9 +10,9 @@ from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
 from bench.common import compare_ms, emit, level_shapes, peak_memory_mb
-from fcos.assign import assign_targets, stack_targets
-from fcos.config import STRIDES, torchvision
-from fcos.losses import FCOSCriterion
+from fcos.config import STRIDES, torchvision_preset
+from fcos.model.assign import assign_targets, stack_targets
+from fcos.model.losses import FCOSCriterion
 from fcos.model.points import make_points
 from fcos.structures import HeadOutputs
 
@@ -38,7 +38,7 @@ class Case:
     def __init__(self, batch: int, height: int, width: int, boxes: int, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
         shapes = level_shapes(height, width)
-        self.config = torchvision(num_classes=NUM_CLASSES)
+        self.config = torchvision_preset(num_classes=NUM_CLASSES)
         self.points = make_points(shapes, STRIDES, (height, width), self.config.points)
         num_points = self.points.num_points
         self.cls = torch.randn(batch, num_points, NUM_CLASSES, generator=gen) - 4.6

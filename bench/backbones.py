@@ -21,11 +21,11 @@ import torch
 
 from bench.common import compare_ms, emit
 from fcos.config import official
-from fcos.engine.checkpoint import model_checkpoint, save_checkpoint
 from fcos.export import export_onnx
 from fcos.model.backbones import BACKBONES
 from fcos.model.detector import FCOS
 from fcos.predict import Predictor
+from fcos.weights.checkpoint import model_checkpoint, save_checkpoint
 
 REFERENCE = "resnet50"  # the default backbone
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import compare_ms, emit
-from fcos.engine.evaluate import METRIC_NAMES, coco_metrics, run_pycocotools
+from fcos.evaluation.coco import METRIC_NAMES, coco_metrics, run_pycocotools
 
 CLASSES = ["a", "b", "c", "d", "e"]
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from bench.common import dataset_path, emit
 from fcos.config import InputConfig
 from fcos.data import DetectionDataset, collate, load_annotations
-from fcos.data.transforms import training_transforms
+from fcos.data.pipeline import training_transforms
 
 SIZE = 512
 

@@ -1,6 +1,6 @@
 """deploy_inference: exported models (ONNX Runtime, OpenVINO; fp32, int8) against torchvision's PyTorch FCOS.
 
-For each model, torchvision's FCOS (random init, seeded) is converted to fcos (``FCOS.from_torchvision``:
+For each model, torchvision's FCOS (random init, seeded) is converted to fcos (``fcos.weights.from_torchvision``:
 the same weights), exported at a fixed input size with decoding and NMS in the graph, and run through
 :class:`fcos.predict.Predictor` (host pre/post-processing included) on one image already at the input
 size, batch 1; the reference is torchvision's model called on the same image (its own transform and
@@ -39,10 +39,10 @@ from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from bench.common import compare_rounds, dataset_path, emit
-from fcos.engine.checkpoint import model_checkpoint, save_checkpoint
 from fcos.export import Calibration, export
-from fcos.model.detector import FCOS
 from fcos.predict import Predictor
+from fcos.weights import from_torchvision
+from fcos.weights.checkpoint import model_checkpoint, save_checkpoint
 
 NUM_CLASSES = 80
 CALIB_IMAGES = 16
@@ -67,7 +67,7 @@ def _torchvision(backbone: str, size: tuple[int, int]) -> torch.nn.Module:
 
 
 def _exports(tv: torch.nn.Module, size: tuple[int, int], folder: Path, quick: bool) -> dict[tuple[str, str, str], Path]:
-    weights = save_checkpoint(model_checkpoint(FCOS.from_torchvision(tv), [f"class{i}" for i in range(NUM_CLASSES)]),
+    weights = save_checkpoint(model_checkpoint(from_torchvision(tv), [f"class{i}" for i in range(NUM_CLASSES)]),
                               folder / "model.pt")
     calibration = Calibration(dataset_path("fruit", quick), 2 if quick else CALIB_IMAGES, "train", seed=0)
     onnx_files = {

@@ -10,7 +10,7 @@ lines in ``make bench``'s format (``ratio`` > 1: fcos is faster):
 
 The reference is ``fcos_resnet50_fpn`` (seeded random init, the classification bias spread so every
 image keeps detections and NMS has work, as with a trained model); ours is
-``FCOS.from_torchvision`` of that very model, run the way fcos runs by default (channels_last). Times
+``fcos.weights.from_torchvision`` of that very model, run the way fcos runs by default (channels_last). Times
 are medians of alternating rounds (``bench.common.compare_rounds``), each call ending in
 ``torch.cuda.synchronize()``. ``--device cpu --quick`` is a dry run of this script's logic on a
 ResNet-18 at small sizes; it says nothing about a GPU.

@@ -1,7 +1,7 @@
 """train_step and inference: the whole detector, ours vs torchvision's FCOS with the same weights.
 
 The reference is ``torchvision.models.detection.fcos_resnet50_fpn`` (random init, seeded); ours is
-``FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")`` of that very model: the same
+``fcos.weights.from_torchvision(tv, channels_last=True, conv3x3="auto")`` of that very model: the same
 network, weights and inputs run the way fcos runs by default (NHWC activations; Winograd F(4x4, 3x3)
 for the FPN-output and head 3x3 convolutions on maps of >= 32x32 points). Outputs are compared
 before timing and the differences reported (losses, raw head outputs, detections); the bit-exact
@@ -19,6 +19,7 @@ from torchvision.models.detection import fcos_resnet50_fpn
 
 from bench.common import compare_ms, emit, peak_memory_mb
 from fcos.model.detector import FCOS
+from fcos.weights import from_torchvision
 
 NUM_CLASSES = 80
 
@@ -39,7 +40,7 @@ def _models(size: int, quick: bool) -> tuple[torch.nn.Module, FCOS]:
         tv = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, **kwargs)
     # The focal-loss prior leaves every score under the threshold at random init: this measures the
     # network and the dense score pass; decoding under load is the `postprocess` benchmark.
-    return tv, FCOS.from_torchvision(tv, channels_last=True, conv3x3="auto")
+    return tv, from_torchvision(tv, channels_last=True, conv3x3="auto")
 
 
 def _batch(batch: int, height: int, width: int, boxes: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -80,7 +81,7 @@ def _gradient_errors(ours: FCOS, tv: torch.nn.Module, images, targets) -> dict[s
     change of rounding order moves them by that much. So both are compared with the float64 truth
     (torchvision's model in float64) rather than with each other.
     """
-    from fcos.convert import state_dict_from_torchvision
+    from fcos.weights.torchvision import state_dict_from_torchvision
 
     truth = state_dict_from_torchvision(_gradients(copy.deepcopy(tv).double(), images, targets, torch.float64))
 

@@ -15,9 +15,9 @@ from torchvision.models.detection import fcos_resnet50_fpn
 from torchvision.models.detection.image_list import ImageList
 
 from bench.common import compare_ms, emit, level_shapes
-from fcos.config import STRIDES, torchvision
+from fcos.config import STRIDES, torchvision_preset
+from fcos.model.decode import Decoder
 from fcos.model.points import make_points
-from fcos.postprocess import Decoder
 from fcos.structures import HeadOutputs
 
 NUM_CLASSES = 80
@@ -54,7 +54,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     batch, (height, width) = 2, ((160, 224) if quick else (800, 1088))
     shapes = level_shapes(height, width)
     cls, reg, ctr = _head_outputs(batch, shapes, 5 if quick else 30)
-    config = torchvision(num_classes=NUM_CLASSES)
+    config = torchvision_preset(num_classes=NUM_CLASSES)
     points = make_points(shapes, STRIDES, (height, width), config.points)
     ours_outputs = HeadOutputs(cls, reg * points.strides[None, :, None], ctr, shapes)
     decoder = Decoder(config.decode)

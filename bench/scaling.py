@@ -14,7 +14,7 @@ import torch
 
 from bench.assign_loss import Case
 from bench.common import compare_ms, emit, peak_memory_mb
-from fcos.assign import assign_targets, stack_targets
+from fcos.model.assign import assign_targets, stack_targets
 from fcos.ops.sizing import pad_to_multiple
 
 

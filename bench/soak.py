@@ -19,8 +19,9 @@ from typing import Any
 
 from bench.common import emit, rss_mib
 from fcos.data import generate_shapes
-from fcos.engine.config import cpu_from_scratch, model_config_for
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
+from fcos.model.options import model_config_for
 
 MODEL: dict[str, Any] = {"backbone": "resnet18", "img_size": 128, "fpn_channels": 16, "head_convs": 1}
 

@@ -20,3 +20,11 @@ def shared_data() -> Path:
     """The folder holding ``fruit/`` and ``raccoon/``: small MIT-licensed subsets of the real datasets,
     vendored in tests/assets (counts in tests/assets/README.md), so the suite needs nothing beside the clone."""
     return ASSETS
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny untrained detector's checkpoint that still gives many detections (deploy_helpers.py)."""
+    from deploy_helpers import make_checkpoint
+
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")

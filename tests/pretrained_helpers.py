@@ -14,7 +14,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from fcos.pretrained import coco_classes
+from fcos.weights.pretrained import coco_classes
 
 COCO_V1 = FCOS_ResNet50_FPN_Weights.COCO_V1
 FILE = "fcos_resnet50_fpn_coco-99b0c9b7.pth"  # torchvision's file name (its hash prefix included)

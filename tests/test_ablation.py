@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.ablation import VARIANTS, main, table
-from fcos.engine.checkpoint import load_checkpoint
+from fcos.weights.checkpoint import load_checkpoint
 
 
 def test_quick_ablation_trains_each_variant_and_writes_the_table(shared_data, tmp_path, capsys):

@@ -8,7 +8,7 @@ from fcos import config as C
 
 
 def test_presets_differ_where_torchvision_differs_from_official():
-    off, tv = C.official(), C.torchvision()
+    off, tv = C.official(), C.torchvision_preset()
     assert off.assign.center_sampling_radius == tv.assign.center_sampling_radius == 1.5
     assert off.loss.box_weight_by_centerness and not tv.loss.box_weight_by_centerness
     assert off.head.learnable_scales and not tv.head.learnable_scales

@@ -6,7 +6,7 @@ Checks (each one JSON line: ``{"check", "ok", ...figures}``, or ``"skipped"`` wi
 2. ``train``: ``fcos train`` 20 updates on the device (fp16 autocast + GradScaler, pinned memory,
    validation on the device) on a generated shapes set: finite losses, a checkpoint that reloads.
 3. ``torchvision_parity``: torchvision's FCOS (ResNet-18 FPN, seeded random init, scores spread) and
-   ``FCOS.from_torchvision`` of the same weights on the device: training losses within 1e-4 relative,
+   ``fcos.weights.from_torchvision`` of the same weights on the device: training losses within 1e-4 relative,
    detections matched as sets (same label, boxes within 0.05 px, scores within 1e-3; TF32 off, and
    cuDNN picks its own kernels, so not bit-exact); the fast execution (NHWC) alike.
 4. ``amp_fp16``: the same batch in fp32 and under fp16 autocast: losses finite and within 2% (the
@@ -88,7 +88,7 @@ def check_environment(device: torch.device, work: Path) -> dict[str, Any]:
 def check_train(device: torch.device, work: Path) -> dict[str, Any]:
     from fcos.cli import main
     from fcos.data import generate_shapes
-    from fcos.engine.checkpoint import load_model
+    from fcos.weights.checkpoint import load_model
 
     data = generate_shapes(work / "shapes", num_train=16, num_val=8, image_size=160)
     out = work / "train"
@@ -118,7 +118,7 @@ def _match(ours: list[dict[str, torch.Tensor]], theirs: list[dict[str, torch.Ten
 
 
 def check_torchvision_parity(device: torch.device, work: Path) -> dict[str, Any]:
-    from fcos import FCOS
+    from fcos.weights import from_torchvision
 
     # True fp32 on both sides: cuDNN's default TF32 convolutions round to 10 mantissa bits, and the
     # NCHW and NHWC kernels round differently, which would hide a real difference under ~1e-3 noise.
@@ -130,7 +130,7 @@ def check_torchvision_parity(device: torch.device, work: Path) -> dict[str, Any]
         result: dict[str, Any] = {}
         ok = True
         for exact in (True, False):
-            ours = FCOS.from_torchvision(tv.cpu().train(), exact=exact).to(device)
+            ours = from_torchvision(tv.cpu().train(), exact=exact).to(device)
             tv.to(device)
             tv_losses, our_losses = tv(images, targets), ours(images, targets)
             loss_rel = max(_rel(our_losses[k].detach(), tv_losses[k].detach()) for k in tv_losses)
@@ -234,9 +234,9 @@ def check_onnxruntime(device: torch.device, work: Path) -> dict[str, Any]:
         return {"skipped": f"this onnxruntime has no {provider} (pip install onnxruntime-gpu)",
                 "providers": ort.get_available_providers()}
     from fcos import FCOS, official
-    from fcos.engine.checkpoint import model_checkpoint, save_checkpoint
     from fcos.export import export_onnx
     from fcos.predict import Predictor
+    from fcos.weights.checkpoint import model_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = FCOS(official(num_classes=5, backbone="resnet18", **{"input.min_size": 320, "input.max_size": 512}))

@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from fcos.engine.config import RECIPE_MODEL, TRAIN_PRESETS, model_config_for  # noqa: E402
 from fcos.engine.hooks import Hook, default_hooks  # noqa: E402
+from fcos.engine.train_config import RECIPE_MODEL, TRAIN_PRESETS  # noqa: E402
 from fcos.engine.trainer import Trainer  # noqa: E402
+from fcos.model.options import model_config_for  # noqa: E402
 
 SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # (model options, train options)

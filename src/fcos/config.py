@@ -3,13 +3,14 @@
 Every default lives here, grouped by the stage of the data flow it configures:
 input transform -> backbone -> fpn -> head -> points -> assignment -> loss -> decoding.
 Configs are frozen dataclasses; derive variants with :func:`dataclasses.replace` or
-:func:`override`, and build the two named presets with :func:`official` and :func:`torchvision`.
+:func:`override`, and build the two named presets with :func:`official` and :func:`torchvision_preset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -31,7 +32,7 @@ __all__ = [
     "official",
     "override",
     "preset",
-    "torchvision",
+    "torchvision_preset",
 ]
 
 INF = math.inf
@@ -270,7 +271,7 @@ def official(num_classes: int = 80, backbone: str = "resnet50", **changes: Any) 
     return override(base, **changes)
 
 
-def torchvision(num_classes: int = 91, backbone: str = "resnet50", **changes: Any) -> FCOSConfig:
+def torchvision_preset(num_classes: int = 91, backbone: str = "resnet50", **changes: Any) -> FCOSConfig:
     """The exact semantics and defaults of ``torchvision.models.detection.FCOS`` (fcos_resnet50_fpn)."""
     base = FCOSConfig(
         num_classes=num_classes,
@@ -287,7 +288,7 @@ def torchvision(num_classes: int = 91, backbone: str = "resnet50", **changes: An
     return override(base, **changes)
 
 
-PRESETS: dict[str, Callable[..., FCOSConfig]] = {"official": official, "torchvision": torchvision}
+PRESETS: dict[str, Callable[..., FCOSConfig]] = {"official": official, "torchvision": torchvision_preset}
 
 
 def preset(name: str, **kwargs: Any) -> FCOSConfig:
@@ -296,3 +297,12 @@ def preset(name: str, **kwargs: Any) -> FCOSConfig:
         return PRESETS[name](**kwargs)
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated in 0.2 (it shadowed the torchvision package in `from fcos import *`); removed in 0.3.
+    if name == "torchvision":
+        warnings.warn("fcos.config.torchvision is deprecated: use fcos.config.torchvision_preset", DeprecationWarning,
+                      stacklevel=2)
+        return torchvision_preset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from torchvision.transforms import v2
 
 from fcos.config import InputConfig
 from fcos.data.adapters import adapt
-from fcos.data.augment import Augmentation, training_pipeline
+from fcos.data.pipeline import Augmentation, training_pipeline
 
 
 def two_boxes():

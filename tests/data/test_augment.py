@@ -10,21 +10,14 @@ from hypothesis import strategies as st
 from painted import assert_boxes_match_pixels, painted
 
 from fcos.config import InputConfig
-from fcos.data.augment import (
-    Augmentation,
-    Mosaic,
-    ScaleJitterCrop,
-    cut_boxes,
-    parse_fraction,
-    parse_scale_range,
-    parse_size_range,
-    training_pipeline,
-)
+from fcos.data.augment import Mosaic, ScaleJitterCrop, cut_boxes
 from fcos.data.dataset import DetectionDataset
-from fcos.data.detect import load_annotations
+from fcos.data.layouts import load_annotations
 from fcos.data.loader import build_loader
+from fcos.data.pipeline import Augmentation, training_pipeline
 from fcos.data.sampling import SeededSamples
 from fcos.data.transforms import MultiScaleResize, RandomHorizontalFlip
+from fcos.utils.flags import parse_fraction, parse_scale_range, parse_size_range
 
 
 def test_cut_boxes_rule_by_hand():

@@ -4,8 +4,8 @@ import shutil
 import pytest
 
 from fcos.data.check import check_dataset, check_splits
-from fcos.data.detect import find_splits
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import find_splits
 
 
 def test_check_returns_data_and_prints_summary(shared_data):

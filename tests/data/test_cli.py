@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from fcos.cli import main
-from fcos.data.detect import load_annotations
+from fcos.data.layouts import load_annotations
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

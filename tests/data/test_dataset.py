@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 
 from fcos.data.dataset import DetectionDataset, decode_image, load_image
-from fcos.data.detect import load_annotations
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import load_annotations
 from fcos.data.records import DetectionData, ImageRecord, LoadReport
 from fcos.data.transforms import Compose, RandomHorizontalFlip, Resize
 

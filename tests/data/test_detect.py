@@ -2,8 +2,8 @@ import shutil
 
 import pytest
 
-from fcos.data.detect import load_annotations
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import load_annotations
 
 
 def test_detects_coco_folder_json_file_and_yolo(shared_data):

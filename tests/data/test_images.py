@@ -16,7 +16,6 @@ from image_files import BOMB_SIDE, bomb, encode, jpeg_with_orientation, png_byte
 from PIL import Image
 
 from fcos.data.dataset import DetectionDataset, decode_image
-from fcos.data.detect import load_annotations
 from fcos.data.errors import DatasetError
 from fcos.data.images import (
     IMAGE_SUFFIXES,
@@ -27,6 +26,7 @@ from fcos.data.images import (
     open_image,
     read_image,
 )
+from fcos.data.layouts import load_annotations
 from fcos.data.records import DetectionData, ImageRecord, LoadReport
 from fcos.data.yolo import read_yolo
 
@@ -93,7 +93,7 @@ def via_predict(path: Path, expected: np.ndarray) -> Image.Image:
 
 
 def via_serve(path: Path, expected: np.ndarray) -> Image.Image:
-    serve = pytest.importorskip("fcos.serve", reason="the serve extra (fastapi) is not installed")
+    serve = pytest.importorskip("fcos.serve.app", reason="the serve extra (fastapi) is not installed")
     image, orientation = serve._open_checked(path.read_bytes(), max_pixels=40_000_000, min_side=1)
     return serve._decode(image, orientation)
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from fcos.data.dataset import DetectionDataset
-from fcos.data.detect import load_annotations
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import load_annotations
 from fcos.data.loader import build_loader, collate
 from fcos.data.transforms import Compose, PhotometricJitter, RandomHorizontalFlip
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from fcos.engine.config import cpu_from_scratch, model_config_for
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
+from fcos.model.options import model_config_for
 
 SIZE = 128
 T1 = {"boxes": torch.tensor([[10.0, 12, 70, 90], [60, 30, 120, 110]]), "labels": torch.tensor([0, 2])}

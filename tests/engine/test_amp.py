@@ -8,10 +8,12 @@ import math
 import pytest
 import torch
 
-from fcos import FCOS, devices
+from fcos import FCOS
 from fcos.data import DetectionDataset, Resize, load_annotations
-from fcos.engine.config import cpu_from_scratch, model_config_for
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
+from fcos.model.options import model_config_for
+from fcos.utils import devices
 
 # Measured: over six seeds and four-image fruit batches at 128 px the largest relative difference
 # between bf16-autocast and fp32 losses was 8.6e-4 (classification; centerness 3.4e-4, GIoU 3.1e-4).

@@ -8,9 +8,10 @@ import torch
 from torchvision.transforms import v2
 
 from fcos.cli import build_parser, config_values
-from fcos.engine.checkpoint import load_checkpoint
-from fcos.engine.config import TRAIN_PRESETS, TrainConfig, cpu_from_scratch, model_config_for
+from fcos.engine.train_config import TRAIN_PRESETS, TrainConfig, cpu_from_scratch
 from fcos.engine.trainer import Trainer
+from fcos.model.options import model_config_for
+from fcos.weights.checkpoint import load_checkpoint
 
 AUGMENTED = dict(multi_scale=(128, 160), scale_jitter=(0.3, 2.0), mosaic=0.5, min_visible=0.5)
 

@@ -13,10 +13,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from fcos.engine.config import cpu_from_scratch, model_config_for
 from fcos.engine.hooks import CollapseGuard, TrainingCollapsedError
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
 from fcos.model.detector import FCOS
+from fcos.model.options import model_config_for
 
 
 class Squares(Dataset):
@@ -150,7 +151,7 @@ def test_a_regression_pushed_below_zero_stays_dead_with_relu_and_recovers_with_s
 
 def test_the_cpu_recipe_trains_a_softplus_regression_and_the_flag_overrides(shapes, tmp_path):
     from fcos.cli import main
-    from fcos.engine.checkpoint import load_checkpoint
+    from fcos.weights.checkpoint import load_checkpoint
 
     common = ["train", "--data", str(shapes), "--val-split", "none", "--backbone", "resnet18", "--img-size", "128", "--fpn-channels", "32",
               "--head-convs", "1", "--max-iters", "1", "--batch-size", "2", "--workers", "0", "--no-progress",

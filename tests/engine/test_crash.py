@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fcos.engine.checkpoint import save_checkpoint
+from fcos.weights.checkpoint import save_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same intra-op threads in every run: bit-identical sums
 
@@ -94,7 +94,7 @@ def train_records(out: Path) -> list[dict]:
 _KILLED_WRITER = """
 import os, sys, time
 import torch
-from fcos.engine.checkpoint import save_checkpoint
+from fcos.weights.checkpoint import save_checkpoint
 
 def stall(fd):  # the new checkpoint's bytes are in the temporary file; it has not replaced last.pt yet
     print("writing", flush=True)

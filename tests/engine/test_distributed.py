@@ -19,9 +19,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from fcos import FCOS, official
 from fcos.data import load_annotations
-from fcos.engine import distributed as D
-from fcos.engine.config import model_config_for
-from fcos.engine.evaluate import evaluate
+from fcos.evaluation.evaluator import evaluate
+from fcos.model.options import model_config_for
+from fcos.utils import distributed as D
 
 # Both resize to 160 x 224, a multiple of 32, so no image is padded. The one-process batch pads every
 # image to the batch's largest size, and padding is not neutral: the padded points join the
@@ -160,7 +160,7 @@ def _fetch_worker(rank: int, world: int, port: int, out: str) -> None:
     import datetime
 
     from fcos.engine import trainer
-    from fcos.hub import WeightsUnavailableError
+    from fcos.utils.hub import WeightsUnavailableError
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))

@@ -153,9 +153,10 @@ def test_a_stopped_worker_is_named_and_the_run_stops(shapes, tmp_path):
 
 _STUCK_RANK = """
 import sys, time
-from fcos.engine.config import TrainConfig, model_config_for
+from fcos.engine.train_config import TrainConfig
+from fcos.model.options import model_config_for
 from fcos.engine.hooks import Hook, default_hooks
-from fcos.engine import distributed as D
+from fcos.utils import distributed as D
 from fcos.engine.trainer import Trainer
 
 class Stall(Hook):  # rank 1 stops progressing after update 3 but stays alive (its heartbeat goes on)

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from fcos.engine.config import cpu_from_scratch, model_config_for, official_schedule
 from fcos.engine.hooks import Hook, TimeBudget, default_hooks
+from fcos.engine.train_config import cpu_from_scratch, official_schedule
 from fcos.engine.trainer import Trainer
 from fcos.model.detector import FCOS
+from fcos.model.options import model_config_for
 
 
 class Squares(Dataset):

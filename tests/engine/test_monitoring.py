@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from fcos.cli import main
-from fcos.engine.config import cpu_from_scratch, model_config_for
 from fcos.engine.hooks import EarlyStopping, Hook, TensorBoard, default_hooks
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
-from fcos.extras import MissingExtraError, require
+from fcos.model.options import model_config_for
+from fcos.utils.optional import MissingExtraError, require
 
 DIAGNOSTICS = {"pr_curves.png", "confusion_matrix.png", "per_class.csv", "per_class.json"}
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from fcos import FCOS, official
-from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.engine.ema import ModelEMA
+from fcos.engine.optim import build_optimizer
+from fcos.engine.schedule import lr_factor
 
 
 def test_warmup_and_step_schedule_hand_computed():

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fcos.engine.config import cpu_from_scratch, model_config_for
+from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import train
+from fcos.model.options import model_config_for
 
 
 def subset(source: Path, out: Path, count: int) -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fcos.engine.checkpoint import save_checkpoint
-from fcos.engine.config import TrainConfig
 from fcos.engine.resume import checkpoint_to_resume
+from fcos.engine.train_config import TrainConfig
+from fcos.weights.checkpoint import save_checkpoint
 
 
 @pytest.fixture

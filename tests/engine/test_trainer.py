@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from fcos.engine.checkpoint import load_checkpoint
-from fcos.engine.config import TrainConfig, cpu_from_scratch, model_config_for
+from fcos.engine.train_config import TrainConfig, cpu_from_scratch
 from fcos.engine.trainer import NonFiniteLossError, Trainer
+from fcos.model.options import model_config_for
+from fcos.weights.checkpoint import load_checkpoint
 
 
 def tiny(num_classes=1):

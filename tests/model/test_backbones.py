@@ -14,9 +14,9 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from fcos import FCOS, official
 from fcos.config import BackboneConfig
-from fcos.engine.checkpoint import CheckpointError, load_model, model_checkpoint, save_checkpoint
-from fcos.hub import WeightsUnavailableError, cache_path, torchvision_weights
 from fcos.model.backbones import BACKBONES, build_backbone, unit_stages
+from fcos.utils.hub import WeightsUnavailableError, cache_path, torchvision_weights
+from fcos.weights.checkpoint import CheckpointError, load_model, model_checkpoint, save_checkpoint
 from pretrained_helpers import empty_torch_home, plant
 
 # C3, C4, C5 channels of each registered backbone (torchvision's stage widths).

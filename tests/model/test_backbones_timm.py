@@ -7,10 +7,10 @@ import torch
 
 from fcos import FCOS, official
 from fcos.config import BackboneConfig
-from fcos.engine.checkpoint import load_model, model_checkpoint, save_checkpoint
-from fcos.engine.config import model_config_for
-from fcos.hub import WeightsUnavailableError
 from fcos.model.backbones import build_backbone
+from fcos.model.options import model_config_for
+from fcos.utils.hub import WeightsUnavailableError
+from fcos.weights.checkpoint import load_model, model_checkpoint, save_checkpoint
 
 timm = pytest.importorskip("timm")
 safetensors_torch = pytest.importorskip("safetensors.torch")

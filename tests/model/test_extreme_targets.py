@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fcos import FCOS
-from fcos.engine.config import model_config_for
+from fcos.model.options import model_config_for
 
 SIZE = 128  # = img_size: the images are not resized, so the boxes reach the assigner as given
 

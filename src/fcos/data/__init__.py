@@ -12,8 +12,8 @@ Typical use::
 from fcos.data.check import check_dataset
 from fcos.data.coco import read_coco
 from fcos.data.dataset import DetectionDataset, decode_image, load_image
-from fcos.data.detect import load_annotations
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import load_annotations
 from fcos.data.loader import build_loader, collate
 from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes, to_coco
 from fcos.data.shapes import generate_shapes

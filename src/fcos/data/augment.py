@@ -1,12 +1,8 @@
-"""Training augmentations that move boxes, the rule for boxes a crop cuts, and the training pipeline.
+"""Training augmentations that move boxes (scale jitter + crop, mosaic) and the rule for boxes a crop cuts.
 
 Every transform is a callable ``(image [3, H, W] float in [0, 1], target) -> (image, target)`` whose
 boxes (``target["boxes"]`` [N, 4] xyxy pixels) always describe the returned pixels; ``labels`` follow
 the boxes, other keys pass through.
-
-Sizing happens here, in the loader workers, never twice: the pipeline sizes each training image (the
-model's rule, or with multi-scale training a shorter side drawn per image) and ``fcos train`` sets the
-model's ``transform.skip_train_resize``, so the model only normalises and pads what it gets.
 
 Cut boxes: a crop window (scale jitter) or the edge of the mosaic canvas may cut a box. It is clipped to
 what remains and kept when at least ``min_visible`` of its area remains and it is at least 1 px wide and
@@ -18,7 +14,7 @@ sample from (seed, epoch, index): a sample is the same for any number of workers
 resumed run continues bit-exactly.
 
 Why by hand rather than ``torchvision.transforms.v2`` (which moves boxes too, and which
-:mod:`fcos.data.adapters` accepts in place of this pipeline): the sizes must follow fcos's one size rule
+:mod:`fcos.data.adapters` accepts in place of these): the sizes must follow fcos's one size rule
 (:mod:`fcos.ops.sizing`; v2's ``Resize`` rounds differently and antialiases), the cut-box rule needs each
 box's area before the crop (v2's ``SanitizeBoundingBoxes`` sees only what is left) and a count of what
 it drops, v2 has no mosaic, and each of these is a few lines of tensor indexing.
@@ -27,145 +23,24 @@ it drops, v2 has no mosaic, and each of these is a few lines of tensor indexing.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcos.config import InputConfig
 from fcos.data.dataset import load_sample
 from fcos.data.records import ImageRecord
-from fcos.data.transforms import (
-    Compose,
-    MultiScaleResize,
-    PhotometricJitter,
-    RandomHorizontalFlip,
-    Resize,
-    Target,
-    Transform,
-)
+from fcos.data.transforms import Target
 from fcos.ops.sizing import scale_boxes
 
-__all__ = [
-    "Augmentation",
-    "Mosaic",
-    "ScaleJitterCrop",
-    "cut_boxes",
-    "parse_fraction",
-    "parse_scale_range",
-    "parse_size_range",
-    "resize_to",
-    "sizing",
-    "training_pipeline",
-]
+__all__ = ["Mosaic", "ScaleJitterCrop", "check_range", "cut_boxes", "resize_to"]
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """What the training pipeline applies (``fcos train``'s augmentation flags, one field each)."""
-
-    # Shorter side drawn per image from every integer in [min, max] (official FCOS multi-scale:
-    # (640, 800)); the longer side stays capped by the model's max_size. None: the model's min_size.
-    multi_scale: tuple[int, int] | None = None
-    # Large-scale jitter (Ghiasi et al. 2021): resize by a factor drawn from [low, high], then crop
-    # (factor > 1) or pad (factor < 1) back to the input's size. None: off. LSJ itself: (0.1, 2.0).
-    scale_jitter: tuple[float, float] | None = None
-    mosaic: float = 0.0  # probability of a 2x2 mosaic of this image and three random others
-    hflip: float = 0.5  # probability of a horizontal flip
-    photometric: bool = True  # brightness, contrast, saturation and hue jitter
-    # A box cut by a crop or the mosaic's edge is kept when at least this fraction of its area remains.
-    min_visible: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.multi_scale is not None:
-            _check_range(self.multi_scale, "multi_scale", int)
-        if self.scale_jitter is not None:
-            _check_range(self.scale_jitter, "scale_jitter", float)
-        for name in ("mosaic", "hflip"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
-        if not 0.0 < self.min_visible <= 1.0:
-            raise ValueError(f"min_visible is a fraction in (0, 1], got {self.min_visible}")
-
-    @property
-    def cuts_boxes(self) -> bool:
-        return self.scale_jitter is not None or self.mosaic > 0
-
-    def describe(self, input_config: InputConfig, custom: Any = None) -> str:
-        """One line for the start of training: what each image goes through, in order (``custom``: the
-        pipeline given in place of the built-in augmentations)."""
-        if custom is not None:
-            from fcos.data.adapters import describe
-
-            return f"augmentation: {describe(custom)}, then {_describe_sizing(input_config, self.multi_scale)}"
-        steps = [_describe_sizing(input_config, self.multi_scale)]
-        if self.mosaic:
-            steps.append(f"mosaic of 4 images p={self.mosaic:g}")
-        if self.scale_jitter:
-            steps.append(f"scale jitter {self.scale_jitter[0]:g}-{self.scale_jitter[1]:g} cropped/padded to size")
-        if self.hflip:
-            steps.append(f"horizontal flip p={self.hflip:g}")
-        if self.photometric:
-            steps.append("colour jitter")
-        text = "augmentation: " + ", ".join(steps)
-        if self.cuts_boxes:
-            text += f"; cut boxes kept with >= {self.min_visible:.0%} of their area, else dropped"
-        return text
-
-
-def _check_range(values: Sequence[float], name: str, kind: type) -> None:
+def check_range(values: Sequence[float], name: str, kind: type) -> None:
     if len(values) != 2 or not 0 < values[0] <= values[1] or any(not isinstance(v, int | float) for v in values):
         raise ValueError(f"{name} is a range low-high with 0 < low <= high, got {tuple(values)}")
     if kind is int and any(int(v) != v for v in values):
         raise ValueError(f"{name} is a range of whole pixel sizes, got {tuple(values)}")
-
-
-def _describe_sizing(input_config: InputConfig, multi_scale: tuple[int, int] | None) -> str:
-    cap = f"longer side <= {input_config.max_size}"
-    if multi_scale:
-        return f"shorter side {multi_scale[0]}-{multi_scale[1]} drawn per image ({cap})"
-    if input_config.train_min_sizes:
-        sizes = ", ".join(map(str, input_config.train_min_sizes))
-        return f"shorter side one of {sizes} drawn per image ({cap})"
-    return f"resize to shorter side {input_config.min_size} ({cap})"
-
-
-# ---------------------------------------------------------------------------------------- flags
-def parse_size_range(text: str) -> tuple[int, int] | None:
-    """``"640-800"`` -> (640, 800); ``"800"`` -> (800, 800); ``"none"`` -> None (the ``--multi-scale`` flag)."""
-    low, high = _parse_range(text, int)
-    return None if low is None else (int(low), int(high))
-
-
-def parse_scale_range(text: str) -> tuple[float, float] | None:
-    """``"0.5-2.0"`` -> (0.5, 2.0); ``"none"`` -> None (the ``--scale-jitter`` flag)."""
-    low, high = _parse_range(text, float)
-    return None if low is None else (float(low), float(high))
-
-
-def parse_fraction(text: str) -> float:
-    """A number in [0, 1] (``--mosaic``, ``--min-visible``)."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"expected a number in [0, 1], got {text}")
-    return value
-
-
-def _parse_range(text: str, kind: type) -> tuple[Any, Any]:
-    if text.strip().lower() == "none":
-        return None, None
-    parts = text.split("-")
-    try:
-        values = [kind(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"expected LOW-HIGH, e.g. {'640-800' if kind is int else '0.5-2.0'}, got {text!r}") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or not 0 < values[0] <= values[1]:
-        raise ValueError(f"expected LOW-HIGH with 0 < LOW <= HIGH, got {text!r}")
-    return values[0], values[1]
 
 
 # ---------------------------------------------------------------------------------------- boxes
@@ -230,7 +105,7 @@ class ScaleJitterCrop:
 
     def __init__(self, low: float, high: float, *, min_visible: float = 0.25,
                  fill: Sequence[float] = (0.0, 0.0, 0.0), tries: int = 10) -> None:
-        _check_range((low, high), "scale jitter", float)
+        check_range((low, high), "scale jitter", float)
         self.low, self.high, self.min_visible, self.tries = low, high, min_visible, tries
         self.fill = torch.tensor(fill, dtype=torch.float32)
 
@@ -328,51 +203,3 @@ def _placement(slot: int, xc: int, yc: int, part_hw: Sequence[int], hw: tuple[in
     bx0 = pw - (ax1 - ax0) if left else 0
     by0 = ph - (ay1 - ay0) if top else 0
     return (ax0, ay0, ax1, ay1), (bx0, by0)
-
-
-# ---------------------------------------------------------------------------------------- pipeline
-def sizing(input_config: InputConfig, multi_scale: tuple[int, int] | None = None) -> Transform:
-    """The training size: a shorter side drawn per image from ``multi_scale`` (every integer in it) or
-    from the model's ``train_min_sizes``, else the model's rule at ``min_size``."""
-    if multi_scale is not None:
-        return MultiScaleResize(range(multi_scale[0], multi_scale[1] + 1), input_config.max_size)
-    if input_config.train_min_sizes:
-        return MultiScaleResize(input_config.train_min_sizes, input_config.max_size)
-    return Resize(input_config.min_size, input_config.max_size)
-
-
-def training_pipeline(
-    input_config: InputConfig,
-    augmentation: Augmentation | None = None,
-    *,
-    records: Sequence[ImageRecord] | None = None,
-    custom: Any = None,
-) -> Compose:
-    """The training transforms: sizing, then mosaic, scale jitter + crop, flip, colour jitter, as
-    ``augmentation`` says (``records``: the split's, which mosaic draws from).
-
-    ``custom``: a ``torchvision.transforms.v2`` pipeline, an Albumentations ``Compose`` with
-    ``bbox_params`` or an fcos-style callable (:func:`fcos.data.adapters.adapt`) in place of the
-    built-in augmentations; it gets each image at its size on disk, and the sizing (the model's rule or
-    ``multi_scale``) follows it.
-    """
-    augmentation = augmentation or Augmentation()
-    size = sizing(input_config, augmentation.multi_scale)
-    if custom is not None:
-        from fcos.data.adapters import adapt
-
-        return Compose([adapt(custom), size])
-    steps: list[Transform] = [size]
-    if augmentation.mosaic > 0:
-        if records is None:
-            raise ValueError("mosaic needs the training records to draw from (training_pipeline(records=...))")
-        steps.append(Mosaic(records, augmentation.mosaic, min_visible=augmentation.min_visible, fill=input_config.mean))
-    if augmentation.scale_jitter is not None:
-        low, high = augmentation.scale_jitter
-        steps.append(ScaleJitterCrop(low, high, min_visible=augmentation.min_visible, fill=input_config.mean))
-    if augmentation.hflip > 0:
-        steps.append(RandomHorizontalFlip(augmentation.hflip))
-    if augmentation.photometric:
-        steps.append(PhotometricJitter())
-    return Compose(steps)
-

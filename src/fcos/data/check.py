@@ -13,8 +13,8 @@ from typing import TextIO
 from tqdm import tqdm
 
 from fcos.data.dataset import decode_image
-from fcos.data.detect import find_splits, load_annotations
 from fcos.data.errors import DatasetError
+from fcos.data.layouts import find_splits, load_annotations
 from fcos.data.records import DetectionData, ImageRecord
 
 __all__ = ["check_dataset", "check_splits", "scan_images"]

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from fcos.data.dataset import decode_image
-from fcos.data.detect import load_annotations
+from fcos.data.layouts import load_annotations
 from fcos.data.records import ImageRecord
 
 __all__ = ["generate_tiles"]

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fcos.config import InputConfig
 from fcos.ops.sizing import resized_shape, scale_boxes
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "hflip",
     "photometric",
     "resize",
-    "training_transforms",
 ]
 
 Target = dict[str, Tensor]
@@ -185,12 +183,3 @@ class MultiScaleResize:
 
     def __repr__(self) -> str:
         return f"MultiScaleResize({self.sizes[0]}..{self.sizes[-1]} ({len(self.sizes)} sizes), {self.max_size})"
-
-
-def training_transforms(input_config: InputConfig, *, hflip: float = 0.5, photometric: bool = True) -> Compose:
-    """Sizing by the model's rule (``train_min_sizes``: drawn per image), flip and photometric jitter:
-    :func:`fcos.data.augment.training_pipeline` with only those. The images arrive sized, so train the
-    model with ``model.transform.skip_train_resize = True`` when ``train_min_sizes`` is set."""
-    from fcos.data.augment import Augmentation, training_pipeline
-
-    return training_pipeline(input_config, Augmentation(hflip=hflip, photometric=photometric))

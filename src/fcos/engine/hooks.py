@@ -26,11 +26,12 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from fcos.engine import distributed as D
-from fcos.engine.diagnostics import save_diagnostics
-from fcos.engine.plots import plot_loss_curve, save_val_predictions
-from fcos.extras import require
-from fcos.writes import append_line, write_text
+from fcos.engine.plots import plot_loss_curve
+from fcos.evaluation.diagnostics import save_diagnostics
+from fcos.evaluation.gallery import save_val_predictions
+from fcos.utils import distributed as D
+from fcos.utils.files import append_line, write_text
+from fcos.utils.optional import require
 
 if TYPE_CHECKING:
     from fcos.engine.trainer import Trainer

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from fcos.engine import distributed as D
-from fcos.engine.checkpoint import CheckpointError
-from fcos.engine.config import TrainConfig
+from fcos.engine import launch
+from fcos.engine.train_config import TrainConfig
+from fcos.utils import distributed as D
+from fcos.weights.checkpoint import CheckpointError
 
 __all__ = ["agree_on_resumed", "checkpoint_to_resume"]
 
@@ -36,7 +37,7 @@ def checkpoint_to_resume(config: TrainConfig, out: Path) -> Path | None:
     Raises:
         CheckpointError: some ranks do not see the file (the run folder must be one folder every machine sees).
     """
-    restarted = max(D.all_gather_objects(D.restart_count())) > 0
+    restarted = max(D.all_gather_objects(launch.restart_count())) > 0
     choice = None
     if D.is_main():
         choice = _choose(config, out, restarted)
@@ -66,7 +67,7 @@ def agree_on_resumed(path: Path, iteration: int) -> None:
 
 def _choose(config: TrainConfig, out: Path, restarted: bool) -> Path | None:
     last = out / "last.pt"
-    unique = D.launch_id() not in (None, "none")
+    unique = launch.launch_id() not in (None, "none")
     if (unique or restarted) and last.is_file() and _written_by_this_launch(last, config):
         return last
     if config.resume:
@@ -79,5 +80,5 @@ def _written_by_this_launch(path: Path, config: TrainConfig) -> bool:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError):
         return False  # unreadable: not evidence of this launch (an explicit --resume still reports it)
-    return (isinstance(state, dict) and state.get("launch") == D.launch_id()
+    return (isinstance(state, dict) and state.get("launch") == launch.launch_id()
             and state.get("train_config") == dataclasses.asdict(config))

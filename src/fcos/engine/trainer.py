@@ -31,21 +31,24 @@ from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
-from fcos.data.augment import training_pipeline
 from fcos.data.check import scan_images
-from fcos.devices import autocast_dtype
-from fcos.engine import distributed as D
-from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
-from fcos.engine.config import DEFAULT_EPOCHS, TrainConfig
-from fcos.engine.evaluate import EvalResult, run_evaluation
-from fcos.engine.finetune import initialise_from
+from fcos.data.pipeline import training_pipeline
+from fcos.engine import launch
+from fcos.engine.ema import ModelEMA
 from fcos.engine.hooks import Hook, default_hooks
-from fcos.engine.optim import ModelEMA, build_optimizer, lr_factor
+from fcos.engine.optim import build_optimizer
 from fcos.engine.resume import agree_on_resumed, checkpoint_to_resume
-from fcos.hub import WeightsUnavailableError
+from fcos.engine.schedule import lr_factor
+from fcos.engine.train_config import DEFAULT_EPOCHS, TrainConfig
+from fcos.evaluation.evaluator import EvalResult, run_evaluation
 from fcos.model.detector import FCOS
-from fcos.pretrained import prefetch
-from fcos.writes import WriteError, write_text
+from fcos.utils import distributed as D
+from fcos.utils.devices import autocast_dtype
+from fcos.utils.files import WriteError, write_text
+from fcos.utils.hub import WeightsUnavailableError
+from fcos.weights.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from fcos.weights.finetune import initialise_from
+from fcos.weights.pretrained import prefetch
 
 __all__ = ["NonFiniteLossError", "Trainer", "train"]
 
@@ -87,7 +90,7 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
     ) -> None:
         self.cfg = config
-        self.device = D.init_from_env(config.device, config.ddp_timeout)
+        self.device = launch.init_from_env(config.device, config.ddp_timeout)
         self.out = Path(config.out)
         self.class_names, self.category_ids = list(class_names), category_ids
         self.val_data = val_data
@@ -142,7 +145,7 @@ class Trainer:
         ``bbox_params`` or a callable ``(image, target) -> (image, target)`` in place of the built-in
         augmentations (:mod:`fcos.data.adapters`); the sizing still follows it. ``parts`` (optimizer,
         hooks) are passed on."""
-        device = D.init_from_env(config.device, config.ddp_timeout)
+        device = launch.init_from_env(config.device, config.ddp_timeout)
         _seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
@@ -193,7 +196,7 @@ class Trainer:
     def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the end (or pause after ``stop_at`` updates: checkpoint and return, for --resume).
         With several processes a watchdog stops the run when one hangs (``ddp_timeout``, naming it)."""
-        with D.watching(self.cfg.ddp_timeout):
+        with launch.watching(self.cfg.ddp_timeout):
             return self._run(stop_at)
 
     def _run(self, stop_at: int | None) -> dict[str, Any]:
@@ -331,7 +334,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
             "best_ap": self.best_ap, "train_seconds": self.train_seconds, "rng": rng,
-            "train_config": dataclasses.asdict(self.cfg), "launch": D.launch_id(),
+            "train_config": dataclasses.asdict(self.cfg), "launch": launch.launch_id(),
         }
         if self.ema:
             state["ema"] = self.ema.state_dict()
@@ -375,7 +378,7 @@ class Trainer:
         agree_on_resumed(path, self.iteration)
         if D.is_main():
             _drop_records_after(self.out / "metrics.jsonl", self.iteration)
-            restart = f", restart {D.restart_count()}" if D.restart_count() else ""
+            restart = f", restart {launch.restart_count()}" if launch.restart_count() else ""
             print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch}{restart})", flush=True)
 
 

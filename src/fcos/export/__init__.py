@@ -15,7 +15,7 @@ from fcos.export.host import finish, input_shape, prepare_inputs
 from fcos.export.onnx import DEFAULT_OPSET, export_onnx, read_metadata
 from fcos.export.openvino import export_openvino
 from fcos.export.runtime import EXPORT_SUFFIXES, ExportedModel, ExportedModelError, backend_for, load_exported
-from fcos.extras import MissingExtraError, require
+from fcos.utils.optional import MissingExtraError, require
 
 __all__ = [
     "DEFAULT_CALIB_IMAGES",

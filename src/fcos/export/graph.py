@@ -17,7 +17,7 @@ from torchvision.ops import nms as _nms
 
 from fcos.config import FCOSConfig
 from fcos.model.conv import Conv3x3
-from fcos.postprocess import INVALID_SCORE, decode_dense
+from fcos.model.decode import INVALID_SCORE, decode_dense
 
 __all__ = ["DetectorGraph", "fold_backbone_convs", "nms_dense"]
 

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fcos.config import DecodeConfig, InputConfig
+from fcos.model.decode import class_aware_nms
 from fcos.ops.sizing import fit_shape, pad_batch, scale_boxes
-from fcos.postprocess import class_aware_nms
 
 __all__ = ["finish", "input_shape", "prepare_inputs"]
 

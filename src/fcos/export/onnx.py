@@ -43,12 +43,12 @@ import torch
 from torch import nn
 
 from fcos.config import STRIDES, FCOSConfig, check_conv3x3
-from fcos.engine.checkpoint import load_weights
 from fcos.export.calibration import Calibration, calibration_inputs
 from fcos.export.graph import DetectorGraph, fold_backbone_convs
 from fcos.export.quantize import quantize_onnx
-from fcos.extras import require
 from fcos.model.conv import Conv3x3
+from fcos.utils.optional import require
+from fcos.weights.resolve import load_weights
 
 __all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "read_metadata"]
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from fcos.export.calibration import Calibration
 from fcos.export.onnx import DEFAULT_OPSET, decode_metadata, export_onnx, read_metadata
-from fcos.extras import require
+from fcos.utils.optional import require
 
 __all__ = ["FORMAT", "export_openvino", "openvino_metadata"]
 

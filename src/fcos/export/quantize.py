@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fcos.extras import require
+from fcos.utils.optional import require
 
 __all__ = ["KEEP_FLOAT", "network_node", "quantize_onnx"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from fcos.config import FCOSConfig
-from fcos.extras import require
+from fcos.utils.optional import require
 
 __all__ = ["EXPORT_SUFFIXES", "ExportedModel", "ExportedModelError", "backend_for", "load_exported"]
 

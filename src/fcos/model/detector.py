@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from fcos.assign import assign_targets, stack_targets
-from fcos.config import STRIDES, FCOSConfig, override
-from fcos.convert import config_from_torchvision, state_dict_from_torchvision
-from fcos.losses import FCOSCriterion, positive_stats
+from fcos.config import STRIDES, FCOSConfig
+from fcos.model.assign import assign_targets, stack_targets
 from fcos.model.backbones import build_backbone
 from fcos.model.backbones.custom import CUSTOM_PREFIX, ModuleBackbone
+from fcos.model.decode import Decoder
 from fcos.model.fpn import FPN
 from fcos.model.head import FCOSHead
+from fcos.model.losses import FCOSCriterion, positive_stats
 from fcos.model.points import make_points
 from fcos.model.transform import InputTransform
 from fcos.ops.sizing import check_resized_size
-from fcos.postprocess import Decoder
 from fcos.structures import HeadOutputs, ImageBatch, Points
 
 __all__ = ["FCOS"]
@@ -61,15 +61,12 @@ class FCOS(nn.Module):
 
     @classmethod
     def from_torchvision(cls, tv_model: nn.Module, *, exact: bool = False, **changes: Any) -> FCOS:
-        """An :class:`FCOS` with ``tv_model``'s weights, settings and train/eval mode: torchvision's
-        semantics (preset ``torchvision``), run with fcos's fast execution (NHWC, Winograd 3x3 where it
-        applies; outputs within ~1e-6 relative). ``exact=True`` runs NCHW with direct convolutions:
-        bit-exact with torchvision. ``changes`` override config fields (dotted paths, as in
-        :func:`fcos.config.override`)."""
-        model = cls(override(config_from_torchvision(tv_model, exact=exact), **changes))
-        model.load_state_dict(state_dict_from_torchvision(tv_model.state_dict()), strict=True)
-        model.train(tv_model.training)
-        return model
+        """Deprecated in 0.2, removed in 0.3: use :func:`fcos.weights.from_torchvision`."""
+        warnings.warn("FCOS.from_torchvision is deprecated: use fcos.weights.from_torchvision", DeprecationWarning,
+                      stacklevel=2)
+        from fcos.weights.torchvision import from_torchvision
+
+        return from_torchvision(tv_model, exact=exact, **changes)
 
     def forward(
         self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None

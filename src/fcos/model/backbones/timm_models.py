@@ -16,8 +16,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from fcos.config import BackboneConfig
-from fcos.hub import WeightsUnavailableError
 from fcos.model.backbones.base import STRIDES, Backbone, BackboneError
+from fcos.utils.hub import WeightsUnavailableError
 
 __all__ = ["TIMM_PREFIX", "TimmBackbone", "timm_input_stats"]
 

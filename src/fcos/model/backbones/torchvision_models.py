@@ -22,8 +22,8 @@ import torchvision.models
 from torch import Tensor, nn
 
 from fcos.config import BackboneConfig
-from fcos.hub import torchvision_state_dict, torchvision_weights
 from fcos.model.backbones.base import Backbone, BackboneError, freeze_batchnorm
+from fcos.utils.hub import torchvision_state_dict, torchvision_weights
 
 __all__ = ["TORCHVISION_BACKBONES", "TorchvisionBackbone", "TorchvisionSpec"]
 
