@@ -89,7 +89,7 @@ def run_one(dataset: Path, variant: str, updates: int, out: Path, *, quick: bool
     summary = trainer.run()
     val = summary["val"]
     return {"dataset": dataset.name, "variant": variant, "augmentation": {k: changes[k] for k in BASELINE},
-            "updates": summary["iteration"], "seed": seed, "precision": trainer.precision, "AP": val["AP"], "AP50": val["AP50"], "AP75": val["AP75"],
+            "updates": summary["iteration"], "seed": seed, "precision": trainer.precision.name, "AP": val["AP"], "AP50": val["AP50"], "AP75": val["AP75"],
             "train_seconds": summary["train_seconds"], "seconds_per_update": summary["train_seconds"] / max(1, summary["iteration"]),
             "boxes": summary["boxes"]}
 

@@ -1,6 +1,6 @@
 """scaling: target assignment time and peak memory as boxes per image and image size grow.
 
-Ours is :func:`fcos.assign.assign_targets` (windowed, chunked under ``max_pairs``); the reference is
+Ours is :func:`fcos.model.assign.assign_targets` (windowed, chunked under ``max_pairs``); the reference is
 torchvision's matching loop in ``FCOS.compute_loss`` (its head loss stubbed out). Batch 4. The
 growth is summarised as the exponent k of time ~ n^k between the first and last point of each sweep.
 """

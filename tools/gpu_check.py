@@ -88,6 +88,7 @@ def check_environment(device: torch.device, work: Path) -> dict[str, Any]:
 def check_train(device: torch.device, work: Path) -> dict[str, Any]:
     from fcos.cli import main
     from fcos.data import generate_shapes
+    from fcos.engine.run_log import RunLog
     from fcos.weights.checkpoint import load_model
 
     data = generate_shapes(work / "shapes", num_train=16, num_val=8, image_size=160)
@@ -97,8 +98,7 @@ def check_train(device: torch.device, work: Path) -> dict[str, Any]:
                  "--img-size", "160", "--fpn-channels", "64", "--head-convs", "2", "--batch-size", "4", "--amp",
                  "--max-iters", "20", "--workers", "2", "--device", str(device), "--no-progress", "--log-every", "5"])
     seconds = time.perf_counter() - start
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if r["event"] == "train"]
+    losses = [r["loss"] for r in RunLog.of(out).records("train")]
     model, _ = load_model(out / "last.pt")
     finite = all(abs(v) < 1e6 for v in losses)  # NaN fails the comparison too
     ok = code == 0 and len(losses) == 4 and finite and model is not None

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from fcos.engine.hooks import Hook, default_hooks  # noqa: E402
+from fcos.engine.hooks import Hook  # noqa: E402
 from fcos.engine.train_config import RECIPE_MODEL, TRAIN_PRESETS  # noqa: E402
-from fcos.engine.trainer import Trainer  # noqa: E402
+from fcos.engine.trainer import Trainer, build_hooks  # noqa: E402
 from fcos.model.options import model_config_for  # noqa: E402
 
 SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                seed=args.seed, collapse_patience=0, checkpoint_interval=1e9, **train)
     model_cfg = model_config_for(1, **model_options, **model_changes)
     health = Health()
-    trainer = Trainer.from_config(model_cfg, cfg, hooks=[*default_hooks(), health])
+    trainer = Trainer.from_config(model_cfg, cfg, hooks=[*build_hooks(cfg), health])
     start = time.perf_counter()
     summary = trainer.run(stop_at=args.stop)
     dead_from = None

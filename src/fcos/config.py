@@ -26,6 +26,8 @@ __all__ = [
     "InputConfig",
     "LossConfig",
     "PRESETS",
+    "PresetName",
+    "Regression",
     "PointsConfig",
     "STRIDES",
     "check_conv3x3",
@@ -39,6 +41,10 @@ INF = math.inf
 # How 3x3 convolutions run: FCOSConfig.conv3x3 in the model, fcos.export.export's conv3x3 in exported graphs.
 Conv3x3Algorithm = Literal["auto", "direct", "winograd"]
 CONV3X3_ALGORITHMS: tuple[str, ...] = get_args(Conv3x3Algorithm)
+# Box distances from the head's raw output (HeadConfig.regression).
+Regression = Literal["relu", "softplus"]
+# The named presets (PRESETS below): the official FCOS code's semantics, or torchvision's FCOS.
+PresetName = Literal["official", "torchvision"]
 # FPN levels P3..P7: one stride per level, fixed by the architecture (paper, Sec. 3.2).
 STRIDES: tuple[int, ...] = (8, 16, 32, 64, 128)
 # Paper Sec. 3.2: a point at level i regresses a box only if max(l, t, r, b) lies in m_{i-1}..m_i.
@@ -121,7 +127,7 @@ class HeadConfig:
     # With norm_reg_targets: relu (official) or softplus of scale_l * x, times the stride. A relu output
     # below zero has no gradient, and neither has the IoU loss of a zero-size box: a regression pushed
     # negative everywhere stays dead. softplus is positive with a gradient everywhere, so it comes back.
-    regression: Literal["relu", "softplus"] = "relu"
+    regression: Regression = "relu"
     learnable_scales: bool = True  # a learnable scalar per level multiplies the regression output
 
 
@@ -288,7 +294,7 @@ def torchvision_preset(num_classes: int = 91, backbone: str = "resnet50", **chan
     return override(base, **changes)
 
 
-PRESETS: dict[str, Callable[..., FCOSConfig]] = {"official": official, "torchvision": torchvision_preset}
+PRESETS: dict[PresetName, Callable[..., FCOSConfig]] = {"official": official, "torchvision": torchvision_preset}
 
 
 def preset(name: str, **kwargs: Any) -> FCOSConfig:

@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 
 from fcos.cli import build_parser, config_values
+from fcos.engine.run_config import run_configs
 from fcos.engine.train_config import TRAIN_PRESETS, TrainConfig
 
 
 def train_config(*flags: str) -> TrainConfig:
     args = build_parser().parse_args(["train", "--data", "d", *flags])
-    return TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
+    return run_configs(train_values=config_values(args, TrainConfig), recipe=args.recipe)[1]
 
 
 def test_every_field_is_a_flag_with_help():

@@ -78,7 +78,7 @@ def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path, m
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16 or AMX
     trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True))
     assert trainer.device.type == "cpu" and next(trainer.model.parameters()).device.type == "cpu"
-    assert trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()  # CPU: no GradScaler
+    assert trainer.precision.dtype == torch.bfloat16 and not trainer.precision.scaler.is_enabled()  # CPU: no GradScaler
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     summary = trainer.run()
     assert summary["iteration"] == 3 and summary["skipped_updates"] == 0
@@ -92,7 +92,7 @@ def test_amp_training_on_cpu_uses_bf16_and_stays_finite(shared_data, tmp_path, m
 def test_amp_on_a_cpu_without_native_bf16_trains_in_fp32_and_says_why(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)  # AVX2-only x86: bf16 is emulated, slow
     trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, amp=True, max_iters=1))
-    assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
+    assert trainer.precision.dtype is None and not trainer.precision.scaler.is_enabled()
     assert "no native bf16" in capsys.readouterr().out
     seen = []
     trainer.model.head.register_forward_hook(lambda m, i, o: seen.append(o.cls_logits.dtype))
@@ -104,18 +104,18 @@ def test_enabled_grad_scaler_skips_overflowing_update_and_continues(shared_data,
     """The CUDA fp16 branch: an enabled GradScaler (here on the CPU) owns gradient overflow. It skips
     that optimizer step and halves the scale; the trainer neither stops nor counts a skip."""
     trainer = Trainer.from_config(tiny(), config(shared_data / "fruit", tmp_path, max_iters=2))
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    trainer.precision.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     param = trainer.model.head.cls_logits.weight
     hook = param.register_hook(lambda grad: torch.full_like(grad, math.inf))  # overflow in the first update
     batches = iter(trainer.loader)
     before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
     trainer.step([next(batches)])
     hook.remove()
-    assert trainer.scaler.get_scale() == 2.0**9 and trainer.skipped == 0
+    assert trainer.precision.scaler.get_scale() == 2.0**9 and trainer.skipped == 0
     # step skipped (BatchNorm's running statistics, buffers, still moved in the forward pass)
     assert all(torch.equal(before[k], v) for k, v in trainer.model.named_parameters())
     trainer.step([next(batches)])
-    assert trainer.scaler.get_scale() == 2.0**9
+    assert trainer.precision.scaler.get_scale() == 2.0**9
     after = dict(trainer.model.named_parameters())
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.isfinite(v).all() for v in after.values())

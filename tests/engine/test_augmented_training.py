@@ -8,6 +8,7 @@ import torch
 from torchvision.transforms import v2
 
 from fcos.cli import build_parser, config_values
+from fcos.engine.run_config import run_configs
 from fcos.engine.train_config import TRAIN_PRESETS, TrainConfig, cpu_from_scratch
 from fcos.engine.trainer import Trainer
 from fcos.model.options import model_config_for
@@ -72,7 +73,7 @@ def test_a_torchvision_v2_pipeline_replaces_the_builtin_augmentations(shared_dat
 
 def train_config(*flags: str) -> TrainConfig:
     args = build_parser().parse_args(["train", "--data", "d", *flags])
-    return TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))
+    return run_configs(train_values=config_values(args, TrainConfig), recipe=args.recipe)[1]
 
 
 def test_augmentation_flags():

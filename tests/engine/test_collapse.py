@@ -49,7 +49,8 @@ def make_trainer(tmp_path, *, dead_boxes=False, silent_classes=False, dataset=No
     base = dict(out=str(tmp_path), val_split=None, batch_size=2, max_iters=60, workers=0, progress=False, log_every=10,
                 warmup_iters=1, lr=1e-6, collapse_patience=20)
     cfg = cpu_from_scratch(**{**base, **changes})
-    return Trainer(model, dataset or Squares(), cfg, class_names=["square"], hooks=[CollapseGuard()])
+    guard = [CollapseGuard(cfg.collapse_patience, action=cfg.on_collapse)] if cfg.collapse_patience else []
+    return Trainer(model, dataset or Squares(), cfg, class_names=["square"], hooks=guard)
 
 
 def test_dead_box_branch_stops_with_advice(tmp_path):

@@ -66,7 +66,7 @@ def test_runs_with_validation_resume_and_budget_finish_like_one_process(shapes, 
     done = json.loads((ddp / "metrics.jsonl").read_text().splitlines()[-1])
     assert done["event"] == "done" and done["processes"] == 2 and done["iteration"] == 12
     best = torch.load(ddp / "best.pt", weights_only=True)
-    assert best["best_ap"] == max(r["AP"] for r in map(json.loads, (ddp / "metrics.jsonl").read_text().splitlines())
+    assert best["hooks"]["Checkpointer"]["best_ap"] == max(r["AP"] for r in map(json.loads, (ddp / "metrics.jsonl").read_text().splitlines())
                                   if r["event"] == "val")
 
     # Resume through `fcos train --devices 2`, longer and under a time budget: the schedule is re-fitted

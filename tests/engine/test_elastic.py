@@ -155,9 +155,9 @@ _STUCK_RANK = """
 import sys, time
 from fcos.engine.train_config import TrainConfig
 from fcos.model.options import model_config_for
-from fcos.engine.hooks import Hook, default_hooks
+from fcos.engine.hooks import Hook
 from fcos.utils import distributed as D
-from fcos.engine.trainer import Trainer
+from fcos.engine.trainer import Trainer, build_hooks
 
 class Stall(Hook):  # rank 1 stops progressing after update 3 but stays alive (its heartbeat goes on)
     def after_step(self, trainer, losses):
@@ -168,7 +168,7 @@ data, out, hang = sys.argv[1:]
 cfg = TrainConfig(data=data, out=out, val_split=None, max_iters=400, batch_size=1, workers=0, progress=False,
                   optimizer="adamw", lr=1e-3, warmup_iters=0, ddp_timeout=float(hang))
 model = model_config_for(1, backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1)
-Trainer.from_config(model, cfg, hooks=[*default_hooks(), Stall()]).run()
+Trainer.from_config(model, cfg, hooks=[*build_hooks(cfg), Stall()]).run()
 """
 
 

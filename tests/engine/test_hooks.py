@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from fcos.engine.hooks import Hook, TimeBudget, default_hooks
+from fcos.engine.hooks import Hook
+from fcos.engine.schedule import RunLength
 from fcos.engine.train_config import cpu_from_scratch, official_schedule
-from fcos.engine.trainer import Trainer
+from fcos.engine.trainer import Trainer, build_hooks
 from fcos.model.detector import FCOS
 from fcos.model.options import model_config_for
 
@@ -50,16 +51,17 @@ class Recorder(Hook):
 
 
 def make_trainer(tmp_path, hooks, **changes):
+    """``hooks``: a list, or a function of the config giving one (``build_hooks`` and more)."""
     model = FCOS(model_config_for(2, backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1))
     base = dict(out=str(tmp_path), val_split=None, batch_size=2, max_iters=5, workers=0, progress=False, log_every=2,
                 warmup_iters=1)
     cfg = cpu_from_scratch(**{**base, **changes})
-    return Trainer(model, Squares(), cfg, class_names=["a", "b"], hooks=hooks)
+    return Trainer(model, Squares(), cfg, class_names=["a", "b"], hooks=hooks(cfg) if callable(hooks) else hooks)
 
 
 def test_trainer_from_parts_runs_the_hooks_in_order(tmp_path):
     recorder = Recorder()
-    trainer = make_trainer(tmp_path, [*default_hooks(), recorder])
+    trainer = make_trainer(tmp_path, lambda cfg: [*build_hooks(cfg), recorder])
     assert trainer.updates_per_epoch == 3 and trainer.total == 5  # 6 samples, batch 2
     summary = trainer.run()
     names = [e[0] for e in recorder.events]
@@ -82,38 +84,25 @@ def test_without_hooks_nothing_is_written_and_a_hook_can_stop_early(tmp_path):
     assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "last.pt").exists()
 
 
-class Clockless:
-    """The trainer state TimeBudget reads, with made-up durations (no wall clock)."""
-
-    def __init__(self, durations, train_seconds, budget, planned=1000):
-        self.cfg = cpu_from_scratch(time_budget=budget)
-        self.durations, self.train_seconds = durations, train_seconds
-        self.iteration = len(durations)
-        self.total = planned
-        self._planned = planned
-
-    def planned_updates(self):
-        return self._planned
+def fitted(durations, train_seconds, budget, planned=1000):
+    """The total RunLength fits after ``len(durations)`` updates, or None when it is not due yet."""
+    length = RunLength(updates_per_epoch=planned, epochs=1, time_budget=budget)  # planned: 1 epoch of `planned`
+    iteration = len(durations)
+    if not length.due(iteration, len(durations)):
+        return None
+    return length.fit(iteration, durations, train_seconds)
 
 
 def test_time_budget_fits_the_total_to_the_measured_speed():
     # 20 updates measured, the first 2 (warm-up) ignored: 0.5 s each; 10 s used of 20 -> 20 more updates
     durations = [5.0, 5.0] + [0.5] * 18
-    trainer = Clockless(durations, train_seconds=10.0, budget=20.0)
-    TimeBudget().after_step(trainer, {})
-    assert trainer.total == 20 + 20
+    assert fitted(durations, train_seconds=10.0, budget=20.0) == 20 + 20
     # never beyond the planned length, never below the updates already done
-    capped = Clockless(durations, train_seconds=10.0, budget=20.0, planned=30)
-    TimeBudget().after_step(capped, {})
-    assert capped.total == 30
-    spent = Clockless(durations, train_seconds=25.0, budget=20.0)
-    TimeBudget().after_step(spent, {})
-    assert spent.total == 20
+    assert fitted(durations, train_seconds=10.0, budget=20.0, planned=30) == 30
+    assert fitted(durations, train_seconds=25.0, budget=20.0) == 20
     # re-fitted every 10 updates only, once 12 are measured
     for measured in (durations[:10], durations[:19]):
-        early = Clockless(measured, train_seconds=5.0, budget=20.0)
-        TimeBudget().after_step(early, {})
-        assert early.total == 1000
+        assert fitted(measured, train_seconds=5.0, budget=20.0) is None
 
 
 def test_official_recipe_learning_rates_at_updates_0_499_500(tmp_path):
@@ -146,7 +135,7 @@ class FakeClock:
 
 
 def budget_run(tmp_path, **changes):
-    trainer = make_trainer(tmp_path, [*default_hooks()], **{"max_iters": None, **changes})
+    trainer = make_trainer(tmp_path, build_hooks, **{"max_iters": None, **changes})
     trainer.clock = FakeClock(0.25)  # start and end readings 0.25 s apart: 0.25 s per update
     return trainer.run()
 
@@ -175,7 +164,7 @@ def test_with_a_shorter_length_the_length_wins(tmp_path):
 def test_planned_length_and_the_limit_that_ends_it(tmp_path, length, total, planned, ended_by):
     trainer = make_trainer(tmp_path, [], **{"max_iters": None, **length})
     assert trainer.planned_updates() == planned
-    trainer.total = total  # what TimeBudget fits (0.25 s per update in 10 s: 40), capped by the length
+    trainer.length.total = total  # what the time budget fits (0.25 s per update in 10 s: 40), capped by the length
     assert trainer.ended_by() == ended_by
 
 

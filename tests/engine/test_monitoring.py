@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from fcos.cli import main
-from fcos.engine.hooks import EarlyStopping, Hook, TensorBoard, default_hooks
+from fcos.engine.hooks import EarlyStopping, Hook
+from fcos.engine.trackers.tensorboard import TensorBoardTracker
 from fcos.engine.train_config import cpu_from_scratch
-from fcos.engine.trainer import Trainer
+from fcos.engine.trainer import Trainer, build_hooks
 from fcos.model.options import model_config_for
 from fcos.utils.optional import MissingExtraError, require
 
@@ -30,11 +31,12 @@ class ScriptedAP(Hook):
             metrics["AP"] = self.values.pop(0)
 
 
-def tiny_run(data: Path, out: Path, hooks: list[Hook] | None = None, **changes) -> Trainer:
+def tiny_run(data: Path, out: Path, first: list[Hook] = (), **changes) -> Trainer:
+    """A tiny run with the config's hooks, after ``first``."""
     model_cfg = model_config_for(1, preset="official", backbone="resnet18", img_size=128, fpn_channels=32, head_convs=1)
     cfg = cpu_from_scratch(data=str(data), out=str(out), batch_size=2, workers=0, progress=False, log_every=2,
                            warmup_iters=1, eval_every=1, val_images=2, **changes)
-    return Trainer.from_config(model_cfg, cfg, hooks=hooks)
+    return Trainer.from_config(model_cfg, cfg, hooks=[*first, *build_hooks(cfg)])
 
 
 def records(out: Path) -> list[dict]:
@@ -43,7 +45,7 @@ def records(out: Path) -> list[dict]:
 
 def test_patience_stops_the_run_says_so_and_writes_the_diagnostics(shapes, tmp_path):
     # AP 0.2, 0.3, then no better for 2 evaluations: stopped after epoch 4 of 10 (update 16).
-    trainer = tiny_run(shapes, tmp_path, [ScriptedAP([0.2, 0.3, 0.3, 0.25]), *default_hooks()], epochs=10, patience=2)
+    trainer = tiny_run(shapes, tmp_path, [ScriptedAP([0.2, 0.3, 0.3, 0.25])], epochs=10, patience=2)
     summary = trainer.run()
     assert summary["iteration"] == 16 and summary["epoch"] == 4
     assert summary["early_stopping"] == {"patience": 2, "stopped": True, "best_AP": 0.3, "best_iteration": 8,
@@ -56,17 +58,15 @@ def test_patience_stops_the_run_says_so_and_writes_the_diagnostics(shapes, tmp_p
     assert [c["class"] for c in table["classes"]] == trainer.class_names
 
 
-def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
+def test_early_stopping_counts_evaluations_and_resumes_from_its_checkpoint_state():
     class Fake:
-        def __init__(self, patience, resumed_at=0):
-            self.cfg = cpu_from_scratch(patience=patience)
-            self.out, self.iteration, self.total, self.stops = tmp_path, resumed_at, 100, 0
+        def __init__(self, resumed_at=0):
+            self.iteration, self.total, self.stops = resumed_at, 100, 0
 
         def request_stop(self, reason="stopped by a hook"):
             self.stops += 1
 
-    hook, trainer = EarlyStopping(), Fake(patience=3)
-    hook.before_train(trainer)
+    hook, trainer = EarlyStopping(3), Fake()
     for iteration, ap in enumerate([0.1, 0.3, 0.3, 0.2, 0.31, 0.3, 0.3], start=1):
         trainer.iteration = iteration
         hook.after_eval(trainer, {"AP": ap})
@@ -79,18 +79,19 @@ def test_early_stopping_counts_evaluations_and_resumes_from_the_log(tmp_path):
     hook.after_eval(trainer, {"AP": 0.0})
     assert trainer.stops == 0
 
-    # A resumed run counts on from metrics.jsonl's validation records.
-    lines = [{"event": "train", "iteration": 1}, {"event": "val", "iteration": 2, "AP": 0.5},
-             {"event": "val", "iteration": 4, "AP": 0.4}, {"event": "val", "iteration": 6, "AP": 0.45}]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"cut sho')
-    resumed, hook = Fake(patience=3, resumed_at=7), EarlyStopping()  # --resume or a torchrun restart
-    hook.before_train(resumed)
+    # A resumed run (--resume or a torchrun restart) counts on from the checkpoint's record of the hook:
+    # evaluations at updates 2, 4, 6 with AP 0.5, 0.4, 0.45.
+    before = EarlyStopping(3)
+    for iteration, ap in ((2, 0.5), (4, 0.4), (6, 0.45)):
+        before.after_eval(Fake(iteration), {"AP": ap})
+    checkpoint = {"hooks": {"EarlyStopping": before.state_dict()}}
+    resumed, hook = Fake(resumed_at=7), EarlyStopping(3)
+    hook.load_state_dict(checkpoint["hooks"]["EarlyStopping"])
     assert (hook.best, hook.best_iteration, hook.since) == (0.5, 2, 2)
     resumed.iteration = 8
     hook.after_eval(resumed, {"AP": 0.45})
     assert resumed.stops == 1
-    fresh = EarlyStopping()  # not resuming: an old log in the folder is not this run's history
-    fresh.before_train(Fake(patience=3))
+    fresh = EarlyStopping(3)  # not resuming: nothing counted yet
     assert fresh.since == 0 and fresh.best_iteration == -1
 
 
@@ -121,14 +122,8 @@ def test_missing_extra_is_one_line_naming_it(shapes, tmp_path, monkeypatch, caps
     with pytest.raises(MissingExtraError, match=r"pip install 'fcos\[tensorboard\]'"):
         require("torch.utils.tensorboard", "--tensorboard")
 
-    class Config:
-        tensorboard = True
-
-    class Fake:
-        cfg = Config()
-
     with pytest.raises(MissingExtraError, match="--tensorboard needs the optional package 'tensorboard'"):
-        TensorBoard().before_train(Fake())
+        TensorBoardTracker()
     code = main(["train", "--data", str(shapes), "--out", str(tmp_path), "--backbone", "resnet18", "--img-size", "128",
                  "--fpn-channels", "32", "--head-convs", "1", "--recipe", "cpu", "--max-iters", "2", "--workers", "0",
                  "--no-progress", "--tensorboard"])

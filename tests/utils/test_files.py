@@ -1,4 +1,4 @@
-"""fcos.writes: a write that fails (file size limit, read-only folder) leaves the previous file whole, no
+"""fcos.utils.files: a write that fails (file size limit, read-only folder) leaves the previous file whole, no
 stray temporary file, and raises one WriteError naming the path. The limits are real: RLIMIT_FSIZE (with
 SIGXFSZ ignored, as a disk that fills up answers) or a read-only folder, in a subprocess."""
 

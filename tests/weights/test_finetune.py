@@ -88,7 +88,7 @@ def test_finetune_config_comes_from_the_weights(tmp_path, monkeypatch):
         raise urllib.error.URLError("the config of a registered name needs no file")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
-    config = finetune_config("fcos_resnet50_fpn_coco", frozen_stages=3, img_size=512)
+    config = finetune_config("fcos_resnet50_fpn_coco", freeze_stages=3, img_size=512)
     assert config.backbone.name == "resnet50" and config.preset == "torchvision" and config.backbone.frozen_stages == 3
     assert (config.input.min_size, config.input.max_size) == (512, 512) and config.backbone.weights is None
     assert finetune_config("fcos_resnet50_fpn_coco").input.max_size == 1333  # official sizes by default

@@ -1,8 +1,13 @@
-"""One entry point for every format: look at a path, pick the reader."""
+"""The dataset layouts, one table that everything reads: how each is recognised, which splits it has, and
+its reader. :func:`load_annotations` and :func:`find_splits` (``fcos data check``, training) look a path
+up in :data:`LAYOUTS`; adding a format is its reader module and one :class:`Layout` line here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,94 +17,49 @@ from fcos.data.records import DetectionData
 from fcos.data.voc import read_voc
 from fcos.data.yolo import read_yolo
 
-__all__ = ["LAYOUTS", "SPLITS", "find_splits", "load_annotations"]
-
-LAYOUTS = """\
-expected one of these layouts:
-  COCO: DIR/images/ + DIR/annotations/<split>.json (or the .json file itself)
-  VOC:  DIR/Annotations/*.xml + DIR/ImageSets/Main/<split>.txt + DIR/JPEGImages/
-  YOLO: DIR/data.yaml (or the .yaml file itself) + DIR/images/<split>/ + DIR/labels/<split>/*.txt"""
-
-
-def load_annotations(
-    data: str | Path,
-    split: str = "train",
-    class_names: list[str] | None = None,
-    *,
-    image_dir: str | Path | None = None,
-) -> DetectionData:
-    """Read a dataset split in whichever layout ``data`` has.
-
-    Args:
-        data: a dataset folder (COCO, VOC or YOLO layout), a COCO ``.json`` or a YOLO ``.yaml`` file.
-        split: ``train``, ``val``, ... (ignored for a .json file, which is one split).
-        class_names: optional class order, e.g. ``train.class_names`` when loading ``val``.
-        image_dir: images folder for a COCO .json (default: ``../images`` beside its folder, else ``images/``
-            beside the file).
-    """
-    path = Path(data)
-    if not path.exists():
-        raise DatasetError(path, "does not exist")
-    if path.is_file():
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return read_yolo(path, split, class_names=class_names)
-        if path.suffix.lower() == ".json":
-            return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
-        raise DatasetError(path, f"not a .json (COCO) or .yaml (YOLO) file; {LAYOUTS}")
-    if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
-        return read_coco(
-            _coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names
-        )
-    if (path / "Annotations").is_dir():
-        return read_voc(path, split, class_names=class_names)
-    if (path / "data.yaml").is_file() or (path / "labels").is_dir():
-        return read_yolo(path, split, class_names=class_names)
-    raise DatasetError(path, f"unknown dataset layout; {LAYOUTS}")
-
+__all__ = ["LAYOUTS", "SPLITS", "Layout", "find_splits", "layout_of", "load_annotations"]
 
 SPLITS = ("train", "val", "test")  # the splits find_splits looks for, in this order
 
 
-def find_splits(data: str | Path) -> list[str]:
-    """The splits of ``SPLITS`` that ``data`` has, in that order (a COCO ``.json`` or YOLO ``.yaml``
-    file's own splits likewise; a lone ``.json`` is one split, reported as ``train``).
+@dataclass(frozen=True)
+class Layout:
+    """One dataset format.
 
-    A split exists if :func:`load_annotations` would find its file: COCO ``annotations/<split>.json`` (or
-    the one file naming it), VOC ``ImageSets/Main/<split>.txt``, YOLO a ``data.yaml`` key or ``images/<split>/``.
+    ``matches(path)``: ``path`` (a folder, or a file: a COCO ``.json``, a YOLO ``.yaml``) is in this layout;
+    ``has_split(path, split)``: it holds that split; ``read(path, split, class_names, **options)``: the
+    split as :class:`~fcos.data.records.DetectionData` (``options``: ``image_dir`` for COCO).
     """
-    path = Path(data)
-    if not path.exists():
-        raise DatasetError(path, "does not exist")
-    if path.is_file() and path.suffix.lower() == ".json":
-        return ["train"]
-    found = [split for split in SPLITS if _has_split(path, split)]
-    if not found:
-        raise DatasetError(path, f"no {', '.join(SPLITS)} split found; {LAYOUTS}")
-    return found
+
+    name: str
+    describe: str  # the line of the "expected one of these layouts" message
+    matches: Callable[[Path], bool]
+    has_split: Callable[[Path, str], bool]
+    read: Callable[..., DetectionData]
 
 
-def _has_split(path: Path, split: str) -> bool:
-    if path.is_file():  # a YOLO .yaml
-        return _yolo_has_split(path, path.parent, split)
-    if (path / "annotations").is_dir() and any((path / "annotations").glob("*.json")):
-        try:
-            _coco_split(path / "annotations", split)
-        except DatasetError:
-            return False
-        return True
-    if (path / "Annotations").is_dir():
-        return (path / "ImageSets" / "Main" / f"{split}.txt").is_file()
-    if (path / "data.yaml").is_file():
-        return _yolo_has_split(path / "data.yaml", path, split)
-    return (path / "images" / split).is_dir()
+# ---------------------------------------------------------------------------------------- COCO
+def _coco_matches(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix.lower() == ".json"
+    return (path / "annotations").is_dir() and any((path / "annotations").glob("*.json"))
 
 
-def _yolo_has_split(yaml_file: Path, root: Path, split: str) -> bool:
+def _coco_has_split(path: Path, split: str) -> bool:
+    if path.is_file():  # a lone .json is one split, reported as train
+        return split == "train"
     try:
-        config = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return split == "train"  # unreadable: let load_annotations report it, once
-    return (isinstance(config, dict) and config.get(split) is not None) or (root / "images" / split).is_dir()
+        _coco_split(path / "annotations", split)
+    except DatasetError:
+        return False
+    return True
+
+
+def _coco_read(path: Path, split: str, class_names: list[str] | None, image_dir: str | Path | None = None,
+               **_: Any) -> DetectionData:
+    if path.is_file():
+        return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
+    return read_coco(_coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names)
 
 
 def _coco_images(json_file: Path) -> Path:
@@ -119,3 +79,100 @@ def _coco_split(annotations: Path, split: str) -> Path:
         return matches[0]
     available = ", ".join(sorted(p.name for p in annotations.glob("*.json")))
     raise DatasetError(exact, f"no annotation file for split {split!r} (found: {available})")
+
+
+# ---------------------------------------------------------------------------------------- VOC
+def _voc_matches(path: Path) -> bool:
+    return path.is_dir() and (path / "Annotations").is_dir()
+
+
+def _voc_has_split(path: Path, split: str) -> bool:
+    return (path / "ImageSets" / "Main" / f"{split}.txt").is_file()
+
+
+def _voc_read(path: Path, split: str, class_names: list[str] | None, **_: Any) -> DetectionData:
+    return read_voc(path, split, class_names=class_names)
+
+
+# ---------------------------------------------------------------------------------------- YOLO
+def _yolo_matches(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix.lower() in (".yaml", ".yml")
+    return (path / "data.yaml").is_file() or (path / "labels").is_dir()
+
+
+def _yolo_has_split(path: Path, split: str) -> bool:
+    """A ``data.yaml`` key names the split, or ``images/<split>/`` exists."""
+    yaml_file, root = (path, path.parent) if path.is_file() else (path / "data.yaml", path)
+    if (root / "images" / split).is_dir():
+        return True
+    if not yaml_file.is_file():
+        return False
+    try:
+        config = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return split == "train"  # unreadable: let load_annotations report it, once
+    return isinstance(config, dict) and config.get(split) is not None
+
+
+def _yolo_read(path: Path, split: str, class_names: list[str] | None, **_: Any) -> DetectionData:
+    return read_yolo(path, split, class_names=class_names)
+
+
+# Looked up in this order: the first layout whose `matches` accepts a path reads it.
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("coco", "COCO: DIR/images/ + DIR/annotations/<split>.json (or the .json file itself)",
+           _coco_matches, _coco_has_split, _coco_read),
+    Layout("voc", "VOC:  DIR/Annotations/*.xml + DIR/ImageSets/Main/<split>.txt + DIR/JPEGImages/",
+           _voc_matches, _voc_has_split, _voc_read),
+    Layout("yolo", "YOLO: DIR/data.yaml (or the .yaml file itself) + DIR/images/<split>/ + DIR/labels/<split>/*.txt",
+           _yolo_matches, _yolo_has_split, _yolo_read),
+)
+
+
+def _expected() -> str:
+    return "expected one of these layouts:\n" + "\n".join(f"  {layout.describe}" for layout in LAYOUTS)
+
+
+def layout_of(data: str | Path) -> Layout:
+    """The layout of a dataset folder or file; :class:`DatasetError` naming the path otherwise."""
+    path = Path(data)
+    if not path.exists():
+        raise DatasetError(path, "does not exist")
+    for layout in LAYOUTS:
+        if layout.matches(path):
+            return layout
+    what = "not a .json (COCO) or .yaml (YOLO) file" if path.is_file() else "unknown dataset layout"
+    raise DatasetError(path, f"{what}; {_expected()}")
+
+
+def load_annotations(
+    data: str | Path,
+    split: str = "train",
+    class_names: list[str] | None = None,
+    *,
+    image_dir: str | Path | None = None,
+) -> DetectionData:
+    """Read a dataset split in whichever layout ``data`` has (:data:`LAYOUTS`).
+
+    Args:
+        data: a dataset folder (COCO, VOC or YOLO layout), a COCO ``.json`` or a YOLO ``.yaml`` file.
+        split: ``train``, ``val``, ... (ignored for a .json file, which is one split).
+        class_names: optional class order, e.g. ``train.class_names`` when loading ``val``.
+        image_dir: images folder for a COCO .json (default: ``../images`` beside its folder, else ``images/``
+            beside the file).
+    """
+    return layout_of(data).read(Path(data), split, class_names, image_dir=image_dir)
+
+
+def find_splits(data: str | Path) -> list[str]:
+    """The splits of ``SPLITS`` that ``data`` has, in that order (a lone COCO ``.json`` is one split,
+    reported as ``train``): those :func:`load_annotations` would find a file for."""
+    path = Path(data)
+    if not path.exists():
+        raise DatasetError(path, "does not exist")
+    layout = next((layout for layout in LAYOUTS if layout.matches(path)), None)
+    found = [split for split in SPLITS if layout is not None and layout.has_split(path, split)]
+    if not found:
+        raise DatasetError(path, f"no {', '.join(SPLITS)} split found; {_expected()}")
+    return found

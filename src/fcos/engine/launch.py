@@ -45,7 +45,7 @@ def init_from_env(device: str, timeout: float | None = None) -> torch.device:
     """Join the process group torchrun describes (WORLD_SIZE > 1); returns this process's device.
 
     NCCL for CUDA, gloo for CPU. Without torchrun (no WORLD_SIZE) nothing is initialised. ``device`` may
-    be ``auto`` (:func:`fcos.devices.resolve_device`). ``timeout``: the hang timeout in seconds (the group's
+    be ``auto`` (:func:`fcos.utils.devices.resolve_device`). ``timeout``: the hang timeout in seconds (the group's
     collective timeout is ``timeout + BACKSTOP_SECONDS``); None or 0 keeps PyTorch's default.
     """
     device = str(resolve_device(device))

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from fcos.engine.run_log import RunLog
 from fcos.utils.files import atomic_write
 
 __all__ = ["plot_loss_curve"]
 
 
-def plot_loss_curve(metrics_file: Path, out: Path) -> Path | None:
-    """Training losses against updates, validation AP/AP50 on a second axis."""
+def plot_loss_curve(log: RunLog, out: Path) -> Path | None:
+    """Training losses against updates, validation AP/AP50 on a second axis (None: nothing logged yet)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
-    train = [r for r in records if r.get("event") == "train"]
-    val = [r for r in records if r.get("event") == "val"]
+    train = list(log.records("train"))
+    val = list(log.records("val"))
     if not train:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

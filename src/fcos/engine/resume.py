@@ -4,7 +4,7 @@ the worker group.
 torchrun ``--max-restarts N`` (and ``fcos train --max-restarts N``) restarts every process of the group
 when one fails, with the same command line. A restarted group resumes from ``OUT/last.pt`` when this
 launch wrote it, as torchelastic's own training scripts load their checkpoint when it exists. "This
-launch" is torchrun's run id (:func:`fcos.engine.distributed.launch_id`, recorded in every checkpoint)
+launch" is torchrun's run id (:func:`fcos.utils.distributed.launch_id`, recorded in every checkpoint)
 with the same training config, so a ``last.pt`` an earlier run left in the folder is not taken for
 this run's. The run id is fresh per launch with ``--standalone`` (and ``fcos train --devices``) or a
 job's own ``--rdzv-id``; with torchrun's default id, ``none``, the group must also be a restarted one:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fcos.data.pipeline import Augmentation
+from fcos.engine.schedule import DEFAULT_EPOCHS
 from fcos.utils.flags import option, parse_fraction, parse_scale_range, parse_size_range
 
 __all__ = ["AUGMENT", "DATA", "RUNTIME", "SCHEDULE", "TRAIN_PRESETS", "TrainConfig", "recipe_model"]
 
 
 DATA, SCHEDULE, RUNTIME = "data and outputs", "schedule (defaults from --recipe)", "runtime"
-DEFAULT_EPOCHS = 12  # the official 1x schedule's length in spirit (90k iterations ~ 12 COCO epochs)
 AUGMENT = "augmentation (training only; defaults from --recipe)"
 
 
@@ -124,7 +124,7 @@ class TrainConfig:
     progress: bool = option(True, "progress bar", group=RUNTIME)
 
     def augmentation(self) -> Augmentation:
-        """The augmentation fields as the data pipeline's :class:`~fcos.data.augment.Augmentation`."""
+        """The augmentation fields as the data pipeline's :class:`~fcos.data.pipeline.Augmentation`."""
         return Augmentation(multi_scale=self.multi_scale, scale_jitter=self.scale_jitter, mosaic=self.mosaic,
                             hflip=self.hflip, photometric=self.photometric, min_visible=self.min_visible)
 

@@ -1,9 +1,11 @@
-"""Training loop: a short update step; logging, evaluation, checkpoints, plots and the time budget are
-hooks around it (:mod:`fcos.engine.hooks`).
+"""The training loop: updates (:mod:`fcos.engine.step`) until the run's length (:mod:`fcos.engine.schedule`)
+is reached, with hooks around them (:mod:`fcos.engine.hooks`: evaluation, checkpoints, early stopping,
+the collapse check, reporting).
 
 Iterations count optimizer updates (each of ``accumulate`` micro-batches). Everything needed to
 continue exactly is checkpointed: model, optimizer, schedule, scaler, EMA, epoch, position in the
-epoch and RNG states; with the seeded sampler this makes ``--resume`` bit-identical on CPU.
+epoch, the hooks' state and the RNG states (:mod:`fcos.engine.rng`); with the seeded sampler this makes
+``--resume`` bit-identical on CPU.
 
 A :class:`Trainer` is built from parts (a model, a dataset of ``(image, target)`` samples, optional
 validation data, optimizer and hooks); :meth:`Trainer.from_config` builds those parts from the CLI's
@@ -12,17 +14,12 @@ two configs and a dataset on disk.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import math
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -35,22 +32,33 @@ from fcos.data.check import scan_images
 from fcos.data.pipeline import training_pipeline
 from fcos.engine import launch
 from fcos.engine.ema import ModelEMA
-from fcos.engine.hooks import Hook, default_hooks
+from fcos.engine.hooks import (
+    Checkpointer,
+    CollapseGuard,
+    EarlyStopping,
+    Hook,
+    PeriodicEvaluation,
+    hook_states,
+)
 from fcos.engine.optim import build_optimizer
+from fcos.engine.precision import Precision
+from fcos.engine.reporting import Reporting
 from fcos.engine.resume import agree_on_resumed, checkpoint_to_resume
-from fcos.engine.schedule import lr_factor
-from fcos.engine.train_config import DEFAULT_EPOCHS, TrainConfig
-from fcos.evaluation.evaluator import EvalResult, run_evaluation
+from fcos.engine.rng import rng_state, seed_everything, set_rng_state
+from fcos.engine.schedule import RunLength, lr_factor
+from fcos.engine.step import MicroBatch, UpdateStep
+from fcos.engine.trackers import build_trackers
+from fcos.engine.train_config import TrainConfig
+from fcos.evaluation import EvalResult, run_evaluation
 from fcos.model.detector import FCOS
 from fcos.utils import distributed as D
-from fcos.utils.devices import autocast_dtype
-from fcos.utils.files import WriteError, write_text
+from fcos.utils.files import WriteError
 from fcos.utils.hub import WeightsUnavailableError
 from fcos.weights.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.weights.finetune import initialise_from
 from fcos.weights.pretrained import prefetch
 
-__all__ = ["NonFiniteLossError", "Trainer", "train"]
+__all__ = ["NonFiniteLossError", "Trainer", "build_hooks", "train"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -62,19 +70,38 @@ def train(model_config: FCOSConfig, config: TrainConfig) -> dict[str, Any]:
     return Trainer.from_config(model_config, config).run()
 
 
+def build_hooks(config: TrainConfig) -> list[Hook]:
+    """The hooks ``config`` enables, each built from the settings it needs (``--patience 0``,
+    ``--collapse-patience 0`` and ``--eval-every 0`` leave theirs out). Their order is the one that
+    matters: reporting first, since a resumed run rewinds metrics.jsonl to its checkpoint (no checkpoint
+    may be ahead of the log) and the log should show the update a stopping hook stopped at; periodic
+    evaluation before the checkpointer, so an epoch's last.pt holds what its evaluation decided."""
+    hooks: list[Hook] = [Reporting(config.out, log_every=config.log_every, val_images=config.val_images,
+                                   trackers=build_trackers(config))]
+    if config.patience:
+        hooks.append(EarlyStopping(config.patience))
+    if config.collapse_patience:
+        hooks.append(CollapseGuard(config.collapse_patience, action=config.on_collapse))
+    if config.eval_every:
+        hooks.append(PeriodicEvaluation(config.eval_every))
+    hooks.append(Checkpointer(every=config.checkpoint_every, interval=config.checkpoint_interval))
+    return hooks
+
+
 class Trainer:
     """Trains ``model`` on ``dataset`` as ``config`` says.
 
     Args:
-        model: an :class:`~fcos.FCOS` whose ``num_classes`` matches the data; moved to ``config.device``
-            and wrapped in DDP when a process group is initialised.
+        model: an :class:`~fcos.FCOS` whose ``num_classes`` matches the data; moved to the device and
+            wrapped in DDP when a process group is initialised.
         dataset: map-style dataset of ``(image [3, H, W] in [0, 1], {"boxes", "labels", ...})`` samples,
             augmentations included (sampling and augmentation seeds come from ``config.seed``).
-        config: the run's :class:`~fcos.engine.config.TrainConfig`.
+        config: the run's :class:`~fcos.engine.train_config.TrainConfig`.
         class_names / category_ids: stored in checkpoints (ids default to 1..C).
         val_data: validation split, for evaluation hooks and the final evaluation (None: no validation).
         optimizer: default :func:`~fcos.engine.optim.build_optimizer` from ``config``.
-        hooks: default :func:`~fcos.engine.hooks.default_hooks`; ``trainer.hooks`` may be extended.
+        hooks: default :func:`build_hooks` of ``config``; ``trainer.hooks`` may be extended.
+        device: the device (default: the process group's, joined from torchrun's environment if needed).
     """
 
     def __init__(
@@ -88,9 +115,10 @@ class Trainer:
         val_data: DetectionData | None = None,
         optimizer: torch.optim.Optimizer | None = None,
         hooks: Sequence[Hook] | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.cfg = config
-        self.device = launch.init_from_env(config.device, config.ddp_timeout)
+        self.device = device or launch.init_from_env(config.device, config.ddp_timeout)
         self.out = Path(config.out)
         self.class_names, self.category_ids = list(class_names), category_ids
         self.val_data = val_data
@@ -101,12 +129,13 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         cuda = self.device.type == "cuda"
-        self.amp_dtype, self.precision = autocast_dtype(self.device, config.amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.precision = Precision(self.device, config.amp)
         if config.amp and D.is_main():
-            print(self.precision, flush=True)
+            print(self.precision.name, flush=True)
         self.ema = ModelEMA(self.model, config.ema) if config.ema else None
-        self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
+        ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
+        self.update = UpdateStep(self.model, self.optimizer, self.precision, self.device, ddp=ddp, ema=self.ema,
+                                 clip_grad=config.clip_grad)
         self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
                                    drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda)
         self.sampler = self.loader.sampler
@@ -114,18 +143,16 @@ class Trainer:
             raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
                              f"{config.batch_size} x {config.accumulate}; lower --batch-size")
         self.updates_per_epoch = max(1, len(self.sampler) // config.batch_size // config.accumulate)
+        self.length = RunLength(updates_per_epoch=self.updates_per_epoch, max_iters=config.max_iters,
+                                epochs=config.epochs, time_budget=config.time_budget, warmup_iters=config.warmup_iters)
         self.clock = time.perf_counter  # what update durations are measured with (tests replace it)
         self.stop_reason: str | None = None
-        # Budget alone: a provisional length until TimeBudget has measured the speed, long enough for it
-        # to do so (its first fit comes after 20 updates).
-        self.total = self.planned_updates() or max(DEFAULT_EPOCHS * self.updates_per_epoch, 4 * config.warmup_iters, 100)
         self.iteration, self.epoch, self.position = 0, 0, 0  # position: updates done in this epoch
-        self.best_ap, self.skipped = -1.0, 0
+        self.skipped = 0  # non-finite updates skipped in a row
         self.boxes = {"trained": 0, "dropped": 0}  # by this process since it started: kept / cut away by augmentation
         self.train_seconds = 0.0
-        self.last_save = time.perf_counter()
         self.durations: list[float] = []  # seconds per update, for fitting a time budget
-        self.hooks: list[Hook] = list(default_hooks() if hooks is None else hooks)
+        self.hooks: list[Hook] = list(build_hooks(config) if hooks is None else hooks)
         self.bar: tqdm | None = None
         self.val_metrics: dict[str, Any] = {}
         self.val_result: EvalResult | None = None  # the latest evaluation (predictions and curves on rank 0)
@@ -133,20 +160,20 @@ class Trainer:
         self._stop = False
         resume = checkpoint_to_resume(config, self.out)  # after a torchrun restart: this launch's last.pt
         if resume is not None:
-            self._resume(resume)
+            self.load_state_dict(load_checkpoint(resume, map_location=self.device), resume)
 
     @classmethod
     def from_config(cls, model_config: FCOSConfig, config: TrainConfig, *, transforms: Any = None, **parts: Any) -> Trainer:
         """A trainer for the CLI's configs: seeds, loads ``config.data``'s splits, builds the model for
         their classes (initialised from ``config.weights`` if given) and the training transforms
-        (:func:`fcos.data.augment.training_pipeline`: sizing, then ``config``'s augmentations).
+        (:func:`fcos.data.pipeline.training_pipeline`: sizing, then ``config``'s augmentations).
 
         ``transforms``: a ``torchvision.transforms.v2`` pipeline, an Albumentations ``Compose`` with
         ``bbox_params`` or a callable ``(image, target) -> (image, target)`` in place of the built-in
         augmentations (:mod:`fcos.data.adapters`); the sizing still follows it. ``parts`` (optimizer,
         hooks) are passed on."""
         device = launch.init_from_env(config.device, config.ddp_timeout)
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
         val_data = _load(config, config.val_split, train_data.class_names) if config.val_split else None
@@ -160,25 +187,20 @@ class Trainer:
         if D.is_main():
             print(augmentation.describe(model.config.input, transforms))
         return cls(model, DetectionDataset(train_data, pipeline), config, class_names=train_data.class_names,
-                   category_ids=train_data.category_ids, val_data=val_data, **parts)
+                   category_ids=train_data.category_ids, val_data=val_data, device=device, **parts)
+
+    @property
+    def total(self) -> int:
+        """The run's length in updates (a time budget re-fits it as the speed is measured)."""
+        return self.length.total
 
     def planned_updates(self) -> int | None:
-        """The run's length before any time budget: ``max_iters``, or ``epochs`` full epochs (default
-        12), or None with a time budget and neither (the budget alone sets the length)."""
-        if self.cfg.max_iters:
-            return self.cfg.max_iters
-        if self.cfg.epochs is None and self.cfg.time_budget:
-            return None
-        return (self.cfg.epochs or DEFAULT_EPOCHS) * self.updates_per_epoch
+        """The run's length before any time budget (:meth:`RunLength.planned`)."""
+        return self.length.planned()
 
     def ended_by(self) -> str:
         """Which limit ended (or will end) the run: a hook's stop reason, "time_budget", "max_iters" or "epochs"."""
-        if self.stop_reason:
-            return self.stop_reason
-        planned = self.planned_updates()
-        if self.cfg.time_budget and (planned is None or self.total < planned):
-            return "time_budget"
-        return "max_iters" if self.cfg.max_iters else "epochs"
+        return self.length.ended_by(self.stop_reason)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -201,13 +223,12 @@ class Trainer:
 
     def _run(self, stop_at: int | None) -> dict[str, Any]:
         self._call("before_train")
-        end = self.total if stop_at is None else min(stop_at, self.total)
         self.bar = tqdm(total=self.total, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                         disable=not (self.cfg.progress and D.is_main()))
-        while self.iteration < end and not self._stop:
+        while self.iteration < self._end(stop_at) and not self._stop:
             self.sampler.set_epoch(self.epoch, skip=self.position * self.cfg.accumulate * self.cfg.batch_size)
             batches = iter(self.loader)
-            while self.position < self.updates_per_epoch and self.iteration < min(end, self.total) and not self._stop:
+            while self.position < self.updates_per_epoch and self.iteration < self._end(stop_at) and not self._stop:
                 start = self.clock()
                 micro = [next(batches) for _ in range(self.cfg.accumulate)]
                 self._count_boxes(micro)
@@ -216,18 +237,18 @@ class Trainer:
                 seconds = self.clock() - start
                 self.train_seconds += seconds
                 self.durations.append(seconds)
+                self._fit_length()
                 images = sum(len(m[0]) for m in micro) * D.world_size()
                 self.bar.update(1)
+                self.bar.total = self.total
                 self._call("after_step", {**losses, "images": images, "seconds": seconds})
-                self.bar.total = self.total  # a hook (the time budget) may have changed it
             if self.position >= self.updates_per_epoch:
                 self.epoch, self.position = self.epoch + 1, 0
                 self._call("after_epoch")
-            end = self.total if stop_at is None else min(stop_at, self.total)  # the budget may shrink total
         self.bar.close()
         self.bar = None
         if self._stop:
-            self.total = self.iteration
+            self.length.total = self.iteration
         if self.iteration < self.total:
             self.save("last.pt")
             return {"event": "paused", "iteration": self.iteration, "epoch": self.epoch, "out": str(self.out)}
@@ -237,11 +258,27 @@ class Trainer:
         summary = {"event": "done", "iteration": self.iteration, "epoch": self.epoch, "ended_by": self.ended_by(),
                    "train_seconds": round(self.train_seconds, 1), "skipped_updates": self.skipped,
                    "processes": D.world_size(), "boxes": boxes, "val": self.val_metrics, "out": str(self.out)}
+        for hook in self.hooks:
+            summary.update(hook.summary())
         if boxes["dropped"] and D.is_main():
             print(f"augmentation dropped {boxes['dropped']} boxes cut below --min-visible {self.cfg.min_visible:g} of their "
                   f"area ({boxes['trained']} trained on)")
         self._call("after_train", summary)
         return summary
+
+    def _end(self, stop_at: int | None) -> int:
+        return self.total if stop_at is None else min(stop_at, self.total)
+
+    def _fit_length(self) -> None:
+        """With a time budget, re-fit the run's length to the measured speed now and then; rank 0's clock
+        decides for all (a collective on every rank at the same updates)."""
+        if not self.length.due(self.iteration, len(self.durations)):
+            return
+        total = int(D.broadcast_object(self.length.fit(self.iteration, self.durations, self.train_seconds)))
+        if D.is_main() and abs(total - self.length.total) > 0.1 * self.length.total:
+            tqdm.write(f"time budget {self.cfg.time_budget:.0f} s at {self.length.per_update(self.durations):.3f} "
+                       f"s/update -> {total} updates")
+        self.length.total = total
 
     def evaluate(self) -> dict[str, Any]:
         """COCO metrics of :attr:`eval_model` on ``val_data`` (a collective: every rank calls it), then
@@ -249,13 +286,13 @@ class Trainer:
         assert self.val_data is not None
         self.val_result = run_evaluation(
             self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
-            device=self.device, amp_dtype=self.amp_dtype, progress=self.cfg.progress)
+            device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
         self.val_metrics = metrics = self.val_result.metrics
         self._evaluated_at = self.iteration
         self._call("after_eval", metrics)
         return metrics
 
-    def _count_boxes(self, micro_batches: list[tuple[list[torch.Tensor], list[dict]]]) -> None:
+    def _count_boxes(self, micro_batches: list[MicroBatch]) -> None:
         for _, targets in micro_batches:
             for target in targets:
                 self.boxes["trained"] += len(target["boxes"])
@@ -266,49 +303,24 @@ class Trainer:
         for hook in self.hooks:
             getattr(hook, event)(self, *args)
 
-    def step(self, micro_batches: list[tuple[list[torch.Tensor], list[dict]]]) -> dict[str, float]:
-        """One optimizer update over ``accumulate`` micro-batches; returns the mean losses."""
-        model = self.ddp or self.model
-        model.train()
+    def step(self, micro_batches: list[MicroBatch]) -> dict[str, float]:
+        """One optimizer update over ``accumulate`` micro-batches at this update's learning rate; returns
+        the mean losses and the learning rate. A non-finite update is skipped, or stops the run
+        (``on_nonfinite``, ``max_skips``)."""
         factor = lr_factor(self.iteration, self.total, warmup_iters=self._warmup(), warmup_factor=self.cfg.warmup_factor,
                            warmup_method=self.cfg.warmup_method, schedule=self.cfg.schedule, steps=self.cfg.steps,
                            gamma=self.cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
-        sums: dict[str, float] = {}
-        finite = True
-        for k, (images, targets) in enumerate(micro_batches):
-            images = [im.to(self.device, non_blocking=True) for im in images]
-            targets = [{key: v.to(self.device) for key, v in t.items()} for t in targets]
-            sync = k == len(micro_batches) - 1 or self.ddp is None
-            with (contextlib.nullcontext() if sync else model.no_sync()):
-                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                    losses = model(images, targets)
-                total = sum(losses.values())
-                values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one sync
-                finite &= D.all_reduce_max(float(not all(map(math.isfinite, values))), self.device) == 0
-                if finite:
-                    self.scaler.scale(total / len(micro_batches)).backward()
-            for key, value in zip(losses, values, strict=True):
-                sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
+        losses, finite = self.update(micro_batches)
         if finite:
-            self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad or math.inf)
-            finite = D.all_reduce_max(float(not torch.isfinite(norm)), self.device) == 0 or self.scaler.is_enabled()
-        if finite:
-            self.scaler.step(self.optimizer)  # skips the step itself on fp16 overflow
-            self.scaler.update()
-            if self.ema:
-                self.ema.update(self.model)
             self.skipped = 0
         else:
-            self._nonfinite(sums)
-        self.optimizer.zero_grad(set_to_none=True)
+            self._nonfinite(losses)
         self.iteration += 1
         self.position += 1
-        return {**sums, "lr": self.optimizer.param_groups[0]["lr"]}
+        return {**losses, "lr": self.optimizer.param_groups[0]["lr"]}
 
-    # ------------------------------------------------------------------ schedule
     def _warmup(self) -> int:
         return min(self.cfg.warmup_iters, self.total // 4)
 
@@ -323,17 +335,16 @@ class Trainer:
         if D.is_main():
             tqdm.write(f"skipping {where} (non-finite); {self.skipped} in a row")
 
-    def _state(self) -> dict[str, Any]:
-        rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": _numpy_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly (a checkpoint, with the model's own part for inference)."""
         state = {
             **model_checkpoint(self.model, self.class_names, self.category_ids),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"total": self.total, "warmup": self._warmup()},
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.precision.state_dict(),
             "epoch": self.epoch, "iteration": self.iteration, "position": self.position,
-            "best_ap": self.best_ap, "train_seconds": self.train_seconds, "rng": rng,
+            "train_seconds": self.train_seconds, "rng": rng_state(), "hooks": hook_states(self.hooks),
             "train_config": dataclasses.asdict(self.cfg), "launch": launch.launch_id(),
         }
         if self.ema:
@@ -343,59 +354,46 @@ class Trainer:
     def save(self, name: str) -> None:
         """Write ``OUT/name`` (rank 0); every rank must call this (it ends in a collective). A failed write
         (disk full, file size limit, read-only folder) keeps the previous file and stops every rank with
-        its :class:`~fcos.writes.WriteError`."""
+        its :class:`~fcos.utils.files.WriteError`."""
         failure = None
         if D.is_main():
             try:
-                save_checkpoint(self._state(), self.out / name)
+                save_checkpoint(self.state_dict(), self.out / name)
             except WriteError as exc:
                 failure = exc
         failure = D.broadcast_object(failure)  # the barrier: every rank waits for the write and learns its fate
-        self.last_save = time.perf_counter()
         if failure is not None:
             raise failure
 
-    def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+    def load_state_dict(self, state: dict[str, Any], path: Path | str = "the checkpoint") -> None:
+        """Continue from a checkpoint :meth:`state_dict` wrote (every rank; ends in a collective)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
+        self.precision.load_state_dict(state["scaler"])
         if self.ema and "ema" in state:
             self.ema.load_state_dict(state["ema"])
-        self.total = state["scheduler"]["total"]
+        self.length.total = state["scheduler"]["total"]
         previous = state.get("train_config", {})
         if (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
             # Resuming with a new length extends (or shortens) the run (a time budget then re-fits it);
             # the same length resumes exactly, with the schedule the checkpoint was fitted to.
-            self.total = self.planned_updates() or self.total
+            self.length.total = self.planned_updates() or self.length.total
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
-        self.best_ap, self.train_seconds = state["best_ap"], state["train_seconds"]
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        random.setstate(_as_python_state(state["rng"]["python"]))
-        np.random.set_state(_as_numpy_state(state["rng"]["numpy"]))
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-        agree_on_resumed(path, self.iteration)
+        self.train_seconds = state["train_seconds"]
+        hooks = state.get("hooks") or _legacy_hook_states(state)
+        for hook in self.hooks:
+            if type(hook).__name__ in hooks:
+                hook.load_state_dict(hooks[type(hook).__name__])
+        set_rng_state(state["rng"])
+        agree_on_resumed(Path(path), self.iteration)
         if D.is_main():
-            _drop_records_after(self.out / "metrics.jsonl", self.iteration)
             restart = f", restart {launch.restart_count()}" if launch.restart_count() else ""
             print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch}{restart})", flush=True)
 
 
-def _drop_records_after(path: Path, iteration: int) -> None:
-    """Forget the metrics of updates past the checkpoint being resumed: a crash between checkpoints
-    loses those updates, and the resumed run logs them again. A line cut short by the crash goes too."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("iteration", 0) <= iteration:
-            kept.append(line + "\n")
-    write_text(path, "".join(kept))
+def _legacy_hook_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Checkpoints of fcos 0.1 kept the best AP in the trainer's state."""
+    return {"Checkpointer": {"best_ap": state["best_ap"]}} if "best_ap" in state else {}
 
 
 def _load(config: TrainConfig, split: str, class_names: list[str] | None = None) -> DetectionData:
@@ -406,7 +404,7 @@ def _load(config: TrainConfig, split: str, class_names: list[str] | None = None)
 
 
 def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str], device: torch.device) -> FCOS:
-    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.engine.finetune`).
+    """The model of ``config``, started from ``weights`` when given (fine-tuning, :mod:`fcos.weights.finetune`).
 
     One process fetches what is missing from the caches (pretrained detector, ImageNet backbone); the
     others wait, then every process reads the cached files. Every rank enters the all-reduce, so a
@@ -425,25 +423,4 @@ def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[
         if D.is_main():
             print(report.summary())
     return model
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _numpy_state() -> list[Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), pos, has_gauss, cached]
-
-
-def _as_numpy_state(state: list[Any]) -> tuple:
-    name, keys, pos, has_gauss, cached = state
-    return name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached
-
-
-def _as_python_state(state: Any) -> tuple:
-    version, internal, gauss = state
-    return version, tuple(internal), gauss
 

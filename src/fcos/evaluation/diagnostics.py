@@ -1,7 +1,7 @@
 """What a detector gets right and wrong, per class, from one evaluation (:class:`EvalResult`):
 
 - ``pr_curves.png``: each class's precision-recall curve at IoU 0.50 and their mean. The curves are the
-  COCO evaluator's own accumulated precision (:class:`~fcos.engine.evaluate.PRCurves`: COCO's 101 recall
+  COCO evaluator's own accumulated precision (:class:`~fcos.evaluation.coco.PRCurves`: COCO's 101 recall
   points, interpolated envelope), so the area under each is exactly the AP50 that ``fcos eval`` prints.
 - ``confusion_matrix.png``: which class each ground-truth box was detected as, with a background row
   (false positives) and column (missed boxes), by the matching rule below.
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from fcos.data import DetectionData
 from fcos.evaluation.coco import PRCurves
@@ -104,7 +105,7 @@ def confusion_matrix(
     """[C + 1, C + 1] counts: rows ground truth, columns predictions, index C = background (module doc).
 
     ``predictions``: ``[{"image_id", "boxes" [N, 4], "scores" [N], "labels" [N]}]`` in the images' pixels
-    (:func:`~fcos.engine.evaluate.predict_dataset`); an image of ``data`` without an entry has no detections.
+    (:func:`~fcos.evaluation.predict_dataset`); an image of ``data`` without an entry has no detections.
     """
     num_classes = data.num_classes
     matrix = np.zeros((num_classes + 1, num_classes + 1), np.int64)
@@ -162,11 +163,13 @@ def class_table(result: EvalResult, data: DetectionData, matrix: np.ndarray) -> 
 
 
 def write_diagnostics(
-    result: EvalResult, data: DetectionData, out: str | Path, *, conf: float = MATRIX_CONF, iou: float = MATRIX_IOU
+    result: EvalResult, data: DetectionData, out: str | Path, *, conf: float = MATRIX_CONF, iou: float = MATRIX_IOU,
+    pictures: dict[str, Image.Image] | None = None,
 ) -> list[Path]:
     """Write ``pr_curves.png``, ``confusion_matrix.png``, ``per_class.csv`` and ``per_class.json`` into
-    ``out`` (atomically: :mod:`fcos.writes`, a failure is a :class:`~fcos.writes.WriteError` naming the
-    file). Needs rank 0's ``result`` (its predictions and curves). Returns the paths written."""
+    ``out`` (atomically: :mod:`fcos.utils.files`, a failure is a :class:`~fcos.utils.files.WriteError`
+    naming the file). Needs rank 0's ``result`` (its predictions and curves). Returns the paths written;
+    ``pictures``, when given, receives the two pictures by name (for experiment trackers)."""
     if result.curves is None:
         raise ValueError("diagnostics need the evaluation's predictions and curves (rank 0's EvalResult)")
     out = Path(out)
@@ -174,8 +177,9 @@ def write_diagnostics(
     table = class_table(result, data, matrix)
     thresholds = {"matrix_conf": conf, "matrix_iou": iou}
     written = [
-        plot_pr_curves(result.curves, data.class_names, out / "pr_curves.png"),
-        plot_confusion_matrix(matrix, data.class_names, out / "confusion_matrix.png", conf=conf, iou=iou),
+        plot_pr_curves(result.curves, data.class_names, out / "pr_curves.png", pictures=pictures),
+        plot_confusion_matrix(matrix, data.class_names, out / "confusion_matrix.png", conf=conf, iou=iou,
+                              pictures=pictures),
         write_text(out / "per_class.csv", _csv(table)),
         write_text(out / "per_class.json", json.dumps(
             {**thresholds, "classes": [_json_row(r) for r in table[:-1]], "all": _json_row(table[-1]),
@@ -187,7 +191,7 @@ def write_diagnostics(
 
 def save_diagnostics(result: EvalResult, data: DetectionData, out: str | Path, **kwargs: Any) -> None:
     """:func:`write_diagnostics` on rank 0, called by every rank (a collective): a failure (a
-    :class:`~fcos.writes.WriteError`, or any other) stops every rank with the same error, none is left waiting."""
+    :class:`~fcos.utils.files.WriteError`, or any other) stops every rank with the same error, none is left waiting."""
     failure = None
     if D.is_main():
         try:
@@ -221,16 +225,22 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, pictures: dict[str, Image.Image] | None = None) -> Path:
+    """Render ``fig`` once to PNG bytes, write them to ``path``; ``pictures[path.stem]``: the same picture."""
+    buffer = io.BytesIO()
     try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png")
+        fig.savefig(buffer, format="png")
     finally:
         _pyplot().close(fig)
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+    if pictures is not None:
+        pictures[path.stem] = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return path
 
 
-def plot_pr_curves(curves: PRCurves, class_names: Sequence[str], out: str | Path, iou: float = 0.5) -> Path:
+def plot_pr_curves(curves: PRCurves, class_names: Sequence[str], out: str | Path, iou: float = 0.5,
+                   pictures: dict[str, Image.Image] | None = None) -> Path:
     """Precision against recall at IoU ``iou`` for every class with ground truth (legend: its AP at that
     IoU), and the mean over those classes (its area is the mAP)."""
     plt = _pyplot()
@@ -257,11 +267,12 @@ def plot_pr_curves(curves: PRCurves, class_names: Sequence[str], out: str | Path
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return _save(fig, Path(out), pictures)
 
 
 def plot_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], out: str | Path, *, conf: float = MATRIX_CONF, iou: float = MATRIX_IOU
+    matrix: np.ndarray, class_names: Sequence[str], out: str | Path, *, conf: float = MATRIX_CONF, iou: float = MATRIX_IOU,
+    pictures: dict[str, Image.Image] | None = None,
 ) -> Path:
     """The matrix coloured by each row's shares (where each class's boxes went; the background row: what
     the false positives were detected as), with the counts written in the cells when there is room."""
@@ -287,4 +298,4 @@ def plot_confusion_matrix(
                 ax.text(c, r, str(count), ha="center", va="center", fontsize=8,
                         color="white" if shares[r, c] > 0.5 else "black")
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return _save(fig, Path(out), pictures)

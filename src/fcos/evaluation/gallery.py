@@ -3,17 +3,19 @@ sized so that small and crowded objects stay visible."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from PIL import Image
 
 from fcos.data import DetectionData, DetectionDataset
-from fcos.utils.distributed import evaluating
+from fcos.utils.draw import draw_detections, image_rows
 from fcos.utils.files import save_image
 
-__all__ = ["plan_tiles", "save_val_predictions", "tile_side"]
+__all__ = ["plan_tiles", "save_val_predictions", "tile_side", "val_gallery"]
 
 
 def tile_side(width: int, height: int, boxes: np.ndarray, *, base: int = 320, largest: int = 1024,
@@ -48,37 +50,41 @@ def plan_tiles(data: DetectionData, count: int = 16, tile_size: int = 320, pixel
     return plan
 
 
-@torch.no_grad()
-def save_val_predictions(
-    model: nn.Module,
+def val_gallery(
+    predictions: Sequence[dict[str, Any]],
     data: DetectionData,
-    out: Path,
     count: int = 16,
-    device: torch.device | str = "cpu",
     conf: float = 0.3,
     tile_size: int = 320,
     pixel_budget: int = 4_000_000,
-) -> Path | None:
-    """Validation images with ground truth dashed and predictions above ``conf``, as :func:`plan_tiles`
-    chooses them: fewer, larger tiles for large or dense images. Tiles are packed in rows about four
-    base tiles wide."""
-    from PIL import Image
-
-    from fcos.utils.draw import draw_detections, image_rows
-
+) -> Image.Image | None:
+    """Validation images with ground truth dashed and the evaluation's ``predictions`` above ``conf``
+    (:func:`fcos.evaluation.predict_dataset`'s, boxes in the pixels of the image on disk), as
+    :func:`plan_tiles` chooses them: fewer, larger tiles for large or dense images, packed in rows about
+    four base tiles wide. None when there is nothing to draw."""
     if count <= 0 or len(data) == 0:
         return None
+    by_id = {int(p["image_id"]): p for p in predictions}
     dataset = DetectionDataset(data)
     tiles: list[Image.Image] = []
-    with evaluating(model) as base:
-        for index, scale in plan_tiles(data, count, tile_size, pixel_budget):
-            image, target = dataset[index]
-            det = base([image.to(device)])[0]
-            pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
-            pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))))
-            keep = det["scores"] >= conf
-            tiles.append(draw_detections(
-                pil, det["boxes"][keep].cpu() * scale, det["labels"][keep].cpu(), det["scores"][keep].cpu(),
-                data.class_names, gt_boxes=target["boxes"] * scale, gt_labels=target["labels"],
-            ))
-    return save_image(image_rows(tiles, max_width=4 * tile_size + 5 * 4), out)
+    for index, scale in plan_tiles(data, count, tile_size, pixel_budget):
+        image, target = dataset[index]
+        det = by_id.get(int(target["image_id"]), _NOTHING)
+        pil = Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8"))
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))))
+        keep = det["scores"] >= conf
+        tiles.append(draw_detections(
+            pil, det["boxes"][keep] * scale, det["labels"][keep], det["scores"][keep],
+            data.class_names, gt_boxes=target["boxes"] * scale, gt_labels=target["labels"],
+        ))
+    return image_rows(tiles, max_width=4 * tile_size + 5 * 4)
+
+
+def save_val_predictions(predictions: Sequence[dict[str, Any]], data: DetectionData, out: Path,
+                         **kwargs: Any) -> Path | None:
+    """:func:`val_gallery` written to ``out`` (PNG)."""
+    gallery = val_gallery(predictions, data, **kwargs)
+    return None if gallery is None else save_image(gallery, out)
+
+
+_NOTHING = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.long)}

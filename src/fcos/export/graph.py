@@ -4,7 +4,7 @@
 Not tied to a file format: :mod:`fcos.export.onnx` traces it into ONNX, and any later format
 (OpenVINO, int8) reuses it with the host side in :mod:`fcos.export.host`. Everything here is the
 PyTorch model's own code: the network (:meth:`fcos.FCOS.head_outputs`), point placement
-(:func:`fcos.model.points.make_points`) and decoding (:func:`fcos.postprocess.decode_dense`).
+(:func:`fcos.model.points.make_points`) and decoding (:func:`fcos.model.decode.decode_dense`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class _NonMaxSuppression(torch.autograd.Function):
 def nms_dense(
     boxes: Tensor, scores: Tensor, labels: Tensor, num_classes: int, keep_max: int, nms_thresh: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Class-aware NMS on :func:`fcos.postprocess.decode_dense` output [B, N, ...], then the best
+    """Class-aware NMS on :func:`fcos.model.decode.decode_dense` output [B, N, ...], then the best
     ``keep_max`` (<= N) per image.
 
     Returns boxes [B, D, 4], scores [B, D], labels [B, D], num_detections [B], unused rows zeroed / -1.

@@ -39,18 +39,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from fcos.config import STRIDES, FCOSConfig, check_conv3x3
 from fcos.export.calibration import Calibration, calibration_inputs
+from fcos.export.contract import ExportedModelError, Loaded
 from fcos.export.graph import DetectorGraph, fold_backbone_convs
 from fcos.export.quantize import quantize_onnx
 from fcos.model.conv import Conv3x3
 from fcos.utils.optional import require
 from fcos.weights.resolve import load_weights
 
-__all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "read_metadata"]
+__all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "load_onnxruntime", "onnxruntime_devices", "read_metadata"]
 
 DEFAULT_OPSET = 17
 FORMAT = "fcos-onnx"
@@ -154,7 +156,7 @@ def export_onnx(
     """Export a checkpoint to ONNX (see the module docstring for the input/output contract).
 
     Args:
-        weights: an fcos ``.pt`` checkpoint or a registered pretrained name (:mod:`fcos.pretrained`).
+        weights: an fcos ``.pt`` checkpoint or a registered pretrained name (:mod:`fcos.weights.pretrained`).
         out: the ``.onnx`` file to write (atomically).
         img_size: fixed (H, W) input, multiples of ``size_divisible``; None: H and W dynamic (default,
             reproduces the PyTorch model's padding exactly).
@@ -257,3 +259,47 @@ def _trace(model: nn.Module, path: str, img_size: tuple[int, int] | None, dynami
             dynamic_axes={k: v for k, v in dynamic_axes.items() if v},
             do_constant_folding=True,
         )
+
+
+def load_onnxruntime(path: Path, device: str, num_threads: int) -> Loaded:
+    """Open ``path`` in an ONNX Runtime session (settings: :mod:`fcos.export.runtime`'s docstring)."""
+    ort = require("onnxruntime", f"running {path.name}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=_providers(ort, device))
+        props = session.get_modelmeta().custom_metadata_map
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ExportedModelError(f"cannot load ONNX model {path}: {exc}") from None
+    try:
+        meta = decode_metadata(dict(props), "ONNX model")
+    except ValueError as exc:
+        raise ExportedModelError(f"cannot use {path}: {exc}") from None
+
+    def run(images: np.ndarray, image_sizes: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, {"images": images, "image_sizes": image_sizes})
+
+    return meta, [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()], run
+
+
+def _providers(ort: Any, device: str) -> list[Any]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        # Guarded, untested here (no GPU was lent to the session that wrote this): the fp32 graph on CUDA.
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ValueError(f"device {device!r}: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+        index = int(device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda[:N]'")
+
+
+
+
+def onnxruntime_devices() -> tuple[str, ...]:
+    """The device kinds this onnxruntime runs on: CUDA only with its CUDA execution provider."""
+    ort = require("onnxruntime", "running ONNX models")
+    return ("cuda", "cpu") if "CUDAExecutionProvider" in ort.get_available_providers() else ("cpu",)

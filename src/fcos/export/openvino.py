@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fcos.export.calibration import Calibration
+from fcos.export.contract import ExportedModelError, Loaded
 from fcos.export.onnx import DEFAULT_OPSET, decode_metadata, export_onnx, read_metadata
 from fcos.utils.optional import require
 
-__all__ = ["FORMAT", "export_openvino", "openvino_metadata"]
+__all__ = ["FORMAT", "export_openvino", "load_openvino", "openvino_metadata"]
 
 FORMAT = "fcos-openvino/1"
 RT_KEY = "fcos"
@@ -40,6 +44,7 @@ def export_openvino(
     nms: bool = True,
     int8: Calibration | None = None,
     conv3x3: str = "auto",
+    opset: int = DEFAULT_OPSET,
 ) -> Path:
     """Export a checkpoint to OpenVINO IR: ``out`` (``.xml``) and the ``.bin`` beside it, written atomically
     (the ``.bin`` first, then the ``.xml`` that names it). Arguments as :func:`fcos.export.onnx.export_onnx`.
@@ -51,14 +56,15 @@ def export_openvino(
     if out.suffix.lower() != ".xml":
         raise ValueError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
     from_onnx = Path(weights).suffix.lower() == ".onnx"
-    if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None or conv3x3 != "auto"):
+    if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None or conv3x3 != "auto"
+                      or opset != DEFAULT_OPSET):
         raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS, precision and "
                          "convolutions are fixed; "
                          "export the checkpoint instead to change them")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         onnx_path = Path(weights) if from_onnx else export_onnx(
-            weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=DEFAULT_OPSET, int8=int8,
+            weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=opset, int8=int8,
             conv3x3=conv3x3)
         meta = read_metadata(onnx_path)
         model = ov.Core().read_model(str(onnx_path))
@@ -86,3 +92,34 @@ def openvino_metadata(model: Any) -> dict[str, Any]:
     info = model.get_rt_info()[RT_KEY]
     props = {str(k): model.get_rt_info([RT_KEY, str(k)]).astype(str) for k in info.keys()}
     return decode_metadata(props, "OpenVINO model")
+
+
+def load_openvino(path: Path, device: str, num_threads: int) -> Loaded:
+    """Compile ``path`` (and the ``.bin`` beside it) for OpenVINO's CPU plugin (settings:
+    :mod:`fcos.export.runtime`'s docstring)."""
+    ov = require("openvino", f"running {path.name}")
+    if device != "cpu":
+        raise ValueError(f"device {device!r}: fcos runs OpenVINO models on the CPU only")
+    weights = path.with_suffix(".bin")
+    if not weights.is_file():
+        raise ExportedModelError(f"cannot load OpenVINO model {path}: its weights file {weights} is missing")
+    core = ov.Core()
+    try:
+        model = core.read_model(str(path), str(weights))
+        meta = openvino_metadata(model)
+        compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": num_threads,
+                                                     "INFERENCE_PRECISION_HINT": "f32"})
+    except ValueError as exc:
+        raise ExportedModelError(f"cannot use {path}: {exc}") from None
+    except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own for bad files
+        raise ExportedModelError(f"cannot load OpenVINO model {path}: {str(exc).strip().splitlines()[0]}") from None
+    names = [o.get_any_name() for o in compiled.outputs]
+    local = threading.local()  # an infer request serves one call at a time: one per thread (fcos serve)
+
+    def run(images: np.ndarray, image_sizes: np.ndarray) -> list[np.ndarray]:
+        if not hasattr(local, "request"):
+            local.request = compiled.create_infer_request()
+        results = local.request.infer({"images": images, "image_sizes": image_sizes})
+        return [np.array(results[out]) for out in compiled.outputs]
+
+    return meta, [i.get_any_name() for i in compiled.inputs], names, run

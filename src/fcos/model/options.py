@@ -1,16 +1,84 @@
-"""The model options ``fcos train`` and the demo expose (input size, FPN width, head depth, backbone
-weights and freezing) as config overrides on a preset: :func:`size_options`, :func:`model_config_for`."""
+"""The model options ``fcos train`` exposes (preset, backbone, input size, FPN width, head depth, backbone
+weights and freezing, box regression, 3x3 convolutions), one typed :class:`ModelOptions` whose fields the
+CLI turns into flags, and the config they give: from a preset (:meth:`ModelOptions.config`) or as
+changes to another model's config (:meth:`ModelOptions.changes`: fine-tuning, ``fcos train --config``)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from fcos import config as presets
-from fcos.config import FCOSConfig
-from fcos.model.backbones import backbone_input_stats
+from fcos.config import Conv3x3Algorithm, FCOSConfig, PresetName, Regression
+from fcos.model.backbones import backbone_input_stats, check_backbone_name
+from fcos.utils.flags import option
 
-__all__ = ["model_config_for", "size_options"]
+__all__ = ["MODEL", "ModelOptions", "OptionConflictError", "model_config_for", "size_options"]
+
+MODEL = "model"  # the flags' group in `fcos train --help`
+
+
+class OptionConflictError(ValueError):
+    """A model option contradicts the model it changes (its preset or backbone): a usage error."""
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model flags, each None unless given: training from scratch fills the rest from the preset, and
+    fine-tuning (``--weights``) or a run's ``--config`` keep their model except where a flag is given."""
+
+    preset: PresetName | None = option(None, "official (default) or torchvision semantics; with --weights: theirs",
+                                       group=MODEL)
+    # A validator, not argparse choices: timm:<model> is open-ended (the error lists the registered names).
+    backbone: str | None = option(
+        None, "resnet50 (default), a name `fcos models` lists, or timm:<model>", group=MODEL,
+        parse=check_backbone_name, metavar="NAME")
+    img_size: int | None = option(None, "longer image side (default: the preset's 800/1333 rule)", group=MODEL)
+    fpn_channels: int | None = option(None, "FPN and head width (official 256)", group=MODEL)
+    head_convs: int | None = option(None, "convs per head tower (official 4)", group=MODEL)
+    backbone_weights: str | None = option(
+        None, "imagenet (downloaded once to the torch hub cache), a torchvision weights name or a local state "
+        "dict; freezes BatchNorm, the stem and stage 1", group=MODEL, metavar="WEIGHTS")
+    freeze_stages: int | None = option(
+        None, "backbone stages frozen from the input: 0 none, 1 stem, 2 + stage 1 (pretrained default), 5 all",
+        group=MODEL, metavar="N")
+    regression: Regression | None = option(
+        None, "box distances from the raw output: relu (official) or softplus (a gradient everywhere: no dead "
+        "regression; the cpu recipe's default)", group=MODEL)
+    conv3x3: Conv3x3Algorithm | None = option(
+        None, "head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)", group=MODEL)
+
+    def changes(self) -> dict[str, Any]:
+        """The given options other than preset, backbone and backbone weights, as config changes (dotted
+        paths, :func:`fcos.config.override`)."""
+        extra = size_options(self.img_size, self.fpn_channels, self.head_convs, self.freeze_stages)
+        if self.regression is not None:
+            extra["head.regression"] = self.regression
+        if self.conv3x3 is not None:
+            extra["conv3x3"] = self.conv3x3
+        return extra
+
+    def applied_to(self, config: FCOSConfig, source: str) -> FCOSConfig:
+        """``config`` (another model's: pretrained weights, a run's ``config.yaml``, named ``source`` in
+        errors) with the given options changed. Its preset and backbone stay: naming another is an
+        :class:`OptionConflictError`; ``--backbone-weights`` re-initialises its backbone."""
+        if self.preset is not None and self.preset != config.preset:
+            raise OptionConflictError(f"--preset {self.preset}: {source} is a {config.preset!r} model; drop --preset")
+        if self.backbone is not None and self.backbone != config.backbone.name:
+            raise OptionConflictError(f"--backbone {self.backbone}: {source} has a {config.backbone.name} backbone; "
+                                      "drop --backbone")
+        extra = self.changes()
+        if self.backbone_weights is not None:
+            extra["backbone.weights"] = self.backbone_weights
+        return presets.override(config, **extra)
+
+    def config(self, num_classes: int, **defaults: Any) -> FCOSConfig:
+        """The config of a model trained from scratch: the preset (official) and backbone (resnet50), then
+        ``defaults`` (a recipe's model changes, :func:`fcos.engine.train_config.recipe_model`), then the
+        given options."""
+        return model_config_for(num_classes, preset=self.preset or "official", backbone=self.backbone or "resnet50",
+                                backbone_weights=self.backbone_weights, **{**defaults, **self.changes()})
 
 
 def size_options(img_size: int | None = None, fpn_channels: int | None = None, head_convs: int | None = None,

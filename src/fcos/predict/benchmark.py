@@ -1,12 +1,12 @@
 """``fcos benchmark``: one table for the user's own model, like ultralytics' benchmark mode: every
 deployment format x precision with its file size, latency (ms, batch 1, one image at the model's input
 size, host pre/post-processing included) and COCO AP on a dataset split, each row measured by the code
-the user would run (:class:`fcos.predict.Predictor`, :func:`fcos.engine.evaluate.evaluate`).
+the user would run (:class:`fcos.predict.Predictor`, :func:`fcos.evaluation.evaluate`).
 
-Rows are ``format/precision``: ``torch/fp32`` (the checkpoint itself), ``onnx/fp32``, ``onnx/int8``,
-``openvino/fp32``, ``openvino/int8``. int8 is calibrated on ``calib_images`` training images of the
-same dataset; OpenVINO int8 converts the ONNX int8 file when that row is measured too (one calibration,
-the same graph). A row whose runtime is not installed is reported as such, not dropped.
+Rows are ``format/precision`` (:func:`default_rows`, from :data:`fcos.export.FORMATS`): ``torch/fp32``
+(the checkpoint itself), ``onnx/fp32``, ``onnx/int8``, ``openvino/fp32``, ``openvino/int8``. int8 is
+calibrated on ``calib_images`` training images of the same dataset; a format that converts another's
+files (OpenVINO: ONNX) converts that row's file when it was measured too (one calibration, the same graph). A row whose runtime is not installed is reported as such, not dropped.
 """
 
 from __future__ import annotations
@@ -23,20 +23,30 @@ import torch.nn.functional as F
 
 from fcos.data import load_annotations, load_image, remap_classes
 from fcos.evaluation.evaluator import evaluate
-from fcos.export import DEFAULT_CALIB_IMAGES, FORMATS, Calibration, MissingExtraError, export, input_shape
-from fcos.predict import Predictor
+from fcos.export import (
+    DEFAULT_CALIB_IMAGES,
+    FORMATS,
+    Calibration,
+    MissingExtraError,
+    export,
+    format_for,
+    input_shape,
+)
+from fcos.predict.predictor import Predictor
 from fcos.utils.files import write_json
 
-__all__ = ["DEFAULT_ROWS", "format_table", "run_benchmark"]
+__all__ = ["default_rows", "format_table", "run_benchmark"]
 
-DEFAULT_ROWS = ("torch/fp32", "onnx/fp32", "onnx/int8", "openvino/fp32", "openvino/int8")
+def default_rows() -> tuple[str, ...]:
+    """``torch/fp32`` (the checkpoint itself), then every export format in each of its precisions."""
+    return ("torch/fp32", *(f"{name}/{p}" for name, fmt in FORMATS.items() for p in fmt.precisions))
 
 
 def _parse(row: str) -> tuple[str, str]:
     fmt, _, precision = row.partition("/")
     precision = precision or "fp32"
-    if fmt not in ("torch", *FORMATS) or precision not in ("fp32", "int8") or (fmt, precision) == ("torch", "int8"):
-        raise ValueError(f"unknown benchmark row {row!r}; choose from {', '.join(DEFAULT_ROWS)}")
+    if f"{fmt}/{precision}" not in default_rows():
+        raise ValueError(f"unknown benchmark row {row!r}; choose from {', '.join(default_rows())}")
     return fmt, precision
 
 
@@ -44,9 +54,10 @@ def _export_row(weights: str | Path, fmt: str, precision: str, out: Path, done: 
                 img_size: Sequence[int] | None, calibration: Calibration, conv3x3: str) -> Path:
     if fmt == "torch":
         return Path(weights)
-    path = out / f"model_{precision}{FORMATS[fmt]}"
-    if fmt == "openvino" and ("onnx", precision) in done:
-        return export(done[("onnx", precision)], path, "openvino")  # the same graph, one calibration
+    path = out / f"model_{precision}{FORMATS[fmt].suffix}"
+    source = (FORMATS[fmt].converts, precision)
+    if source in done:
+        return export(done[source], path, fmt)  # the same graph, one calibration
     if precision == "int8":
         return export(weights, path, fmt, img_size=img_size, int8=calibration)
     return export(weights, path, fmt, img_size=img_size, conv3x3=conv3x3)
@@ -64,7 +75,8 @@ def _latency_ms(predictor: Predictor, image: torch.Tensor, runs: int) -> float:
 
 
 def _size_mb(path: Path) -> float | None:
-    files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]
+    fmt = format_for(path)
+    files = fmt.files(path) if fmt is not None else [path]
     return sum(f.stat().st_size for f in files) / 1e6 if path.is_file() else None
 
 
@@ -73,7 +85,7 @@ def run_benchmark(
     data: str | Path,
     out: str | Path = "runs/benchmark",
     *,
-    rows: Sequence[str] = DEFAULT_ROWS,
+    rows: Sequence[str] | None = None,
     split: str = "val",
     img_size: Sequence[int] | None = None,
     calib_images: int | None = None,
@@ -86,7 +98,7 @@ def run_benchmark(
     median latency of ``runs`` calls on one image at the model's input size, COCO metrics on ``split``.
     Prints the table, writes ``out/benchmark.json`` and ``out/benchmark.csv``; returns the rows.
     ``img_size`` and ``conv3x3`` (fp32 rows) are :func:`fcos.export.export`'s."""
-    parsed = [_parse(r) for r in rows]
+    parsed = [_parse(r) for r in rows or default_rows()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or torch.get_num_threads()

@@ -20,13 +20,21 @@ from PIL import Image
 from torch import Tensor
 
 from fcos.config import STRIDES, DecodeConfig, InputConfig
+from fcos.export.formats import runtimes
 from fcos.export.host import finish, prepare_inputs
+from fcos.export.runtime import backend_for, load_exported
 from fcos.ops.sizing import check_resized_size
+from fcos.weights.pretrained import is_registered
+from fcos.weights.resolve import load_weights
 
-__all__ = ["BACKENDS", "DetectorAdapter", "ImageLike", "Predictor", "to_tensor"]
+__all__ = ["DetectorAdapter", "ImageLike", "Predictor", "backends", "to_tensor"]
 
-BACKENDS = ("torch", "onnxruntime", "openvino")
 ImageLike = Image.Image | np.ndarray | Tensor
+
+
+def backends() -> tuple[str, ...]:
+    """``torch`` (checkpoints and pretrained names) and the runtime of every export format."""
+    return ("torch", *runtimes())
 
 
 def to_tensor(image: ImageLike) -> Tensor:
@@ -86,14 +94,10 @@ class Predictor:
         conf: float | None = None,
         num_threads: int | None = None,
     ) -> None:
-        from fcos.export.runtime import backend_for
-
         self.weights = Path(weights)
         self.backend = backend or backend_for(self.weights) or "torch"
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {BACKENDS}")
-        from fcos.weights.pretrained import is_registered
-
+        if self.backend not in backends():
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {backends()}")
         if not self.weights.is_file() and not is_registered(weights):
             raise FileNotFoundError(f"weights not found: {self.weights} (neither a file nor a name `fcos models` lists)")
         self.device = device
@@ -104,9 +108,6 @@ class Predictor:
             self._init_exported(num_threads)
 
     def _init_torch(self) -> None:
-        from fcos.export.runtime import backend_for
-        from fcos.weights.resolve import load_weights
-
         exported = backend_for(self.weights)
         if exported:
             raise ValueError(f"{self.weights} is an exported {self.weights.suffix} model: use backend={exported!r}")
@@ -121,8 +122,6 @@ class Predictor:
         self.img_size = None  # the model's own size rule, no fixed input
 
     def _init_exported(self, num_threads: int | None) -> None:
-        from fcos.export.runtime import load_exported
-
         self.exported = load_exported(self.weights, self.backend, self.device, num_threads or torch.get_num_threads())
         meta = self.exported.metadata
         self.config = self.exported.config

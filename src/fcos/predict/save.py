@@ -7,7 +7,7 @@
 - ``--save-crops``: each detection's pixels (the box rounded outwards, clipped to the image) as a JPEG in
   a folder per class, ``crops/<class>/<image stem>_<k>.jpg`` with ``k`` the detection's rank by score.
 
-Every file is written through :mod:`fcos.writes` (atomically; a failure is a WriteError naming the file).
+Every file is written through :mod:`fcos.utils.files` (atomically; a failure is a WriteError naming the file).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ mode and mmdetection's image demo take them):
 - a glob pattern (``photos/*.jpg``, ``'data/**/*.png'`` with ``**`` for any depth; quote it in a shell).
 
 Images are the suffixes of :data:`fcos.data.images.IMAGE_SUFFIXES`, videos of
-:data:`fcos.video.VIDEO_SUFFIXES`, in any case; other files in a folder or a pattern's matches are not
+:data:`fcos.predict.video.VIDEO_SUFFIXES`, in any case; other files in a folder or a pattern's matches are not
 sources. Each file gets the relative path its outputs keep (``name``): from the folder, or from the
 pattern's fixed leading folders, so ``a/x.jpg`` and ``b/x.jpg`` never overwrite each other.
 """

@@ -6,7 +6,7 @@ PyAV (FFmpeg's libraries in the wheel: ``pip install 'fcos[video]'``).
   after it are still read (as ultralytics and mmdetection's video demos go on past a bad frame).
 - A file FFmpeg cannot open at all (not a video, empty, no video stream) is a :class:`VideoError`.
 - Written videos are H.264 (libx264, yuv420p) in MP4, at the source's frame rate, written atomically
-  through :func:`fcos.writes.atomic_write` (a failed write is a :class:`~fcos.writes.WriteError` and
+  through :func:`fcos.utils.files.atomic_write` (a failed write is a :class:`~fcos.utils.files.WriteError` and
   leaves no partial file). H.264 wants even sides: an odd width or height gets one black column or row.
 
 Video frames are RGB like every image in fcos (``frame.to_image()``: FFmpeg's YUV to RGB conversion).
@@ -76,7 +76,7 @@ def is_video_file(path: str | Path) -> bool:
 
 
 def require_av() -> Any:
-    """The ``av`` module, or :class:`~fcos.extras.MissingExtraError` naming the ``video`` extra."""
+    """The ``av`` module, or :class:`~fcos.utils.optional.MissingExtraError` naming the ``video`` extra."""
     return require("av", "reading and writing videos")
 
 

@@ -77,7 +77,7 @@ class _Recorder:
         self.file, self.error = file, None
 
     def fileno(self) -> int:
-        raise io.UnsupportedOperation("fcos.writes: write through the file object")
+        raise io.UnsupportedOperation("fcos.utils.files: write through the file object")
 
     def write(self, data: Any) -> int:
         try:

@@ -22,17 +22,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fcos.config import FCOSConfig, override
-from fcos.model.options import size_options
+from fcos.config import FCOSConfig
+from fcos.model.options import ModelOptions, OptionConflictError
 from fcos.weights.resolve import read_weights, weights_config
 
 __all__ = ["OptionConflictError", "TransferReport", "finetune_config", "initialise_from", "transfer_weights"]
 
 _CLS = ("head.cls_logits.weight", "head.cls_logits.bias")
-
-
-class OptionConflictError(ValueError):
-    """A model option contradicts the weights being fine-tuned (their preset or backbone)."""
 
 
 @dataclass
@@ -99,27 +95,14 @@ def initialise_from(model: nn.Module, weights: str | Path, class_names: Sequence
     return transfer_weights(model, state["model"], names, class_names, source=source)
 
 
-def finetune_config(
-    weights: str | Path,
-    *,
-    preset: str | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | None = None,
-    img_size: int | None = None,
-    fpn_channels: int | None = None,
-    head_convs: int | None = None,
-    frozen_stages: int | None = None,
-    **changes: Any,
-) -> FCOSConfig:
-    """The model config of ``weights`` (a registered name or a checkpoint) with the options given
-    changed. The preset and the backbone belong to the weights: naming another is an OptionConflictError."""
-    config, _ = weights_config(weights)
-    if preset is not None and preset != config.preset:
-        raise OptionConflictError(f"--preset {preset}: {weights} is a {config.preset!r} model; drop --preset to fine-tune it")
-    if backbone is not None and backbone != config.backbone.name:
-        raise OptionConflictError(f"--backbone {backbone}: {weights} has a {config.backbone.name} backbone; drop --backbone")
-    if backbone_weights is not None:
+def finetune_config(weights: str | Path, options: ModelOptions | None = None, **given: Any) -> FCOSConfig:
+    """The model config of ``weights`` (a registered name or a checkpoint) with the given model options
+    (a :class:`~fcos.model.options.ModelOptions`, or its fields as keywords) changed. The preset and the
+    backbone belong to the weights, and so does the backbone's initialisation: naming another preset or
+    backbone, or ``--backbone-weights``, is an :class:`~fcos.model.options.OptionConflictError`."""
+    options = options or ModelOptions(**given)
+    if options.backbone_weights is not None:
         raise OptionConflictError("--backbone-weights initialises a backbone alone; --weights already initialises the whole model")
-    extra = {**size_options(img_size, fpn_channels, head_convs, frozen_stages), **changes}
-    config = override(config, **extra)
+    config, _ = weights_config(weights)
+    config = options.applied_to(config, str(weights))
     return dataclasses.replace(config, backbone=config.backbone.without_weights())

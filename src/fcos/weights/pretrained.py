@@ -1,7 +1,7 @@
 """Pretrained detectors by name: the registry behind ``--weights NAME``.
 
 ``fcos_resnet50_fpn_coco`` is torchvision's ``FCOS_ResNet50_FPN_Weights.COCO_V1`` (COCO val2017 box AP
-39.2 as published by torchvision), read through torchvision's weights API (:mod:`fcos.hub`: the torch hub
+39.2 as published by torchvision), read through torchvision's weights API (:mod:`fcos.utils.hub`: the torch hub
 cache, downloaded there once). It runs with torchvision's semantics (preset ``torchvision``) and fcos's
 fast execution (NHWC, Winograd 3x3 where it applies); ``exact=True`` gives the bit-exact NCHW, direct
 execution instead. It carries COCO's 80 class names and their category ids: torchvision's classifier
@@ -9,7 +9,7 @@ has 91 rows indexed by COCO category id (0 "__background__" and the 11 unused id
 and only the 80 real rows are kept, so labels are 0..79 and ``category_ids`` map them back.
 
 This module knows names only. ``--weights NAME_OR_PATH`` (train, eval, predict, export, serve) is
-resolved by :func:`fcos.engine.checkpoint.load_weights` and :func:`~fcos.engine.checkpoint.read_weights`:
+resolved by :func:`fcos.weights.load_weights` and :func:`~fcos.weights.checkpoint.read_weights`:
 an existing file is an fcos checkpoint, anything else must be a name registered here. (The registry sits
 below the engine layer, the checkpoint format in it: the trainer reads both without an import cycle.)
 """

@@ -50,7 +50,7 @@ def load_weights(
     weights: str | Path, map_location: str | torch.device = "cpu", exact: bool = False
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(model in eval mode, checkpoint dict) for a checkpoint file (:func:`load_model`) or a registered
-    name (``exact``: its bit-exact execution, :func:`fcos.pretrained.load_pretrained`)."""
+    name (``exact``: its bit-exact execution, :func:`fcos.weights.pretrained.load_pretrained`)."""
     if is_registered(weights):
         return load_pretrained(str(weights), map_location, exact=exact)
     _check_exists(weights)

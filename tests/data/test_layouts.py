@@ -56,3 +56,17 @@ def test_unknown_layouts_explain_the_three_layouts(tmp_path):
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(DatasetError, match=r"x\.txt: not a \.json \(COCO\) or \.yaml \(YOLO\) file"):
         load_annotations(tmp_path / "x.txt")
+
+
+def test_a_yolo_folder_without_data_yaml_is_yolo_for_reading_and_for_its_splits(tmp_path):
+    # The layout table is the one place both look: labels/ alone marks a YOLO folder for each.
+    from PIL import Image
+
+    from fcos.data.layouts import find_splits, layout_of
+
+    root = tmp_path / "yolo"
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(root / "images" / "val" / "a.png")
+    (root / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    assert layout_of(root).name == "yolo" and find_splits(root) == ["val"]

@@ -1,0 +1,132 @@
+"""What the commands share: flags generated from typed configs (:func:`add_config_flags`), the device
+a command runs on, and small argument helpers."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from types import UnionType
+from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
+
+__all__ = ["DEVICE_HELP", "Command", "add_config_flags", "announce_device", "config_values", "drop_flag",
+           "positive_int", "predictor_device"]
+
+DEVICE_HELP = "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
+
+
+class Command(NamedTuple):
+    """One ``fcos <command>``: its help line, the function adding its flags, and the function running it
+    (returns the exit code)."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: type, *,
+                     optional: Sequence[str] = ()) -> None:
+    """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``) whose group is in
+    ``groups``, with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x``
+    (``bool``) follow the annotation, or ``metadata["parse"]`` (text -> value, ValueError when bad) and
+    ``metavar``. Unset flags are absent from the namespace: the recipe's default applies. Fields in
+    ``optional`` are not required even when their metadata says so (the command checks them itself)."""
+    hints = get_type_hints(config_class)
+    for f in dataclasses.fields(config_class):
+        if f.metadata.get("group", "options") not in groups:
+            continue
+        kind, is_optional = _unwrap_optional(hints[f.name])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
+        if f.metadata.get("required") and f.name not in optional:
+            kwargs["required"] = True
+        if "parse" in f.metadata:
+            kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
+        elif kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(kind) is Literal:
+            kwargs["choices"] = get_args(kind)
+        elif get_origin(kind) is tuple:
+            kwargs.update(type=get_args(kind)[0], nargs="+")
+        else:
+            kwargs["type"] = _none_or(kind) if is_optional else kind
+            kwargs["metavar"] = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind)
+        if "const" in f.metadata:
+            kwargs.update(nargs="?", const=f.metadata["const"])
+        groups[f.metadata.get("group", "options")].add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+def config_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of ``config_class`` given on the command line (tuples for multi-value flags)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+
+
+def _unwrap_optional(kind: Any) -> tuple[Any, bool]:
+    args = [a for a in get_args(kind) if a is not type(None)]
+    if get_origin(kind) in (Union, UnionType) and len(args) == 1:
+        return args[0], True
+    return kind, False
+
+
+def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` with its ValueError's message shown by argparse as it is."""
+    def run(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return run
+
+
+def _none_or(kind: type) -> Callable[[str], Any]:
+    """Parse ``kind``, or the word 'none' as None (an optional field set to nothing)."""
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
+    return value
+
+
+def drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and its value (``--flag v`` or ``--flag=v``)."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == flag:
+            skip = True
+        elif not item.startswith(flag + "="):
+            out.append(item)
+    return out
+
+
+def announce_device(name: str, kinds: Sequence[str] | None = None) -> Any:
+    """The command's device (:func:`fcos.utils.devices.resolve_device`), announced by the main process."""
+    from fcos.utils.devices import DEVICE_KINDS, describe_device, resolve_device
+
+    device = resolve_device(name, kinds=kinds or DEVICE_KINDS)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"device: {describe_device(device)}")
+    return device
+
+
+def predictor_device(args: argparse.Namespace) -> str:
+    """Predict, eval and serve: an exported model runs where its format's runtime can run it
+    (:data:`fcos.export.FORMATS`: ONNX Runtime on CUDA only with its CUDA provider, OpenVINO on the CPU)."""
+    from fcos.export import format_for, format_named
+
+    backend = getattr(args, "backend", None)
+    fmt = format_named(backend, runtime=True) if backend and backend != "torch" else None
+    fmt = fmt or (None if backend == "torch" else format_for(args.weights))
+    if fmt is None:
+        return str(announce_device(args.device))
+    return str(announce_device(args.device, fmt.devices()))

@@ -1,0 +1,98 @@
+"""``fcos data``: check a dataset, draw its training samples, generate the synthetic shapes or a tiled
+small-object dataset."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fcos.cli.common import Command, add_config_flags, config_values, positive_int
+
+__all__ = ["DATA"]
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True)
+    check = sub.add_parser("check", help="load a split as training would and decode every image")
+    check.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    check.add_argument("--split", help="the split to check (default: every split the dataset has: train, val, test)")
+    check.add_argument("--skip-bad-images", action="store_true",
+                       help="count and name unreadable images instead of stopping at the first")
+    show = sub.add_parser("show", help="draw a grid of training samples with their boxes and class names "
+                                        "(--augment: as training augments them) into a PNG")
+    _show_args(show)
+    shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
+    shapes.add_argument("--out", required=True, help="output folder")
+    # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
+    shapes.add_argument("--train", type=int, help="training images")
+    shapes.add_argument("--val", type=int, help="validation images")
+    shapes.add_argument("--size", type=int, help="image side, pixels")
+    shapes.add_argument("--seed", type=int)
+    tiles = sub.add_parser("tiles", help="pack downscaled images of datasets into tiles of small, dense objects")
+    tiles.add_argument("--from", dest="sources", nargs="+", required=True, metavar="DATA",
+                       help="datasets with train and val splits (their classes are merged by name)")
+    tiles.add_argument("--out", required=True, help="output folder (COCO layout)")
+    tiles.add_argument("--train", type=int, default=100, help="training tiles")
+    tiles.add_argument("--val", type=int, default=20, help="validation tiles")
+    tiles.add_argument("--size", type=int, default=640, help="tile side, pixels")
+    tiles.add_argument("--cell", type=int, nargs=2, default=(48, 128), metavar=("MIN", "MAX"),
+                       help="longer side of each placed image, pixels, drawn per row")
+    tiles.add_argument("--fill", type=float, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
+    tiles.add_argument("--seed", type=int, default=0)
+
+
+def _show_args(p: argparse.ArgumentParser) -> None:
+    from fcos.engine.train_config import AUGMENT, TRAIN_PRESETS, TrainConfig
+
+    p.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    p.add_argument("--split", default="train")
+    p.add_argument("--out", default="samples.png", help="PNG to write")
+    p.add_argument("--count", type=positive_int, default=16, help="samples: the first of training's first epoch")
+    p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
+    p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
+    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
+    p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
+    add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from fcos.data.show import show_samples
+    from fcos.engine.train_config import TRAIN_PRESETS, TrainConfig
+    from fcos.model.options import ModelOptions
+
+    config = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))  # with --data and --seed
+    input_config = ModelOptions(img_size=args.img_size).config(1).input
+    report = show_samples(args.data, args.out, split=args.split, augment=args.augment, count=args.count,
+                          augmentation=config.augmentation(), seed=config.seed, input_config=input_config)
+    print(report.summary())
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from fcos.data import DatasetError, generate_shapes
+    from fcos.data.check import check_splits
+
+    if args.data_command == "show":
+        return _show(args)
+    if args.data_command == "shapes":
+        given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
+        out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
+        print(f"wrote the shapes dataset to {out}")
+        return 0
+    if args.data_command == "tiles":
+        from fcos.data.tiles import generate_tiles
+
+        out = generate_tiles(args.sources, args.out, num_train=args.train, num_val=args.val, size=args.size,
+                             cell=tuple(args.cell), fill=args.fill, seed=args.seed)
+        print(f"wrote the tiled dataset to {out}")
+        return 0
+    try:
+        check_splits(args.data, [args.split] if args.split else None, skip_bad_images=args.skip_bad_images)
+    except DatasetError as e:  # a problem in the data, not a bug: the message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+DATA = Command("check a dataset, draw its training samples, or generate the synthetic shapes or a tiled "
+               "small-object dataset", _data_args, _data)

@@ -1,0 +1,68 @@
+"""One optimizer update: the micro-batches' forward passes under autocast, their losses' backward passes
+(scaled for fp16), DDP's gradient all-reduce on the last micro-batch only, clipping, the optimizer step
+and the EMA. A NaN/inf loss or gradient on any rank skips the update on every rank: the flag is
+all-reduced, so the ranks' weights never diverge."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import nn
+
+from fcos.engine.ema import ModelEMA
+from fcos.engine.precision import Precision
+from fcos.utils import distributed as D
+
+__all__ = ["MicroBatch", "UpdateStep"]
+
+MicroBatch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]  # images [3, H, W] and their targets
+
+
+class UpdateStep:
+    """``step(micro_batches) -> (mean losses, finite)``; on a non-finite update nothing is changed
+    (the gradients are dropped, the optimizer, scaler and EMA left as they were).
+
+    Args:
+        model: the bare model (clipping and the EMA read it); ``ddp``: its DDP wrapper when distributed.
+        clip_grad: max gradient norm (None: no clipping; the norm is still checked for NaN/inf).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, precision: Precision, device: torch.device,
+                 *, ddp: nn.Module | None = None, ema: ModelEMA | None = None, clip_grad: float | None = None) -> None:
+        self.model, self.optimizer, self.precision, self.device = model, optimizer, precision, device
+        self.ddp, self.ema, self.clip_grad = ddp, ema, clip_grad
+
+    def __call__(self, micro_batches: list[MicroBatch]) -> tuple[dict[str, float], bool]:
+        model = self.ddp or self.model
+        model.train()
+        scaler = self.precision.scaler
+        sums: dict[str, float] = {}
+        finite = True
+        for k, (images, targets) in enumerate(micro_batches):
+            images = [im.to(self.device, non_blocking=True) for im in images]
+            targets = [{key: v.to(self.device) for key, v in t.items()} for t in targets]
+            sync = k == len(micro_batches) - 1 or self.ddp is None
+            with contextlib.nullcontext() if sync else model.no_sync():
+                with self.precision.autocast():
+                    losses = model(images, targets)
+                total = sum(losses.values())
+                values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one sync
+                finite &= D.all_reduce_max(float(not all(map(math.isfinite, values))), self.device) == 0
+                if finite:
+                    scaler.scale(total / len(micro_batches)).backward()
+            for key, value in zip(losses, values, strict=True):
+                sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
+        if finite:
+            scaler.unscale_(self.optimizer)
+            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or math.inf)
+            # With a GradScaler, an inf gradient is fp16 overflow: its step skips the update itself.
+            finite = D.all_reduce_max(float(not torch.isfinite(norm)), self.device) == 0 or scaler.is_enabled()
+        if finite:
+            scaler.step(self.optimizer)
+            scaler.update()
+            if self.ema:
+                self.ema.update(self.model)
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums, finite
