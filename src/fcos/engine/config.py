@@ -10,6 +10,7 @@ from typing import Any, Literal
 from fcos import config as model_presets
 from fcos.config import FCOSConfig
 from fcos.data.augment import Augmentation, parse_fraction, parse_scale_range, parse_size_range
+from fcos.data.sampling import parse_repeat_threshold
 
 __all__ = ["AUGMENT", "TRAIN_PRESETS", "TrainConfig", "model_config_for", "option", "recipe_model"]
 
@@ -37,6 +38,12 @@ class TrainConfig:
     skip_bad_images: bool = option(
         False, "decode every image first; leave out, count and name the unreadable ones instead of stopping "
         "at the first", group=DATA)
+    # LVIS (Gupta et al. 2019) uses 0.001 over 1,203 classes; a few classes with one rare: about the
+    # fraction of images the typical class is in (`fcos data stats` suggests a value).
+    repeat_threshold: float | None = option(
+        None, "class-balanced sampling (LVIS repeat factors): an image is repeated max(1, sqrt(T / f)) times per "
+        "epoch, f the fraction of training images holding its rarest class; e.g. 0.3", group=DATA,
+        parse=parse_repeat_threshold, metavar="T")
     # --- length: epochs or max_iters, and a wall-clock budget; the smallest ends the run
     epochs: int | None = option(
         None, f"passes over the training split (default {DEFAULT_EPOCHS}; with --time-budget alone: as many "

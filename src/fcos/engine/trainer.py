@@ -33,6 +33,7 @@ from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.augment import training_pipeline
 from fcos.data.check import scan_images
+from fcos.data.sampling import repeat_factors
 from fcos.devices import autocast_dtype
 from fcos.engine import distributed as D
 from fcos.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
@@ -104,8 +105,11 @@ class Trainer:
             print(self.precision, flush=True)
         self.ema = ModelEMA(self.model, config.ema) if config.ema else None
         self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
+        # issue 32: --repeat-threshold repeats images of rare classes (needs the dataset's records)
+        factors = repeat_factors(dataset.data.records, config.repeat_threshold) if config.repeat_threshold else None  # type: ignore[attr-defined]
         self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
-                                   drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda)
+                                   drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda,
+                                   repeat_factors=factors)
         self.sampler = self.loader.sampler
         if len(self.sampler) < config.batch_size * config.accumulate:
             raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
