@@ -85,7 +85,7 @@ def named_splits(data: DetectionData | Mapping[str, DetectionData]) -> dict[str,
 def check_output_folder(out: str | Path) -> Path:
     """``out``, which must not exist or be an empty folder (writers never overwrite)."""
     out = Path(out)
-    if out.is_file() or out.is_symlink() and not out.is_dir():
+    if out.is_file() or (out.is_symlink() and not out.is_dir()):  # a file, or a link to nothing
         raise DatasetError(out, "exists and is a file: the output must be a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
         raise DatasetError(out, "exists and is not empty: write into a new or empty folder (nothing is overwritten)")
