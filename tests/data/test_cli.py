@@ -46,3 +46,17 @@ def test_subprocess_exit_codes_and_no_traceback(make_coco, coco_ann):
     assert run.returncode == 1, run.stderr
     assert "annotation id 3: bbox [90.0, 1.0, 5.0, 5.0] lies entirely outside the 40x30 image" in run.stderr
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_data_convert_split_and_stats_from_the_cli(shared_data, tmp_path, capsys):
+    yolo = tmp_path / "yolo"
+    assert main(["data", "convert", "--data", str(shared_data / "fruit"), "--to", "yolo", "--out", str(yolo)]) == 0
+    assert load_annotations(yolo, "val").report.boxes == load_annotations(shared_data / "fruit", "val").report.boxes
+    split = tmp_path / "split"
+    assert main(["data", "split", "--data", str(yolo), "--split", "train", "--val", "0.4", "--out", str(split)]) == 0
+    assert len(load_annotations(split, "train")) + len(load_annotations(split, "val")) == 25
+    assert main(["data", "stats", "--data", str(split), "--out", str(tmp_path / "stats")]) == 0
+    assert (tmp_path / "stats" / "stats.json").is_file() and list((tmp_path / "stats").glob("*.png"))
+    capsys.readouterr()
+    assert main(["data", "convert", "--data", str(shared_data / "fruit"), "--to", "yolo", "--out", str(yolo)]) == 1
+    assert "error:" in capsys.readouterr().err  # the output folder is not empty: one line, no traceback

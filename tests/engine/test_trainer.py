@@ -43,6 +43,23 @@ def test_resume_mid_epoch_is_bit_identical(shared_data, tmp_path):
     assert [r["iteration"] for r in lines if r["event"] == "train"] == [2, 4, 6]
 
 
+def test_repeat_threshold_lengthens_epochs_and_resumes_bit_identically(shared_data, tmp_path):
+    # fruit's 25 training images hold each class in 10 (f = 0.4): threshold 1 repeats every image
+    # sqrt(1 / 0.4) = 1.58 times, floor(25 * 1.58) = 39 samples per epoch: 9 updates of 4 (6 without).
+    data = shared_data / "fruit"
+    trainer = Trainer.from_config(tiny(3), config(data, tmp_path / "a", repeat_threshold=1.0, max_iters=11))
+    assert len(trainer.sampler) == 39 and trainer.updates_per_epoch == 9
+    straight = trainer.run()
+    paused = Trainer.from_config(tiny(3), config(data, tmp_path / "b", repeat_threshold=1.0, max_iters=11)).run(
+        stop_at=10)  # epoch 1, one update in
+    assert paused["event"] == "paused" and load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
+    resumed = Trainer.from_config(tiny(3), config(data, tmp_path / "b", repeat_threshold=1.0, max_iters=11,
+                                                  resume="auto")).run()
+    assert straight["iteration"] == resumed["iteration"] == 11
+    a, b = weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_run_folder_contents_and_time_budget(shared_data, tmp_path):
     cfg = config(shared_data / "fruit", tmp_path, val_split="val", max_iters=None, epochs=50, time_budget=8.0,
                  val_images=4, log_every=1)

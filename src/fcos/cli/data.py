@@ -1,5 +1,5 @@
-"""``fcos data``: check a dataset, draw its training samples, generate the synthetic shapes or a tiled
-small-object dataset."""
+"""``fcos data``: check a dataset, draw its training samples, convert it to another layout, split it,
+describe it, or generate the synthetic shapes or a tiled small-object dataset."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from fcos.cli.common import Command, add_config_flags, config_values, positive_int
+from fcos.data.layouts import LAYOUTS
 
 __all__ = ["DATA"]
 
@@ -39,6 +40,29 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                        help="longer side of each placed image, pixels, drawn per row")
     tiles.add_argument("--fill", type=float, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
     tiles.add_argument("--seed", type=int, default=0)
+    formats = [layout.name for layout in LAYOUTS]
+    convert = sub.add_parser("convert", help="rewrite a dataset in another layout (every split; images hard-linked)")
+    convert.add_argument("--data", required=True, help="the dataset to read (any layout fcos reads)")
+    convert.add_argument("--to", required=True, choices=formats, help="the layout to write")
+    convert.add_argument("--out", required=True, help="a new or empty folder")
+    convert.add_argument("--split", nargs="+", help="the splits to convert (default: every split it has)")
+    convert.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
+    split = sub.add_parser("split", help="divide an image set into train and val, stratified by class")
+    split.add_argument("--data", required=True,
+                       help="a dataset (--split names the split to divide) or a folder of images with labels and "
+                            "no splits (YOLO images/ + labels/, VOC Annotations/)")
+    split.add_argument("--out", required=True, help="a new or empty folder")
+    split.add_argument("--val", type=float, default=0.2, help="fraction of the images for validation")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--split", help="the split to divide (default: the only one, or the whole folder)")
+    split.add_argument("--to", choices=formats, help="the layout to write (default: the source's)")
+    split.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
+    stats = sub.add_parser("stats", help="boxes per class, object sizes, image sizes (PNGs, stats.json) and the "
+                                         "input size, tiling and class balancing they suggest")
+    stats.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
+    stats.add_argument("--out", help="folder for the PNGs and stats.json (default: print only)")
+    stats.add_argument("--split", nargs="+", help="the splits to describe (default: every split it has)")
+    stats.add_argument("--img-size", type=int, help="the --img-size training will use (default: the suggested one)")
 
 
 def _show_args(p: argparse.ArgumentParser) -> None:
@@ -68,6 +92,31 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_tool(args: argparse.Namespace) -> int:
+    """convert, split, stats: each prints its report's summary; a problem in the data is one line."""
+    from fcos.data import DatasetError
+
+    try:
+        if args.data_command == "convert":
+            from fcos.data.convert import convert_dataset
+
+            report = convert_dataset(args.data, args.to, args.out, splits=args.split, link=not args.copy)
+        elif args.data_command == "split":
+            from fcos.data.split import split_dataset
+
+            report = split_dataset(args.data, args.out, val=args.val, seed=args.seed, split=args.split, fmt=args.to,
+                                   link=not args.copy)
+        else:
+            from fcos.data.stats import dataset_stats
+
+            report = dataset_stats(args.data, args.out, splits=args.split, img_size=args.img_size)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from fcos.data import DatasetError, generate_shapes
     from fcos.data.check import check_splits
@@ -79,6 +128,8 @@ def _data(args: argparse.Namespace) -> int:
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
         print(f"wrote the shapes dataset to {out}")
         return 0
+    if args.data_command in ("convert", "split", "stats"):
+        return _write_tool(args)
     if args.data_command == "tiles":
         from fcos.data.tiles import generate_tiles
 
@@ -94,5 +145,5 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
-DATA = Command("check a dataset, draw its training samples, or generate the synthetic shapes or a tiled "
+DATA = Command("check, show, convert, split or describe a dataset; generate the synthetic shapes or a tiled "
                "small-object dataset", _data_args, _data)

@@ -10,13 +10,17 @@ Typical use::
 """
 
 from fcos.data.check import check_dataset
-from fcos.data.coco import read_coco
+from fcos.data.coco import read_coco, write_coco
+from fcos.data.convert import convert_dataset
 from fcos.data.dataset import DetectionDataset, decode_image, load_image
 from fcos.data.errors import DatasetError
-from fcos.data.layouts import load_annotations
+from fcos.data.layouts import LAYOUTS, find_splits, load_annotations, load_splits
 from fcos.data.loader import build_loader, collate
 from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes, to_coco
+from fcos.data.sampling import repeat_factors
 from fcos.data.shapes import generate_shapes
+from fcos.data.split import split_dataset
+from fcos.data.stats import dataset_stats
 from fcos.data.transforms import (
     Compose,
     PhotometricJitter,
@@ -26,8 +30,8 @@ from fcos.data.transforms import (
     photometric,
     resize,
 )
-from fcos.data.voc import read_voc
-from fcos.data.yolo import read_yolo
+from fcos.data.voc import read_voc, write_voc
+from fcos.data.yolo import read_yolo, write_yolo
 
 __all__ = [
     "Compose",
@@ -35,6 +39,7 @@ __all__ = [
     "DetectionData",
     "DetectionDataset",
     "ImageRecord",
+    "LAYOUTS",
     "LoadReport",
     "PhotometricJitter",
     "RandomHorizontalFlip",
@@ -42,16 +47,25 @@ __all__ = [
     "build_loader",
     "check_dataset",
     "collate",
+    "convert_dataset",
+    "dataset_stats",
     "decode_image",
+    "find_splits",
     "generate_shapes",
     "hflip",
     "load_annotations",
     "load_image",
+    "load_splits",
     "photometric",
     "read_coco",
     "read_voc",
     "read_yolo",
     "remap_classes",
+    "repeat_factors",
     "resize",
+    "split_dataset",
     "to_coco",
+    "write_coco",
+    "write_voc",
+    "write_yolo",
 ]

@@ -1,21 +1,27 @@
-"""COCO JSON reader: ``DIR/images/`` + ``DIR/annotations/{split}.json``.
+"""COCO JSON reader and writer: ``DIR/images/`` + ``DIR/annotations/{split}.json``.
 
 COCO ``bbox`` is ``[x, y, w, h]`` in pixels and becomes ``xyxy = [x, y, x + w, y + h]`` (no +1).
 Categories are sorted by id; class index i is the i-th smallest id. ``iscrowd=1`` boxes become crowd boxes.
 Images without annotations are kept as negatives.
+
+COCO holds everything a loaded split has: image ids and sizes, category ids and names, crowd boxes
+(VOC's difficult ones become ``iscrowd=1``). Annotation ids are 1..M per file (readers keep no ids).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
-from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes
+from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes, to_coco
+from fcos.data.writing import WriteReport, image_names, named_splits, place_image, staged_folder
+from fcos.utils.files import write_json
 
-__all__ = ["read_coco"]
+__all__ = ["read_coco", "write_coco"]
 
 CROWD = "crowd (iscrowd=1)"
 MAX_SIDE = 2**31 - 1  # beyond any real image; keeps sizes exact as floats
@@ -48,6 +54,56 @@ def read_coco(
     report.tally(records, names)
     data = DetectionData(records, names, category_ids, report, path, "coco")
     return remap_classes(data, class_names) if class_names is not None else data
+
+
+def write_coco(
+    data: DetectionData | Mapping[str, DetectionData], out: str | Path, *, link: bool = True
+) -> WriteReport:
+    """Write splits as ``out/images/<file>`` + ``out/annotations/<split>.json``, the layout :func:`read_coco`
+    (and ``load_annotations(out, split)``) reads back.
+
+    Args:
+        data: one split (written as ``train``) or ``{split: data}``; later splits are indexed by the first
+            one's classes. Category ids and class order are the first split's.
+        out: a new or empty folder (:mod:`fcos.data.writing`: written aside, renamed into place).
+        link: hard-link the images (a copy where that is impossible); False: always copy.
+    """
+    splits = named_splits(data)
+    first = next(iter(splits.values()))
+    report = WriteReport(Path(out), "coco")
+    if first.category_ids != sorted(first.category_ids):
+        report.notes.append(f"class order {first.class_names} becomes the order of their category ids "
+                            f"{first.category_ids} (COCO readers sort categories by id)")
+    with staged_folder(out) as root:
+        taken: dict[str, str] = {}
+        placed: set[str] = set()
+        for split, part in splits.items():
+            _check_ids(part, split)
+            doc = to_coco(part)
+            doc["categories"] = [{"id": int(i), "name": n}
+                                 for i, n in zip(first.category_ids, first.class_names, strict=True)]
+            names = image_names(part.records, taken)
+            for image, record, name in zip(doc["images"], part.records, names, strict=True):
+                image["file_name"] = name
+                if name not in placed:  # an image in several splits is written once
+                    placed.add(name)
+                    linked = place_image(record.path, root / "images" / name, link=link)
+                    report.linked, report.copied = report.linked + linked, report.copied + (not linked)
+            write_json(root / "annotations" / f"{split}.json", doc, indent=None)
+            report.images[split] = len(part.records)
+            report.boxes[split] = sum(len(r.boxes) for r in part.records)
+            report.crowd[split] = sum(len(r.crowd) for r in part.records)
+    if any(d.format == "voc" and any(len(r.crowd) for r in d.records) for d in splits.values()):
+        report.notes.append("VOC difficult boxes are written as iscrowd=1 (both: ignored by evaluation)")
+    return report
+
+
+def _check_ids(data: DetectionData, split: str) -> None:
+    seen: set[int] = set()
+    for record in data.records:
+        if record.image_id in seen:
+            raise DatasetError(data.source, f"split {split!r}: image id {record.image_id} repeats ({record.path})")
+        seen.add(record.image_id)
 
 
 def _annotations(

@@ -1,23 +1,24 @@
-"""The dataset layouts, one table that everything reads: how each is recognised, which splits it has, and
-its reader. :func:`load_annotations` and :func:`find_splits` (``fcos data check``, training) look a path
-up in :data:`LAYOUTS`; adding a format is its reader module and one :class:`Layout` line here."""
+"""The dataset layouts, one table that everything reads: how each is recognised, which splits it has, its
+reader and its writer. :func:`load_annotations` and :func:`find_splits` (``fcos data check``, training)
+look a path up in :data:`LAYOUTS`, ``fcos data convert`` and ``split`` write through it (:func:`layout_named`);
+adding a format is its module (reader and writer) and one :class:`Layout` line here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fcos.data.coco import read_coco
+from fcos.data.coco import read_coco, write_coco
 from fcos.data.errors import DatasetError
 from fcos.data.records import DetectionData
-from fcos.data.voc import read_voc
-from fcos.data.yolo import read_yolo
+from fcos.data.voc import read_voc, write_voc
+from fcos.data.yolo import read_yolo, write_yolo
 
-__all__ = ["LAYOUTS", "SPLITS", "Layout", "find_splits", "layout_of", "load_annotations"]
+__all__ = ["LAYOUTS", "SPLITS", "Layout", "find_splits", "layout_named", "layout_of", "load_annotations", "load_splits"]
 
 SPLITS = ("train", "val", "test")  # the splits find_splits looks for, in this order
 
@@ -28,7 +29,11 @@ class Layout:
 
     ``matches(path)``: ``path`` (a folder, or a file: a COCO ``.json``, a YOLO ``.yaml``) is in this layout;
     ``has_split(path, split)``: it holds that split; ``read(path, split, class_names, **options)``: the
-    split as :class:`~fcos.data.records.DetectionData` (``options``: ``image_dir`` for COCO).
+    split as :class:`~fcos.data.records.DetectionData` (``options``: ``image_dir`` for COCO; ``split``
+    None: a folder without splits, read whole, where the layout has such a thing: VOC ``Annotations/``
+    without ``ImageSets``, YOLO ``images/`` + ``labels/``);
+    ``write(data | {split: data}, out, *, link) -> WriteReport``: the splits written in this layout into
+    a new folder (:mod:`fcos.data.writing`).
     """
 
     name: str
@@ -36,6 +41,7 @@ class Layout:
     matches: Callable[[Path], bool]
     has_split: Callable[[Path, str], bool]
     read: Callable[..., DetectionData]
+    write: Callable[..., Any]
 
 
 # ---------------------------------------------------------------------------------------- COCO
@@ -55,10 +61,12 @@ def _coco_has_split(path: Path, split: str) -> bool:
     return True
 
 
-def _coco_read(path: Path, split: str, class_names: list[str] | None, image_dir: str | Path | None = None,
+def _coco_read(path: Path, split: str | None, class_names: list[str] | None, image_dir: str | Path | None = None,
                **_: Any) -> DetectionData:
     if path.is_file():
         return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
+    if split is None:
+        raise DatasetError(path / "annotations", "a COCO folder's annotations are per split: name the split")
     return read_coco(_coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names)
 
 
@@ -90,8 +98,8 @@ def _voc_has_split(path: Path, split: str) -> bool:
     return (path / "ImageSets" / "Main" / f"{split}.txt").is_file()
 
 
-def _voc_read(path: Path, split: str, class_names: list[str] | None, **_: Any) -> DetectionData:
-    return read_voc(path, split, class_names=class_names)
+def _voc_read(path: Path, split: str | None, class_names: list[str] | None, **_: Any) -> DetectionData:
+    return read_voc(path, split, class_names=class_names)  # split None: every Annotations/*.xml
 
 
 # ---------------------------------------------------------------------------------------- YOLO
@@ -115,23 +123,31 @@ def _yolo_has_split(path: Path, split: str) -> bool:
     return isinstance(config, dict) and config.get(split) is not None
 
 
-def _yolo_read(path: Path, split: str, class_names: list[str] | None, **_: Any) -> DetectionData:
-    return read_yolo(path, split, class_names=class_names)
+def _yolo_read(path: Path, split: str | None, class_names: list[str] | None, **_: Any) -> DetectionData:
+    return read_yolo(path, split or "", class_names=class_names)  # split None: images/ + labels/ themselves
 
 
 # Looked up in this order: the first layout whose `matches` accepts a path reads it.
 LAYOUTS: tuple[Layout, ...] = (
     Layout("coco", "COCO: DIR/images/ + DIR/annotations/<split>.json (or the .json file itself)",
-           _coco_matches, _coco_has_split, _coco_read),
+           _coco_matches, _coco_has_split, _coco_read, write_coco),
     Layout("voc", "VOC:  DIR/Annotations/*.xml + DIR/ImageSets/Main/<split>.txt + DIR/JPEGImages/",
-           _voc_matches, _voc_has_split, _voc_read),
+           _voc_matches, _voc_has_split, _voc_read, write_voc),
     Layout("yolo", "YOLO: DIR/data.yaml (or the .yaml file itself) + DIR/images/<split>/ + DIR/labels/<split>/*.txt",
-           _yolo_matches, _yolo_has_split, _yolo_read),
+           _yolo_matches, _yolo_has_split, _yolo_read, write_yolo),
 )
 
 
 def _expected() -> str:
     return "expected one of these layouts:\n" + "\n".join(f"  {layout.describe}" for layout in LAYOUTS)
+
+
+def layout_named(name: str, path: str | Path = "") -> Layout:
+    """The layout called ``name`` (``coco``, ``voc``, ``yolo``); a DatasetError naming ``path`` otherwise."""
+    for layout in LAYOUTS:
+        if layout.name == name:
+            return layout
+    raise DatasetError(path, f"unknown format {name!r}: expected one of {', '.join(layout.name for layout in LAYOUTS)}")
 
 
 def layout_of(data: str | Path) -> Layout:
@@ -176,3 +192,14 @@ def find_splits(data: str | Path) -> list[str]:
     if not found:
         raise DatasetError(path, f"no {', '.join(SPLITS)} split found; {_expected()}")
     return found
+
+
+def load_splits(data: str | Path, splits: Sequence[str] | None = None) -> dict[str, DetectionData]:
+    """``{split: data}`` of ``splits`` (default: every split :func:`find_splits` finds), read as training
+    reads them: the first with its own classes, the others indexed by the first's."""
+    loaded: dict[str, DetectionData] = {}
+    class_names = None
+    for split in splits or find_splits(data):
+        loaded[split] = load_annotations(data, split, class_names)
+        class_names = class_names or loaded[split].class_names
+    return loaded

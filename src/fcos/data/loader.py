@@ -50,6 +50,7 @@ def build_loader(
     even: bool = True,
     pin_memory: bool = False,
     persistent: bool = True,
+    repeat_factors: Sequence[float] | np.ndarray | None = None,
 ) -> DataLoader:
     """A DataLoader yielding ``(list[image], list[target])`` batches; ``loader.sampler`` is a
     :class:`ResumableSampler`: call ``loader.sampler.set_epoch(epoch, skip=...)`` before each epoch.
@@ -58,9 +59,11 @@ def build_loader(
     transforms of sample i from (seed, epoch, i), so batches are identical for any ``workers``.
     ``rank`` / ``world``: this process's shard (``even``: the same count on every rank, for training;
     else every item exactly once, for evaluation). Workers are kept across epochs (``persistent``)
-    when ``workers > 0``.
+    when ``workers > 0``. ``repeat_factors``: [len(dataset)] floats >= 1 for class-balanced training
+    (:func:`fcos.data.sampling.repeat_factors`): an epoch then holds ``floor(sum)`` samples.
     """
-    sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world=world, even=even)  # type: ignore[arg-type]
+    sampler = ResumableSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world=world, even=even,  # type: ignore[arg-type]
+                               repeat_factors=repeat_factors)
     return DataLoader(
         SeededSamples(dataset, seed),
         batch_size=batch_size,

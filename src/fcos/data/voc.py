@@ -1,22 +1,37 @@
-"""Pascal VOC reader: ``root/Annotations/*.xml``, ``root/ImageSets/Main/<split>.txt``, ``root/JPEGImages/``.
+"""Pascal VOC reader and writer: ``root/Annotations/*.xml``, ``root/ImageSets/Main/<split>.txt``, ``root/JPEGImages/``.
 
 Box coordinates are used as written, as xyxy pixels: no "-1" (the VOC devkit's 1-based convention would
 shift every box by one pixel, less than labelling noise, and the other formats do not do it either).
 Objects marked ``<difficult>1</difficult>`` become crowd boxes: not trained on, and ignored by COCO-style
 evaluation (VOC's own metric also neither rewards nor penalises detections of difficult objects).
+
+What VOC cannot hold (:func:`write_voc` reports each): category ids (classes are 1..C in alphabetical
+order when read back), a class without any object, image ids (1..N in split-file order). Coordinates are
+written as exact numbers (up to 9 significant digits: a float32 box comes back bit for bit), integers
+where the box is; a tool that parses them with ``int()`` needs integral boxes.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
 from fcos.data.records import DetectionData, ImageRecord, LoadReport
+from fcos.data.writing import (
+    WriteReport,
+    image_names,
+    named_splits,
+    place_image,
+    renumbered,
+    staged_folder,
+    write_file,
+)
 
-__all__ = ["read_voc"]
+__all__ = ["read_voc", "write_voc"]
 
 DIFFICULT = "difficult (VOC)"
 
@@ -38,21 +53,27 @@ class _Annotation:
 
 
 def read_voc(
-    root: str | Path, split: str = "train", *, class_names: list[str] | None = None
+    root: str | Path, split: str | None = "train", *, class_names: list[str] | None = None
 ) -> DetectionData:
     """Read one split of a VOC-layout dataset.
 
     Args:
         root: folder holding ``Annotations/``, ``ImageSets/Main/`` and ``JPEGImages/``.
-        split: name of the split file ``ImageSets/Main/<split>.txt`` (one image id per line).
+        split: name of the split file ``ImageSets/Main/<split>.txt`` (one image id per line); None: every
+            ``Annotations/*.xml`` in name order (a folder not divided into splits yet).
         class_names: class order; default the sorted names found in this split. Pass the training split's
             names when loading validation so that indices agree. Unknown names are then an error.
 
     Image ids are 1..N in split-file order.
     """
     root = Path(root)
-    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    annotations = [_parse(root, stem, split_file, line) for line, stem in _read_split(split_file)]
+    if split is None:
+        split_file = root / "Annotations"
+        entries = _all_annotations(split_file)
+    else:
+        split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+        entries = _read_split(split_file)
+    annotations = [_parse(root, stem, split_file, line) for line, stem in entries]
     found = sorted({obj.name for ann in annotations for obj in ann.objects})
     names = list(class_names) if class_names is not None else found
     index = {name: i for i, name in enumerate(names)}
@@ -83,6 +104,99 @@ def read_voc(
         )
     report.tally(records, names)
     return DetectionData(records, names, list(range(1, len(names) + 1)), report, split_file, "voc")
+
+
+def write_voc(
+    data: DetectionData | Mapping[str, DetectionData], out: str | Path, *, link: bool = True
+) -> WriteReport:
+    """Write splits as ``out/JPEGImages/<file>``, ``out/Annotations/<stem>.xml`` and
+    ``out/ImageSets/Main/<split>.txt``, the layout :func:`read_voc` reads back. Crowd boxes become
+    ``<difficult>1</difficult>`` objects.
+
+    Args:
+        data: one split (written as ``train``) or ``{split: data}``; later splits are indexed by the first
+            one's classes.
+        out: a new or empty folder (:mod:`fcos.data.writing`: written aside, renamed into place).
+        link: hard-link the images (a copy where that is impossible); False: always copy.
+
+    Raises:
+        DatasetError: an image in two splits with different boxes (VOC has one annotation file per image).
+    """
+    splits = named_splits(data)
+    first = next(iter(splits.values()))
+    report = WriteReport(Path(out), "voc")
+    _voc_notes(splits, report)
+    with staged_folder(out) as root:
+        taken: dict[str, str] = {}
+        written: dict[str, str] = {}  # file name -> its XML
+        for split, part in splits.items():
+            names = image_names(part.records, taken, flat=True)
+            for record, name in zip(part.records, names, strict=True):
+                xml = _voc_xml(record, name, first.class_names)
+                if written.setdefault(name, xml) != xml:
+                    raise DatasetError(record.path, f"is in two splits with different boxes (split {split!r}); "
+                                       "VOC keeps one annotation file per image")
+                if (root / "JPEGImages" / name).exists():
+                    continue
+                write_file(root / "Annotations" / f"{Path(name).stem}.xml", xml)
+                linked = place_image(record.path, root / "JPEGImages" / name, link=link)
+                report.linked, report.copied = report.linked + linked, report.copied + (not linked)
+            write_file(root / "ImageSets" / "Main" / f"{split}.txt", "".join(f"{Path(n).stem}\n" for n in names))
+            report.images[split] = len(part.records)
+            report.boxes[split] = sum(len(r.boxes) for r in part.records)
+            report.crowd[split] = sum(len(r.crowd) for r in part.records)
+    return report
+
+
+def _voc_notes(splits: dict[str, DetectionData], report: WriteReport) -> None:
+    first = next(iter(splits.values()))
+    used = set()
+    for part in splits.values():
+        for record in part.records:
+            used.update(record.labels.tolist(), record.crowd_labels.tolist())
+    unused = [name for i, name in enumerate(first.class_names) if i not in used]
+    if unused:
+        report.lost["classes without objects (VOC records a class only as an object's name)"] = len(unused)
+        report.notes.append(f"classes without objects, not written: {unused}")
+    if first.class_names != sorted(first.class_names):
+        report.notes.append(f"class order {first.class_names} becomes alphabetical (VOC stores names only)")
+    if first.category_ids != list(range(1, first.num_classes + 1)):
+        report.notes.append(f"category ids {first.category_ids} become 1..C (VOC stores names only)")
+    if any(renumbered(part) for part in splits.values()):
+        report.notes.append("image ids become 1..N in split-file order (VOC has none)")
+    if first.format == "coco" and any(len(r.crowd) for part in splits.values() for r in part.records):
+        report.notes.append("COCO crowd boxes (iscrowd=1) are written as difficult objects (both: ignored by "
+                            "evaluation)")
+
+
+def _voc_xml(record: ImageRecord, name: str, class_names: list[str]) -> str:
+    top = ET.Element("annotation")
+    ET.SubElement(top, "folder").text = "JPEGImages"
+    ET.SubElement(top, "filename").text = name
+    size = ET.SubElement(top, "size")
+    for tag, value in (("width", record.width), ("height", record.height), ("depth", 3)):
+        ET.SubElement(size, tag).text = str(value)
+    ET.SubElement(top, "segmented").text = "0"
+    for boxes, labels, difficult in ((record.boxes, record.labels, "0"), (record.crowd, record.crowd_labels, "1")):
+        for box, label in zip(boxes.tolist(), labels.tolist(), strict=True):
+            obj = ET.SubElement(top, "object")
+            ET.SubElement(obj, "name").text = class_names[label]
+            ET.SubElement(obj, "pose").text = "Unspecified"
+            ET.SubElement(obj, "truncated").text = "0"
+            ET.SubElement(obj, "difficult").text = difficult
+            bndbox = ET.SubElement(obj, "bndbox")
+            for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True):
+                ET.SubElement(bndbox, tag).text = f"{value:.9g}"  # 9 digits: any float32 exactly
+    ET.indent(top)
+    return ET.tostring(top, encoding="unicode") + "\n"
+
+
+def _all_annotations(folder: Path) -> list[tuple[int, str]]:
+    """(0, stem) of every ``*.xml`` in ``folder``, in name order."""
+    stems = sorted(p.stem for p in folder.glob("*.xml"))
+    if not stems:
+        raise DatasetError(folder, "no .xml annotation files")
+    return [(0, stem) for stem in stems]
 
 
 def _read_split(split_file: Path) -> list[tuple[int, str]]:

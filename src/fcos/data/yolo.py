@@ -1,29 +1,47 @@
-"""Ultralytics YOLO reader: ``images/<split>/*``, ``labels/<split>/*.txt``, class names from ``data.yaml``.
+"""Ultralytics YOLO reader and writer: ``images/<split>/*``, ``labels/<split>/*.txt``, class names from ``data.yaml``.
 
 A label line is ``class cx cy w h``, normalised to 0-1 by the image size, which is read from the image
 header (Pillow opens lazily, so no pixels are decoded). That size is the one after the image's EXIF
 rotation, as ultralytics reads it (``exif_size``) and trains on it: a phone photo's labels describe it
 upright. An image without a label file has no objects:
 that is YOLO's convention for negatives, so it is kept and counted in the report.
+
+What YOLO cannot hold (:func:`write_yolo` reports each): crowd / difficult boxes (no such flag: they are
+not written), category ids (classes are 0..C-1, read back as ids 1..C), image ids (1..N in file-name
+order), image sizes (read from the files). Normalised coordinates are written with Python's shortest
+exact repr, so boxes come back within float rounding (~1e-13 px), never past the image border.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
-from fcos.data.images import ImageError, is_image_file, open_image, oriented_size
+from fcos.data.images import IMAGE_SUFFIXES, ImageError, is_image_file, open_image, oriented_size
 from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes
+from fcos.data.writing import (
+    WriteReport,
+    image_names,
+    named_splits,
+    place_image,
+    renumbered,
+    staged_folder,
+    write_file,
+)
+from fcos.utils.files import write_text
 
-__all__ = ["label_path", "read_yolo"]
+__all__ = ["label_path", "read_yolo", "write_yolo"]
 
 NO_LABEL_FILE = "image without a label file (no objects)"
 ORPHAN_LABEL = "label file without an image (not used)"
+CROWD_NOT_WRITTEN = "crowd / difficult boxes (YOLO has no crowd flag)"
+_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
 
 
 def read_yolo(
@@ -65,6 +83,95 @@ def read_yolo(
     report.tally(records, names)
     data = DetectionData(records, names, list(range(1, len(names) + 1)), report, source, "yolo")
     return remap_classes(data, class_names) if class_names is not None and yaml_file.is_file() else data
+
+
+def write_yolo(
+    data: DetectionData | Mapping[str, DetectionData], out: str | Path, *, link: bool = True
+) -> WriteReport:
+    """Write splits as ``out/images/<split>/<file>``, ``out/labels/<split>/<stem>.txt`` (``class cx cy w h``,
+    normalised; an empty file for an image without boxes) and ``out/data.yaml`` (``names``, ``nc`` and a
+    key per split), the layout :func:`read_yolo` and ultralytics read back.
+
+    Args:
+        data: one split (written as ``train``) or ``{split: data}``; later splits are indexed by the first
+            one's classes.
+        out: a new or empty folder (:mod:`fcos.data.writing`: written aside, renamed into place).
+        link: hard-link the images (a copy where that is impossible); False: always copy.
+
+    Raises:
+        DatasetError: an image whose EXIF orientation turns it sideways while its annotations describe the
+            stored pixels (YOLO labels describe the image as shown), or whose size is not the declared one.
+    """
+    splits = named_splits(data)
+    first = next(iter(splits.values()))
+    report = WriteReport(Path(out), "yolo")
+    with staged_folder(out) as root:
+        for split, part in splits.items():
+            names = image_names(part.records, {}, flat=True)
+            for record, name in zip(part.records, names, strict=True):
+                name = _with_image_suffix(record, name, report)
+                lines = [_label_line(box, label, record) for box, label in
+                         zip(record.boxes.tolist(), record.labels.tolist(), strict=True)]
+                write_file(root / "labels" / split / f"{PurePosixPath(name).stem}.txt", "".join(lines))
+                linked = place_image(record.path, root / "images" / split / name, link=link)
+                report.linked, report.copied = report.linked + linked, report.copied + (not linked)
+                if len(record.crowd):
+                    report.lost[CROWD_NOT_WRITTEN] += len(record.crowd)
+            report.images[split] = len(part.records)
+            report.boxes[split] = sum(len(r.boxes) for r in part.records)
+            report.crowd[split] = 0
+            if renumbered(part) or names != sorted(names):
+                report.notes.append(f"{split}: image ids become 1..N in file-name order (YOLO has none)")
+        config = {**{split: f"images/{split}" for split in splits}, "nc": first.num_classes,
+                  "names": dict(enumerate(first.class_names))}
+        write_text(root / "data.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    if first.category_ids != list(range(1, first.num_classes + 1)):
+        report.notes.append(f"category ids {first.category_ids} become 1..C (YOLO class index + 1)")
+    return report
+
+
+def _label_line(box: list[float], label: int, record: ImageRecord) -> str:
+    """``class cx cy w h`` whose boxes :func:`_record` reads back within float rounding and, for a box on
+    the border, exactly on it (a hair past it would count as clipped)."""
+    width, height = record.width, record.height
+    x1, y1, x2, y2 = box
+    values = [(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height]
+    for centre, size, side in ((0, 2, width), (1, 3, height)):
+        for _ in range(8):  # a few ulps at most
+            low, high = (values[centre] - values[size] / 2) * side, (values[centre] + values[size] / 2) * side
+            if low < 0 and high > side:
+                values[size] = math.nextafter(values[size], 0.0)
+            elif low < 0:
+                values[centre] = math.nextafter(values[centre], math.inf)
+            elif high > side:
+                values[centre] = math.nextafter(values[centre], -math.inf)
+            else:
+                break
+    return f"{label} {' '.join(repr(v) for v in values)}\n"
+
+
+def _with_image_suffix(record: ImageRecord, name: str, report: WriteReport) -> str:
+    """``name``, with the suffix of its format added when it has none the YOLO reader lists; checks that
+    the file's size after its EXIF rotation is the declared one (YOLO labels describe the image as shown)."""
+    try:
+        with open_image(record.path) as image:
+            shown, stored, kind = oriented_size(image), image.size, image.format
+    except ImageError as e:
+        raise DatasetError(record.path, e.problem) from None
+    declared = (record.width, record.height)
+    if declared != shown:
+        if declared == stored:
+            raise DatasetError(
+                record.path, f"its EXIF orientation shows it as {shown[0]}x{shown[1]}, but the annotations describe "
+                f"the stored {stored[0]}x{stored[1]} pixels; YOLO labels describe the image as shown: remove the "
+                "EXIF orientation tag or keep this dataset in COCO or VOC")
+        raise DatasetError(record.path, f"image is {stored[0]}x{stored[1]} but the annotations declare "
+                           f"{declared[0]}x{declared[1]}")
+    if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
+        return name
+    report.notes.append(f"{record.path}: written as {name}{_SUFFIX.get(kind or '', '.jpg')} (YOLO lists images "
+                        "by suffix)")
+    return name + _SUFFIX.get(kind or "", ".jpg")
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fcos.data.pipeline import Augmentation
+from fcos.data.sampling import parse_repeat_threshold
 from fcos.engine.schedule import DEFAULT_EPOCHS
 from fcos.utils.flags import option, parse_fraction, parse_scale_range, parse_size_range
 
@@ -29,6 +30,12 @@ class TrainConfig:
     skip_bad_images: bool = option(
         False, "decode every image first; leave out, count and name the unreadable ones instead of stopping "
         "at the first", group=DATA)
+    # LVIS (Gupta et al. 2019) uses 0.001 over 1,203 classes; a few classes with one rare: about the
+    # fraction of images the typical class is in (`fcos data stats` suggests a value).
+    repeat_threshold: float | None = option(
+        None, "class-balanced sampling (LVIS repeat factors): an image is repeated max(1, sqrt(T / f)) times per "
+        "epoch, f the fraction of training images holding its rarest class; e.g. 0.3", group=DATA,
+        parse=parse_repeat_threshold, metavar="T")
     # --- length: epochs or max_iters, and a wall-clock budget; the smallest ends the run
     epochs: int | None = option(
         None, f"passes over the training split (default {DEFAULT_EPOCHS}; with --time-budget alone: as many "

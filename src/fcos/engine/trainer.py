@@ -30,6 +30,7 @@ from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.check import scan_images
 from fcos.data.pipeline import training_pipeline
+from fcos.data.sampling import repeat_factors
 from fcos.engine import launch
 from fcos.engine.ema import ModelEMA
 from fcos.engine.hooks import (
@@ -102,6 +103,9 @@ class Trainer:
         optimizer: default :func:`~fcos.engine.optim.build_optimizer` from ``config``.
         hooks: default :func:`build_hooks` of ``config``; ``trainer.hooks`` may be extended.
         device: the device (default: the process group's, joined from torchrun's environment if needed).
+        factors: each sample's repeat factor per epoch (class-balanced sampling, ``--repeat-threshold``;
+            default: :func:`~fcos.data.sampling.repeat_factors` of the dataset's records when the config
+            asks for it).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer | None = None,
         hooks: Sequence[Hook] | None = None,
         device: torch.device | None = None,
+        factors: Sequence[float] | None = None,
     ) -> None:
         self.cfg = config
         self.device = device or launch.init_from_env(config.device, config.ddp_timeout)
@@ -136,8 +141,15 @@ class Trainer:
         ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
         self.update = UpdateStep(self.model, self.optimizer, self.precision, self.device, ddp=ddp, ema=self.ema,
                                  clip_grad=config.clip_grad)
+        if config.repeat_threshold and factors is None:
+            records = getattr(getattr(dataset, "data", None), "records", None)
+            if records is None:
+                raise ValueError("--repeat-threshold needs the images' classes: pass factors= "
+                                 "(fcos.data.sampling.repeat_factors) for a dataset without records")
+            factors = repeat_factors(records, config.repeat_threshold)
         self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
-                                   drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda)
+                                   drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda,
+                                   repeat_factors=factors)
         self.sampler = self.loader.sampler
         if len(self.sampler) < config.batch_size * config.accumulate:
             raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
@@ -184,10 +196,16 @@ class Trainer:
         augmentation = config.augmentation()
         pipeline = training_pipeline(model.config.input, augmentation, records=train_data.records, custom=transforms)
         model.transform.skip_train_resize = True  # the pipeline sizes every training image
+        factors = repeat_factors(train_data.records, config.repeat_threshold) if config.repeat_threshold else None
         if D.is_main():
             print(augmentation.describe(model.config.input, transforms))
+            if factors is not None:
+                repeated = sum(f > 1 for f in factors)
+                print(f"class-balanced sampling (--repeat-threshold {config.repeat_threshold:g}): {repeated} of "
+                      f"{len(factors)} images repeated, up to {max(factors):.2f}x; an epoch is {int(sum(factors))} "
+                      f"samples instead of {len(factors)}")
         return cls(model, DetectionDataset(train_data, pipeline), config, class_names=train_data.class_names,
-                   category_ids=train_data.category_ids, val_data=val_data, device=device, **parts)
+                   category_ids=train_data.category_ids, val_data=val_data, device=device, factors=factors, **parts)
 
     @property
     def total(self) -> int:
