@@ -7,16 +7,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from painted import assert_boxes_match_pixels, painted
+from painted import assert_boxes_match_pixels, painted, painted_extent
 
 from fcos.config import InputConfig
-from fcos.data.augment import Mosaic, ScaleJitterCrop, cut_boxes
+from fcos.data.augment import Mosaic, ScaleJitterCrop, TileCrop, cut_boxes
 from fcos.data.dataset import DetectionDataset
 from fcos.data.layouts import load_annotations
 from fcos.data.loader import build_loader
 from fcos.data.pipeline import Augmentation, training_pipeline
 from fcos.data.sampling import SeededSamples
-from fcos.data.transforms import MultiScaleResize, RandomHorizontalFlip
+from fcos.data.transforms import MultiScaleResize, RandomHorizontalFlip, Resize
 from fcos.utils.flags import parse_fraction, parse_scale_range, parse_size_range
 
 
@@ -191,3 +191,46 @@ def test_augmentation_validation_and_flag_parsers():
         training_pipeline(InputConfig(), Augmentation(mosaic=0.5))
     text = Augmentation(multi_scale=(640, 800), scale_jitter=(0.1, 2.0), mosaic=0.5).describe(InputConfig())
     assert "640-800" in text and "mosaic" in text and "0.1-2" in text and "25%" in text
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tile_crops_keep_boxes_on_their_pixels_and_favour_objects(seed):
+    # A 600 x 900 image, one painted box: a 256 px tile at native resolution around it (object_bias 1).
+    image, target = painted(600, 900, [610, 300, 650, 352], label=2)
+    torch.manual_seed(seed)
+    out, new = TileCrop(256, object_bias=1.0)(image, target)
+    assert out.shape == (3, 256, 256) and len(new["boxes"]) == 1 and int(new["boxes_dropped"]) == 0
+    assert_boxes_match_pixels(out, new)  # native resolution: the box is still 40 x 52 px
+    assert (new["boxes"][0, 2:] - new["boxes"][0, :2]).tolist() == [40.0, 52.0]
+
+
+def test_tile_crops_scale_cut_and_count_only_boxes_they_cut():
+    image, target = painted(400, 400, [100, 100, 200, 200], label=0)
+    torch.manual_seed(0)
+    out, new = TileCrop(128, scale=0.5, object_bias=1.0)(image, target)  # the image at 200 px: the box 50 px
+    assert out.shape == (3, 128, 128) and (new["boxes"][0, 2:] - new["boxes"][0, :2]).tolist() == [50.0, 50.0]
+    assert_boxes_match_pixels(out, new)
+    # without the object bias, a window that shows none of the box drops nothing: it is not in the sample
+    torch.manual_seed(3)
+    crop = TileCrop(64, object_bias=0.0)
+    samples = [crop(image, target) for _ in range(30)]
+    outside = [t for out, t in samples if painted_extent(out, 0) is None]
+    assert outside and all(int(t["boxes_dropped"]) == 0 and len(t["boxes"]) == 0 for t in outside)
+    # a box cut to under min_visible of its area is dropped and counted
+    edge = {**target, "boxes": torch.tensor([[0.0, 0.0, 300.0, 300.0]])}
+    torch.manual_seed(0)
+    _, cut = TileCrop(64, object_bias=1.0, min_visible=0.5)(image, edge)
+    assert len(cut["boxes"]) == 0 and int(cut["boxes_dropped"]) == 1
+
+
+def test_tile_full_ratio_takes_the_whole_image_and_small_images_stay_whole():
+    image, target = painted(300, 400, [10, 10, 60, 60], label=1)
+    whole = Resize(128, 128)
+    torch.manual_seed(0)
+    out, _ = TileCrop(128, full_ratio=1.0, whole=whole)(image, target)
+    assert out.shape == (3, 96, 128)  # the whole image by the model's rule at 128
+    small, _ = painted(100, 80, [10, 10, 30, 30], label=1)
+    out, new = TileCrop(128)(small, {**target, "boxes": torch.tensor([[10.0, 10, 30, 30]])})
+    assert out.shape == (3, 100, 80) and len(new["boxes"]) == 1
+    with pytest.raises(ValueError, match="whole-image transform"):
+        TileCrop(128, full_ratio=0.5)

@@ -43,29 +43,33 @@ def test_input_size_suggestion_follows_the_models_resize():
     # 400 x 200 images, longer side -> S: a 40 px object has S / 10 px; 16 px from S = 160 (128 gives 12.8).
     data = _images(400, 200, 40)
     assert object_sizes(data.records, 160).tolist() == [16.0] * 4
-    g = suggest(data)
+    g = suggest(data, img_size=160)
     assert (g.img_size, g.input_size, g.median_object, g.median_object_resized, g.tile) == (160, 160, 40, 16, None)
     assert not g.notes
+    assert suggest(data).input_size == 640  # tiling is judged at 640 unless an input size is given
 
 
-def test_tiles_when_the_given_input_size_shrinks_objects_too_much():
-    # At --img-size 128 the 40 px objects have 12.8 px; a tile of T px resized to 128 keeps 40 * 128 / T:
-    # 16 px for T = 320 (a multiple of 32).
+def test_tiles_when_the_input_size_shrinks_objects_of_larger_images():
+    # At --img-size 128 the 40 px objects of 400 px images have 12.8 px: 128 px tiles at native
+    # resolution keep their 40 px.
     g = suggest(_images(400, 200, 40), img_size=128)
-    assert (g.input_size, g.median_object_resized, g.tile) == (128, 12.8, 320)
-    # 8000 px images with 64 px objects: 16 px would need S = 2000, above 1333; at 1333 they have 10.66 px,
-    # and tiles of int(1333 * 64 / 16) = 5332 -> 5312 px keep 16.
+    assert (g.input_size, g.median_object_resized, g.tile) == (128, 12.8, 128)
+    # 8000 px images with 64 px objects: 16 px would need S = 2000, above 1333; at 640 they have 5.12 px:
+    # 640 px tiles keep 64.
     g = suggest(_images(8000, 8000, 64))
-    assert (g.img_size, g.tile) == (1333, 5312) and g.median_object_resized == pytest.approx(10.66, abs=0.01)
+    assert (g.img_size, g.input_size, g.tile) == (1333, 640, 640) and g.median_object_resized == pytest.approx(5.12)
     assert "even --img-size 1333 leaves the median object under 16 px" in g.notes
+    # an input size odd to the tile step: the tile is its multiple of 32 below (at least 128)
+    assert suggest(_images(8000, 8000, 64), img_size=500).tile == 480
 
 
-def test_objects_small_even_natively_need_upsampling_not_tiles():
-    g = suggest(_images(640, 640, 8))  # 8 px objects in 640 px images: 16 px at S = 1280
+def test_objects_small_even_natively_tiles_and_an_upsampling_scale():
+    g = suggest(_images(640, 640, 8))  # 8 px objects in 640 px images at --img-size 640: no tiles help
     assert (g.img_size, g.tile) == (1280, None)
     assert any("enlarges the median image (640 px" in n for n in g.notes)
-    g = suggest(_images(640, 640, 8), img_size=640)
-    assert g.tile is None and any("tiles cannot enlarge it" in n for n in g.notes)
+    assert any("only a larger --img-size (upsampling) enlarges it" in n for n in g.notes)
+    g = suggest(_images(2048, 2048, 8), img_size=512)  # larger images: tiles, and --tile-scale 2 for 16 px
+    assert g.tile == 512 and any("--tile-scale 2 would enlarge it to 16 px" in n for n in g.notes)
 
 
 def test_rare_classes_and_repeat_threshold():

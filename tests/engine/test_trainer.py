@@ -154,3 +154,26 @@ def test_nonfinite_gradient_skip_mode_skips_only_that_update(shared_data, tmp_pa
     assert trainer.skipped == 0
     assert any(not torch.equal(params[k], v) for k, v in trainer.model.named_parameters())
     assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values() if v.is_floating_point())
+
+
+def test_tile_training_records_its_tiles_and_resumes_bit_identically(shared_data, tmp_path):
+    # raccoon-183 (2000 x 1333) and the other raccoon photos: 128 px tiles at half scale, a quarter whole.
+    from fcos.engine.run_config import run_configs
+    from fcos.model.options import ModelOptions
+
+    data = shared_data / "raccoon"
+    values = dict(data=str(data), val_split=None, batch_size=3, max_iters=6, workers=0, progress=False, log_every=2,
+                  lr=1e-3, warmup_iters=2, tile=128, tile_scale=0.5, tile_full_ratio=0.25)
+    model_cfg, cfg = run_configs(train_values={**values, "out": str(tmp_path / "a")}, recipe="cpu",
+                                 options=ModelOptions(backbone="resnet18", fpn_channels=32, head_convs=1))
+    assert (model_cfg.input.min_size, model_cfg.input.max_size) == (128, 128)  # --tile sets the input size
+    straight = Trainer.from_config(model_cfg, cfg).run()
+    again = {k: v for k, v in values.items() if k != "data"}
+    paused = Trainer.from_config(model_cfg, config(data, tmp_path / "b", **again)).run(stop_at=3)
+    assert paused["event"] == "paused"
+    resumed = Trainer.from_config(model_cfg, config(data, tmp_path / "b", **again, resume="auto")).run()
+    assert straight["iteration"] == resumed["iteration"] == 6
+    a, b = weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert state["tile"] == {"size": [128, 128], "scale": 0.5} and state["input_scale"] == 0.5

@@ -280,3 +280,24 @@ def test_other_backbone_families_export_with_onnxruntime_parity(backbone, shared
         assert_same_detections(a, b, box_tol=0.5, score_tol=1e-4)
         total += len(a["scores"])
     assert total >= 20
+
+
+@pytest.mark.parametrize("merge", ["nms", "nmm"])
+def test_sliced_prediction_of_exported_models_equals_the_checkpoints(merge, shared_data, tmp_path):
+    # Tiles of 256 px reach the tiny model (input 256..320) unresized: a batch-1 graph runs them one by
+    # one, a dynamic-batch graph four at a time, OpenVINO's fixed 256 x 256 graph takes them as they are.
+    # Eight boxes a tile keep a few hundred of the untrained model's boxes: with thousands, greedy
+    # merging chains through boxes whose overlap sits at the threshold within the runtimes' rounding.
+    from fcos.export import export
+    from fcos.predict.options import InferenceOptions
+
+    checkpoint = make_checkpoint(tmp_path / "sparse.pt", **{"decode.max_detections": 8})
+    options = InferenceOptions(slice=256, full_image=False, slice_batch=4, merge=merge)
+    image = read_image(shared_data / "raccoon" / "images" / "raccoon-183.jpg")  # 2000 x 1333: 48 tiles
+    reference = Predictor(checkpoint, options=options)(image)[0]
+    assert 50 < len(reference["boxes"]) < 1000
+    files = [export_onnx(checkpoint, tmp_path / "one.onnx"), export_onnx(checkpoint, tmp_path / "dyn.onnx", dynamic=True)]
+    if importlib.util.find_spec("openvino"):
+        files.append(export(checkpoint, tmp_path / "fixed.xml", "openvino", img_size=(256, 256)))
+    for path in files:
+        assert_same_detections(Predictor(path, options=options)(image)[0], reference)

@@ -191,3 +191,17 @@ def test_predict_cli_failing_write_is_one_line_and_leaves_no_partial_file(checkp
     first = sorted(source.iterdir())[0].name
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {out / first}: file size limit reached")
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_a_batch_of_mixed_sizes_gives_each_image_its_own_detections(checkpoint, shared_data):
+    # Images that enter the network at the same padded shape share a forward pass; the others get their own.
+    images = [read_image(p) for p in real_images(shared_data, 4)]
+    images.append(images[0].copy())  # the same image twice in one batch
+    predictor = Predictor(checkpoint)
+    alone = [predictor(image)[0] for image in images]
+    batched = predictor.predict_batch(images)
+    for a, b in zip(alone, batched):
+        assert len(a["boxes"]) > 0
+        np.testing.assert_allclose(b["boxes"], a["boxes"], atol=1e-3)
+        np.testing.assert_allclose(b["scores"], a["scores"], atol=1e-5)
+        assert b["labels"].tolist() == a["labels"].tolist() and b["names"] == a["names"]

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from types import UnionType
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
-__all__ = ["DEVICE_HELP", "Command", "add_config_flags", "announce_device", "config_values", "drop_flag",
-           "positive_int", "predictor_device"]
+__all__ = ["DEVICE_HELP", "Command", "add_config_flags", "add_inference_flags", "announce_device", "config_values",
+           "drop_flag", "inference_options", "positive_int", "predictor_device"]
 
 DEVICE_HELP = "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
 
@@ -30,7 +30,8 @@ def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: t
     """One flag per field of a config dataclass (``--max-iters`` for ``max_iters``) whose group is in
     ``groups``, with the help its ``metadata`` names; type, choices (``Literal``) and ``--x/--no-x``
     (``bool``) follow the annotation, or ``metadata["parse"]`` (text -> value, ValueError when bad) and
-    ``metavar``. Unset flags are absent from the namespace: the recipe's default applies. Fields in
+    ``metavar`` (with ``metadata["nargs"]``: the words parsed together). Unset flags are absent from the
+    namespace: the recipe's default applies. Fields in
     ``optional`` are not required even when their metadata says so (the command checks them itself)."""
     hints = get_type_hints(config_class)
     for f in dataclasses.fields(config_class):
@@ -40,7 +41,10 @@ def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: t
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
         if f.metadata.get("required") and f.name not in optional:
             kwargs["required"] = True
-        if "parse" in f.metadata:
+        if "parse" in f.metadata and "nargs" in f.metadata:  # several words, parsed together
+            kwargs.update(nargs=f.metadata["nargs"], action=_ParsedList, parse=f.metadata["parse"],
+                          metavar=f.metadata.get("metavar"))
+        elif "parse" in f.metadata:
             kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
         elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -54,6 +58,21 @@ def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: t
         if "const" in f.metadata:
             kwargs.update(nargs="?", const=f.metadata["const"])
         groups[f.metadata.get("group", "options")].add_argument("--" + f.name.replace("_", "-"), **kwargs)
+
+
+class _ParsedList(argparse.Action):
+    """A flag of several words (``nargs``) whose field parses them together (``metadata["parse"]``)."""
+
+    def __init__(self, *args: Any, parse: Callable[[list[str]], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.parse = parse
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        try:
+            setattr(namespace, self.dest, self.parse(values))
+        except ValueError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
 
 
 def config_values(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
@@ -117,6 +136,21 @@ def announce_device(name: str, kinds: Sequence[str] | None = None) -> Any:
     if os.environ.get("RANK", "0") == "0":
         print(f"device: {describe_device(device)}")
     return device
+
+
+def add_inference_flags(p: argparse.ArgumentParser) -> None:
+    """The inference options (:class:`~fcos.predict.options.InferenceOptions`: slicing, test-time
+    augmentation) as a flag group: predict, eval, serve and benchmark share them."""
+    from fcos.predict.options import INFERENCE, InferenceOptions
+
+    add_config_flags({INFERENCE: p.add_argument_group(INFERENCE)}, InferenceOptions)
+
+
+def inference_options(args: argparse.Namespace) -> Any:
+    """The :class:`~fcos.predict.options.InferenceOptions` the flags give."""
+    from fcos.predict.options import InferenceOptions
+
+    return InferenceOptions(**config_values(args, InferenceOptions))
 
 
 def predictor_device(args: argparse.Namespace) -> str:

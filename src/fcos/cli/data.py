@@ -74,7 +74,8 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=positive_int, default=16, help="samples: the first of training's first epoch")
     p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
     p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
-    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: the 800/1333 rule)")
+    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: --tile's, else the "
+                                                "800/1333 rule)")
     p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
     add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
 
@@ -85,7 +86,7 @@ def _show(args: argparse.Namespace) -> int:
     from fcos.model.options import ModelOptions
 
     config = TRAIN_PRESETS[args.recipe](**config_values(args, TrainConfig))  # with --data and --seed
-    input_config = ModelOptions(img_size=args.img_size).config(1).input
+    input_config = ModelOptions(img_size=args.img_size or config.tile).config(1).input  # --tile: its input size
     report = show_samples(args.data, args.out, split=args.split, augment=args.augment, count=args.count,
                           augmentation=config.augmentation(), seed=config.seed, input_config=input_config)
     print(report.summary())

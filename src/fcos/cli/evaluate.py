@@ -1,11 +1,15 @@
 """``fcos eval``: COCO metrics of a checkpoint, pretrained name or exported model on a dataset split,
-with the PR curves, confusion matrix and per-class table."""
+whole-image, sliced or with test-time augmentation (``--compare``: the whole image and the mode asked
+side by side, with the time per image of each), and the PR curves, confusion matrix and per-class table."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
 
-from fcos.cli.common import DEVICE_HELP, Command, announce_device, predictor_device
+from fcos.cli.common import DEVICE_HELP, Command, add_inference_flags, inference_options, predictor_device
+from fcos.cli.predict import add_backend_flag
 
 __all__ = ["EVAL"]
 
@@ -24,9 +28,14 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="confusion matrix: minimum detection score (default 0.25)")
     p.add_argument("--matrix-iou", type=float, default=None, metavar="X",
                    help="confusion matrix: minimum IoU of a detection and the box it finds (default 0.5)")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--compare", action="store_true",
+                   help="evaluate the whole image and the mode the inference flags ask for side by side, with the "
+                        "time per image of each")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass of a whole-image checkpoint")
     p.add_argument("--workers", type=int, default=2)
+    add_backend_flag(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_inference_flags(p)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -34,32 +43,41 @@ def _eval(args: argparse.Namespace) -> int:
 
     from fcos.data import load_annotations, remap_classes
     from fcos.evaluation import METRIC_NAMES, run_evaluation
-    from fcos.export import format_for
+    from fcos.predict import Predictor
     from fcos.utils.files import write_text
-    from fcos.weights import load_weights
 
-    if format_for(args.weights):  # an exported model: the same evaluation through its Predictor
-        from fcos.predict import Predictor
-
-        device = predictor_device(args)
-        predictor = Predictor(args.weights, device=device)
-        model, class_names = predictor.as_detector(), predictor.class_names
-    else:
-        device = announce_device(args.device)
-        model, state = load_weights(args.weights, device)
-        class_names = state["class_names"]
-    data = remap_classes(load_annotations(args.data, args.split), class_names)
-    result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
-    metrics = result.metrics
+    options = inference_options(args)
+    device = predictor_device(args)
+    predictor = Predictor(args.weights, device=device, backend=args.backend, options=options)
+    data = remap_classes(load_annotations(args.data, args.split), predictor.class_names)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
-    for name in METRIC_NAMES[:6]:
-        print(f"  {name:5s} {metrics[name]:.4f}")
+    modes = [predictor]
+    if args.compare:
+        modes = [predictor.with_options(dataclasses.replace(options, slice="none", tta=False)), predictor]
+    results = []
+    for mode in modes:
+        # A whole-image checkpoint evaluates in batches; exported, sliced or augmented: each image by its views.
+        model = mode.model if mode.plain and mode.backend == "torch" else mode.as_detector()
+        start = time.perf_counter()
+        result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
+        ms = (time.perf_counter() - start) * 1000 / max(1, len(data))
+        results.append((mode.options.describe(mode.tile), result, ms))
+    if args.compare:
+        print(f"  {'mode':56s} " + " ".join(f"{n:>6s}" for n in METRIC_NAMES[:6]) + "  ms/image")
+        for name, result, ms in results:
+            print(f"  {name:56s} " + " ".join(f"{result.metrics[n]:6.4f}" for n in METRIC_NAMES[:6]) + f"  {ms:8.1f}")
+    name, result, ms = results[-1]
+    metrics = result.metrics
+    print(f"  {name}: {ms:.1f} ms per image")
+    for metric in METRIC_NAMES[:6]:
+        print(f"  {metric:5s} {metrics[metric]:.4f}")
     width = max(len(n) for n in metrics["per_class"])
     print("  per-class AP (IoU .50:.95)")
-    for name, ap in metrics["per_class"].items():
-        print(f"    {name:{width}s} {ap:.4f}")
+    for class_name, ap in metrics["per_class"].items():
+        print(f"    {class_name:{width}s} {ap:.4f}")
     if args.json:
-        write_text(args.json, json.dumps(metrics, indent=2))
+        doc = {n: {**r.metrics, "ms_per_image": t} for n, r, t in results} if args.compare else metrics
+        write_text(args.json, json.dumps(doc, indent=2))
     if args.plots:
         from fcos.evaluation.diagnostics import MATRIX_CONF, MATRIX_IOU, write_diagnostics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcos.cli.common import Command
+from fcos.cli.common import Command, add_inference_flags, inference_options
 
 __all__ = ["BENCHMARK", "EXPORT"]
 
@@ -81,6 +81,7 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-split", default="train")
     p.add_argument("--runs", type=int, default=20, help="timed runs per row (median reported)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: PyTorch's)")
+    add_inference_flags(p)
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -88,7 +89,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     run_benchmark(args.weights, args.data, args.out, rows=args.formats, split=args.split, img_size=args.img_size,
                   calib_images=args.calib_images, calib_split=args.calib_split, runs=args.runs, threads=args.threads,
-                  conv3x3=args.conv3x3)
+                  conv3x3=args.conv3x3, options=inference_options(args))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcos.cli.common import DEVICE_HELP, Command, predictor_device
+from fcos.cli.common import DEVICE_HELP, Command, add_inference_flags, inference_options, predictor_device
 
 __all__ = ["PREDICT", "add_backend_flag"]
 
@@ -33,12 +33,14 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hide-conf", action="store_true", help="tags without scores")
     p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the image size)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_inference_flags(p)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from fcos.predict import Predictor, predict_source
 
-    predictor = Predictor(args.weights, device=predictor_device(args), backend=args.backend)
+    predictor = Predictor(args.weights, device=predictor_device(args), backend=args.backend,
+                          options=inference_options(args))
     out = predict_source(predictor, args.source, args.out, conf=args.conf, recursive=args.recursive,
                          save_txt=args.save_txt, save_crops=args.save_crops, line_width=args.line_width,
                          show_labels=not args.hide_labels, show_conf=not args.hide_conf, progress=args.progress)

@@ -1,4 +1,5 @@
-"""Training augmentations that move boxes (scale jitter + crop, mosaic) and the rule for boxes a crop cuts.
+"""Training augmentations that move boxes (tiles of large images, scale jitter + crop, mosaic) and the rule
+for boxes a crop cuts.
 
 Every transform is a callable ``(image [3, H, W] float in [0, 1], target) -> (image, target)`` whose
 boxes (``target["boxes"]`` [N, 4] xyxy pixels) always describe the returned pixels; ``labels`` follow
@@ -22,6 +23,7 @@ it drops, v2 has no mosaic, and each of these is a few lines of tensor indexing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -30,10 +32,10 @@ from torch import Tensor
 
 from fcos.data.dataset import load_sample
 from fcos.data.records import ImageRecord
-from fcos.data.transforms import Target
+from fcos.data.transforms import Target, Transform
 from fcos.ops.sizing import scale_boxes
 
-__all__ = ["Mosaic", "ScaleJitterCrop", "check_range", "cut_boxes", "resize_to"]
+__all__ = ["Mosaic", "ScaleJitterCrop", "TileCrop", "check_range", "cut_boxes", "resize_to"]
 
 
 def check_range(values: Sequence[float], name: str, kind: type) -> None:
@@ -59,12 +61,14 @@ def cut_boxes(boxes: Tensor, window: Sequence[float], min_visible: float, min_si
     return clipped, keep
 
 
-def _kept(target: Target, boxes: Tensor, keep: Tensor) -> Target:
-    """``target`` with ``boxes`` [N, 4] and its labels filtered by ``keep``; the dropped ones counted."""
+def _kept(target: Target, boxes: Tensor, keep: Tensor, counted: Tensor | None = None) -> Target:
+    """``target`` with ``boxes`` [N, 4] and its labels filtered by ``keep``; the dropped ones counted
+    (only those in ``counted`` [N] bool when given)."""
     out = {**target, "boxes": boxes[keep]}
     if "labels" in target:
         out["labels"] = target["labels"][keep]
-    out["boxes_dropped"] = target.get("boxes_dropped", torch.tensor(0)) + int((~keep).sum())
+    dropped = ~keep if counted is None else ~keep & counted
+    out["boxes_dropped"] = target.get("boxes_dropped", torch.tensor(0)) + int(dropped.sum())
     return out
 
 
@@ -90,6 +94,70 @@ def _uniform(low: float, high: float) -> float:
 def _randint(high: int) -> int:
     """Uniform in [0, high] (inclusive)."""
     return int(torch.randint(high + 1, ()).item())
+
+
+# ---------------------------------------------------------------------------------------- tiles
+class TileCrop:
+    """Training on images larger than the network's input (``--tile SIZE``): each sample is a ``size`` x
+    ``size`` crop of the image scaled by ``scale`` (1: native resolution, so a 14 px car stays 14 px instead
+    of shrinking with the whole image), or with probability ``full_ratio`` the whole image through
+    ``whole`` (the model's input rule at ``size``), so large objects keep being learned.
+
+    Crops favour objects: with probability ``object_bias`` (and when the image has boxes) the window is
+    drawn uniformly among those that contain a box picked at random (centred on it when it is larger
+    than the window), else uniformly over the image. An image smaller than ``size`` along a side is kept
+    whole along it. Cut boxes follow the module's rule (``min_visible``). Inference slices the image into
+    tiles of ``size / scale`` original pixels (``--slice auto``): the scale training saw.
+    """
+
+    def __init__(self, size: int, *, scale: float = 1.0, full_ratio: float = 0.0, min_visible: float = 0.25,
+                 object_bias: float = 0.8, whole: Transform | None = None) -> None:
+        if size < 32 or scale <= 0 or not 0.0 <= full_ratio <= 1.0 or not 0.0 <= object_bias <= 1.0:
+            raise ValueError(f"TileCrop needs size >= 32, scale > 0 and probabilities in [0, 1], got size {size}, "
+                             f"scale {scale}, full_ratio {full_ratio}, object_bias {object_bias}")
+        if full_ratio > 0 and whole is None:
+            raise ValueError("TileCrop with full_ratio > 0 needs the whole-image transform (whole=)")
+        self.size, self.scale, self.full_ratio, self.min_visible = size, scale, full_ratio, min_visible
+        self.object_bias, self.whole = object_bias, whole
+
+    def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
+        if self.full_ratio and float(torch.rand(())) < self.full_ratio:
+            return self.whole(image, target)  # type: ignore[misc]
+        boxes = target["boxes"]
+        if self.scale != 1.0:
+            h, w = image.shape[-2:]
+            image, boxes = resize_to(image, boxes, (max(1, round(h * self.scale)), max(1, round(w * self.scale))))
+        x0, y0, x1, y1 = window = self._window(boxes, image.shape[-2:])
+        clipped, keep = cut_boxes(boxes, window, self.min_visible)
+        shifted = clipped - torch.tensor([x0, y0, x0, y0], dtype=clipped.dtype)
+        # Boxes wholly outside the tile are not in this sample; those it cuts below min_visible are dropped.
+        cut = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        return image[:, y0:y1, x0:x1], _kept(target, shifted, keep, counted=cut)
+
+    def _window(self, boxes: Tensor, hw: Sequence[int]) -> tuple[int, int, int, int]:
+        h, w = int(hw[0]), int(hw[1])
+        ch, cw = min(self.size, h), min(self.size, w)
+        if len(boxes) and float(torch.rand(())) < self.object_bias:
+            box = boxes[_randint(len(boxes) - 1)]
+            x0 = _start_around(float(box[0]), float(box[2]), cw, w)
+            y0 = _start_around(float(box[1]), float(box[3]), ch, h)
+        else:
+            x0, y0 = _randint(w - cw), _randint(h - ch)
+        return x0, y0, x0 + cw, y0 + ch
+
+    def __repr__(self) -> str:
+        return f"TileCrop({self.size}, scale={self.scale}, full_ratio={self.full_ratio}, min_visible={self.min_visible})"
+
+
+def _start_around(lo: float, hi: float, crop: int, length: int) -> int:
+    """A window start along an axis, uniform among those whose window of ``crop`` px holds [lo, hi]
+    (centred on it when it is longer than the window), within [0, length - crop]."""
+    if hi - lo >= crop:
+        first = last = round((lo + hi - crop) / 2)
+    else:
+        first, last = math.ceil(hi - crop), math.floor(lo)
+    first, last = max(0, min(first, length - crop)), max(0, min(last, length - crop))
+    return first + _randint(max(0, last - first))
 
 
 # ---------------------------------------------------------------------------------------- scale jitter

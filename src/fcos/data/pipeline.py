@@ -1,5 +1,6 @@
-"""The training pipeline: what each training image goes through, in order: sizing (the model's rule, or a
-shorter side drawn per image), then mosaic, scale jitter + crop, flip and colour jitter, as an
+"""The training pipeline: what each training image goes through, in order: sizing (the model's rule, a
+shorter side drawn per image, or a tile of a large image), then mosaic, scale jitter + crop, flip and
+colour jitter, as an
 :class:`Augmentation` (``fcos train``'s augmentation flags) says; or an outside pipeline
 (:mod:`fcos.data.adapters`) followed by the sizing.
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from fcos.config import InputConfig
 from fcos.data.adapters import adapt, describe
-from fcos.data.augment import Mosaic, ScaleJitterCrop, check_range
+from fcos.data.augment import Mosaic, ScaleJitterCrop, TileCrop, check_range
 from fcos.data.records import ImageRecord
 from fcos.data.transforms import (
     Compose,
@@ -44,8 +45,19 @@ class Augmentation:
     photometric: bool = True  # brightness, contrast, saturation and hue jitter
     # A box cut by a crop or the mosaic's edge is kept when at least this fraction of its area remains.
     min_visible: float = 0.25
+    # Tiles of large images (TileCrop): crops of tile x tile px of the image scaled by tile_scale, the
+    # whole image with probability tile_full_ratio. None: whole images.
+    tile: int | None = None
+    tile_scale: float = 1.0
+    tile_full_ratio: float = 0.2
 
     def __post_init__(self) -> None:
+        if self.tile is not None and (self.tile < 32 or self.tile_scale <= 0):
+            raise ValueError(f"tile is a side of at least 32 px at a scale > 0, got {self.tile} at {self.tile_scale}")
+        if self.tile is not None and self.multi_scale is not None:
+            raise ValueError("tile and multi_scale both size the training images: choose one")
+        if not 0.0 <= self.tile_full_ratio <= 1.0:
+            raise ValueError(f"tile_full_ratio is a probability in [0, 1], got {self.tile_full_ratio}")
         if self.multi_scale is not None:
             check_range(self.multi_scale, "multi_scale", int)
         if self.scale_jitter is not None:
@@ -58,14 +70,14 @@ class Augmentation:
 
     @property
     def cuts_boxes(self) -> bool:
-        return self.scale_jitter is not None or self.mosaic > 0
+        return self.scale_jitter is not None or self.mosaic > 0 or self.tile is not None
 
     def describe(self, input_config: InputConfig, custom: Any = None) -> str:
         """One line for the start of training: what each image goes through, in order (``custom``: the
         pipeline given in place of the built-in augmentations)."""
         if custom is not None:
-            return f"augmentation: {describe(custom)}, then {_describe_sizing(input_config, self.multi_scale)}"
-        steps = [_describe_sizing(input_config, self.multi_scale)]
+            return f"augmentation: {describe(custom)}, then {self._describe_sizing(input_config)}"
+        steps = [self._describe_sizing(input_config)]
         if self.mosaic:
             steps.append(f"mosaic of 4 images p={self.mosaic:g}")
         if self.scale_jitter:
@@ -78,6 +90,14 @@ class Augmentation:
         if self.cuts_boxes:
             text += f"; cut boxes kept with >= {self.min_visible:.0%} of their area, else dropped"
         return text
+
+
+    def _describe_sizing(self, input_config: InputConfig) -> str:
+        if self.tile is None:
+            return _describe_sizing(input_config, self.multi_scale)
+        scale = "native resolution" if self.tile_scale == 1 else f"the image scaled by {self.tile_scale:g}"
+        whole = f", the whole image (longer side {input_config.max_size}) p={self.tile_full_ratio:g}" if self.tile_full_ratio else ""
+        return f"{self.tile}x{self.tile} px tiles at {scale}, placed around objects{whole}"
 
 
 def _describe_sizing(input_config: InputConfig, multi_scale: tuple[int, int] | None) -> str:
@@ -117,6 +137,9 @@ def training_pipeline(
     """
     augmentation = augmentation or Augmentation()
     size = sizing(input_config, augmentation.multi_scale)
+    if augmentation.tile is not None:
+        size = TileCrop(augmentation.tile, scale=augmentation.tile_scale, full_ratio=augmentation.tile_full_ratio,
+                        min_visible=augmentation.min_visible, whole=size)
     if custom is not None:
         return Compose([adapt(custom), size])
     steps: list[Transform] = [size]

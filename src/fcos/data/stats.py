@@ -10,10 +10,11 @@ Suggestions (training split, the first one):
   side) at which the median object, resized as the model resizes (:func:`fcos.ops.sizing.resized_shape`
   with min_size = max_size = S: the longer side becomes S), keeps at least 16 px. FCOS's smallest
   stride is 8 px; an object under ~2 cells of P3 has few points inside it and is the first one missed.
-- **tiles**: advised when the median object is under 16 px at the input size (the given ``img_size``,
-  else the suggestion) but not at the images' own resolution: cropping tiles of T px and resizing each to
-  the input size keeps it at ``median * S / T`` px, so T is the largest multiple of 32 keeping 16 px.
-  Objects under 16 px natively gain nothing from tiles (only from upsampling).
+- **tiles**: advised when the median object is under 16 px at the input size training would use (the
+  given ``img_size``, else 640) and the images are larger than that input: training on tiles of that size
+  at native resolution (``fcos train --tile S``; predict with ``--slice auto``) shows every object at its
+  own size instead of shrunk with the whole image (docs/small-objects.md: +0.08 AP50 on an aerial set).
+  Objects under 16 px even natively gain from an upsampling ``--tile-scale``, which the note names.
 - **rare classes and --repeat-threshold**: a class is rare when it is in fewer than a quarter of the
   images the median class is in (``f_c < f_median / 4``: repeat factor >= 2 with the threshold below); the
   suggested threshold is ``f_median`` (2 significant digits): classes rarer than the typical one are
@@ -42,6 +43,7 @@ __all__ = ["DatasetStats", "Histogram", "SplitStats", "Suggestions", "compute_st
 SIZE_EDGES = (0.0, 8.0, 16.0, 32.0, 64.0, 96.0, 128.0, 256.0, 512.0, 1024.0, math.inf)  # px, sqrt(w * h)
 ASPECT_EDGES = (0.0, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 3 / 2, 2.0, 3.0, 4.0, math.inf)  # w / h; [2/3, 3/2): squarish
 MIN_OBJECT = 16.0  # px the median object should keep after resizing
+DEFAULT_INPUT = 640  # px: the input size tiling is judged at when none is given
 SIZES = (*range(128, 1333, 32), 1333)  # candidate --img-size values (1333: the official max_size)
 TILE_STEP = 32  # px: tile sides are multiples of it
 RARE_RATIO = 4.0  # rare: in fewer than 1/RARE_RATIO of the images the median class is in
@@ -127,8 +129,9 @@ class DatasetStats:
             lines.append(f"    --img-size {g.img_size} or more: the median object ({_px(g.median_object)} natively) "
                          f"keeps >= {MIN_OBJECT:g} px")
         if g.tile is not None:
-            lines.append(f"    --tile {g.tile}: at --img-size {g.input_size} the median object has "
-                         f"{_px(g.median_object_resized)}; tiles of {g.tile} px keep it >= {MIN_OBJECT:g} px")
+            lines.append(f"    --tile {g.tile}: at --img-size {g.input_size} the median object shrinks to "
+                         f"{_px(g.median_object_resized)}; {g.tile} px tiles at native resolution keep its "
+                         f"{_px(g.median_object)} (train with --tile {g.tile}, predict with --slice auto)")
         elif g.input_size is not None:
             lines.append(f"    tiles: not needed (median object {_px(g.median_object_resized)} at "
                          f"--img-size {g.input_size})")
@@ -202,16 +205,18 @@ def suggest(data: DetectionData, img_size: int | None = None) -> Suggestions:
     longest = float(np.median([max(r.width, r.height) for r in data.records]))
     if best > longest:
         notes.append(f"--img-size {best} enlarges the median image ({longest:g} px on its longer side)")
-    size = img_size or best
+    size = img_size or DEFAULT_INPUT
     resized = float(np.median(object_sizes(data.records, size)))
     tile = None
-    if resized < MIN_OBJECT <= median:
-        tile = int(size * median / MIN_OBJECT) // TILE_STEP * TILE_STEP
-        if tile >= longest:  # a tile as large as the image is the image
-            tile = None
+    if resized < MIN_OBJECT and size < 0.8 * longest:  # the whole image shrinks its objects: tiles keep them
+        tile = max(4 * TILE_STEP, size // TILE_STEP * TILE_STEP)
+        if median < MIN_OBJECT:
+            scale = math.ceil(MIN_OBJECT / median * 4) / 4
+            notes.append(f"the median object has {median:.1f} px even in the original images: --tile-scale "
+                         f"{scale:g} would enlarge it to {MIN_OBJECT:g} px (at {scale * scale:.2g}x the pixels per image)")
     elif resized < MIN_OBJECT:
-        notes.append(f"the median object has {median:.1f} px even in the original images: tiles cannot enlarge "
-                     "it, only a larger --img-size (upsampling) can")
+        notes.append(f"the median object has {median:.1f} px in images no larger than the input: only a larger "
+                     "--img-size (upsampling) enlarges it")
     rare, threshold = rare_classes(data)
     return Suggestions(best, size, round(median, 2), round(resized, 2), tile, rare, threshold, notes)
 

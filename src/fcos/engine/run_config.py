@@ -56,6 +56,7 @@ def run_configs(
     train = TRAIN_PRESETS[recipe](**train_values)
     if not train.data:
         raise RunConfigError("the following arguments are required: --data (or --config runs/<run>/config.yaml)")
+    options = _tile_input(train, options)
     if train.weights:  # fine-tuning: the model is the weights' own, changed only where asked
         return finetune_config(train.weights, options), train
     return options.config(1, **RECIPE_MODEL.get(recipe, {})), train
@@ -69,10 +70,23 @@ def _rerun(path: Path, train_values: Mapping[str, Any], options: ModelOptions,
     model, train, _ = read_run_config(path)
     train = dataclasses.replace(train, resume=None)  # the earlier run's --resume is not this run's
     train = dataclasses.replace(train, **train_values)
+    if "tile" in train_values:
+        options = _tile_input(train, options)
     if "out" not in train_values and not train.resume and Path(train.out).resolve() == path.parent.resolve():
         raise RunConfigError(f"--config {path}: the rerun would write into that run's folder {train.out}; give "
                              "--out NEW_FOLDER (or --resume to continue that run)")
     return options.applied_to(model, str(path)), train
+
+
+def _tile_input(train: TrainConfig, options: ModelOptions) -> ModelOptions:
+    """With ``--tile SIZE`` the model's input size is SIZE: the tiles reach it unresized, and so do the
+    tiles that inference cuts (``--slice auto``). A different ``--img-size`` would rescale them."""
+    if train.tile is None:
+        return options
+    if options.img_size is not None and options.img_size != train.tile:
+        raise RunConfigError(f"--tile {train.tile} sets the input size to {train.tile}: drop --img-size "
+                             f"{options.img_size} (use --tile-scale to train at another scale)")
+    return dataclasses.replace(options, img_size=train.tile)
 
 
 def write_run_config(path: str | Path, model: FCOSConfig, train: TrainConfig, *, command: str | None = None) -> Path:

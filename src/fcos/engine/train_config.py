@@ -91,6 +91,16 @@ class TrainConfig:
         "0.1-2.0)", group=AUGMENT, parse=parse_scale_range, metavar="LOW-HIGH")
     mosaic: float = option(0.0, "probability of a 2x2 mosaic with three random training images", group=AUGMENT,
                            parse=parse_fraction, metavar="P")
+    tile: int | None = option(
+        None, "train on SIZE x SIZE px crops of the images at native resolution (or --tile-scale), placed around "
+        "objects, instead of whole images shrunk to the input size: small objects in large images keep their "
+        "pixels. The model's input size becomes SIZE; predict/eval/serve then slice images into such tiles "
+        "(--slice auto)", group=AUGMENT, metavar="SIZE")
+    tile_scale: float = option(1.0, "with --tile: scale the image by this before cropping (1: native resolution)",
+                               group=AUGMENT, metavar="S")
+    tile_full_ratio: float = option(
+        0.2, "with --tile: the share of samples that stay whole images (at the input size), so large objects keep "
+        "being learned", group=AUGMENT, parse=parse_fraction, metavar="P")
     min_visible: float = option(
         0.25, "a box cut by a crop or the mosaic's edge is kept when at least this fraction of its area remains, "
         "else dropped (and counted)", group=AUGMENT, parse=parse_fraction, metavar="FRACTION")
@@ -133,7 +143,8 @@ class TrainConfig:
     def augmentation(self) -> Augmentation:
         """The augmentation fields as the data pipeline's :class:`~fcos.data.pipeline.Augmentation`."""
         return Augmentation(multi_scale=self.multi_scale, scale_jitter=self.scale_jitter, mosaic=self.mosaic,
-                            hflip=self.hflip, photometric=self.photometric, min_visible=self.min_visible)
+                            hflip=self.hflip, photometric=self.photometric, min_visible=self.min_visible,
+                            tile=self.tile, tile_scale=self.tile_scale, tile_full_ratio=self.tile_full_ratio)
 
     def base_lr(self, processes: int = 1) -> float:
         """``lr``, or the default: 0.01 per 16 images of the global batch for SGD (official linear rule,

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -31,6 +32,7 @@ from fcos.data import DetectionData, DetectionDataset, build_loader, load_annota
 from fcos.data.check import scan_images
 from fcos.data.pipeline import training_pipeline
 from fcos.data.sampling import repeat_factors
+from fcos.data.stats import suggest
 from fcos.engine import launch
 from fcos.engine.ema import ModelEMA
 from fcos.engine.hooks import (
@@ -52,6 +54,7 @@ from fcos.engine.trackers import build_trackers
 from fcos.engine.train_config import TrainConfig
 from fcos.evaluation import EvalResult, run_evaluation
 from fcos.model.detector import FCOS
+from fcos.ops.sizing import resize_scale
 from fcos.utils import distributed as D
 from fcos.utils.files import WriteError
 from fcos.utils.hub import WeightsUnavailableError
@@ -106,6 +109,8 @@ class Trainer:
         factors: each sample's repeat factor per epoch (class-balanced sampling, ``--repeat-threshold``;
             default: :func:`~fcos.data.sampling.repeat_factors` of the dataset's records when the config
             asks for it).
+        input_scale: the median scale the training images are seen at (recorded in checkpoints: slicing
+            warns when its tiles show objects at another scale).
     """
 
     def __init__(
@@ -121,12 +126,15 @@ class Trainer:
         hooks: Sequence[Hook] | None = None,
         device: torch.device | None = None,
         factors: Sequence[float] | None = None,
+        input_scale: float | None = None,
     ) -> None:
         self.cfg = config
         self.device = device or launch.init_from_env(config.device, config.ddp_timeout)
         self.out = Path(config.out)
         self.class_names, self.category_ids = list(class_names), category_ids
         self.val_data = val_data
+        self.tile = {"size": [config.tile, config.tile], "scale": config.tile_scale} if config.tile else None
+        self.input_scale = config.tile_scale if config.tile else input_scale
         self.model = model.to(self.device)
         self.optimizer = optimizer or build_optimizer(
             self.model, config.optimizer, config.base_lr(D.world_size()), config.weight_decay, config.momentum,
@@ -191,12 +199,17 @@ class Trainer:
         val_data = _load(config, config.val_split, train_data.class_names) if config.val_split else None
         if D.is_main():
             print(train_data.report.summary())
+            if config.tile is None:
+                _advise_tiles(train_data, model_config.input.max_size)
         model_config = override(model_config, num_classes=train_data.num_classes)
         model = _build_model(model_config, config.weights, train_data.class_names, device)
         augmentation = config.augmentation()
         pipeline = training_pipeline(model.config.input, augmentation, records=train_data.records, custom=transforms)
         model.transform.skip_train_resize = True  # the pipeline sizes every training image
         factors = repeat_factors(train_data.records, config.repeat_threshold) if config.repeat_threshold else None
+        cfg = model.config.input
+        input_scale = float(np.median([resize_scale(r.height, r.width, cfg.min_size, cfg.max_size)
+                                       for r in train_data.records]))
         if D.is_main():
             print(augmentation.describe(model.config.input, transforms))
             if factors is not None:
@@ -205,7 +218,8 @@ class Trainer:
                       f"{len(factors)} images repeated, up to {max(factors):.2f}x; an epoch is {int(sum(factors))} "
                       f"samples instead of {len(factors)}")
         return cls(model, DetectionDataset(train_data, pipeline), config, class_names=train_data.class_names,
-                   category_ids=train_data.category_ids, val_data=val_data, device=device, factors=factors, **parts)
+                   category_ids=train_data.category_ids, val_data=val_data, device=device, factors=factors,
+                   input_scale=input_scale, **parts)
 
     @property
     def total(self) -> int:
@@ -357,7 +371,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (a checkpoint, with the model's own part for inference)."""
         state = {
-            **model_checkpoint(self.model, self.class_names, self.category_ids),
+            **model_checkpoint(self.model, self.class_names, self.category_ids, tile=self.tile,
+                               input_scale=self.input_scale),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"total": self.total, "warmup": self._warmup()},
             "scaler": self.precision.state_dict(),
@@ -412,6 +427,16 @@ class Trainer:
 def _legacy_hook_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Checkpoints of fcos 0.1 kept the best AP in the trainer's state."""
     return {"Checkpointer": {"best_ap": state["best_ap"]}} if "best_ap" in state else {}
+
+
+def _advise_tiles(data: DetectionData, input_size: int) -> None:
+    """Say so when the input size shrinks this dataset's objects below what the model can separate and
+    tiles would keep them (:func:`fcos.data.stats.suggest`)."""
+    advice = suggest(data, img_size=input_size)
+    if advice.tile is not None:
+        print(f"note: at input size {input_size} the median object shrinks from {advice.median_object:.1f} px to "
+              f"{advice.median_object_resized:.1f} px: train on tiles (--tile {advice.tile}) and predict them sliced "
+              "(--slice auto); docs/small-objects.md", flush=True)
 
 
 def _load(config: TrainConfig, split: str, class_names: list[str] | None = None) -> DetectionData:

@@ -36,9 +36,12 @@ def predict_dataset(
     own rule, so the model's resize is a no-op and the outputs equal those for the raw images.
 
     ``model`` is an :class:`fcos.FCOS` (or its DDP wrapper), or anything called the same way with a
-    ``config``: an exported model through :meth:`fcos.predict.Predictor.as_detector`."""
+    ``config``: an exported, sliced or augmented model through :meth:`fcos.predict.Predictor.as_detector`
+    (which says ``needs_original_images`` when it resizes its views itself)."""
     cfg = getattr(model, "module", model).config.input
-    dataset = DetectionDataset(data, Resize(cfg.min_size, cfg.max_size))
+    # A sliced or augmented predictor resizes each of its views itself: it gets the images as they are.
+    resize = None if getattr(model, "needs_original_images", False) else Resize(cfg.min_size, cfg.max_size)
+    dataset = DetectionDataset(data, resize)
     loader = build_loader(dataset, batch_size, workers=workers, rank=D.rank(), world=D.world_size(), even=False,
                           persistent=False)
     results = []

@@ -104,6 +104,10 @@ def _metadata(
         "precision": json.dumps("int8" if int8 else "fp32"),
         "conv3x3": json.dumps(conv3x3),
         "quantization": json.dumps(int8),
+        # What sliced prediction reads (fcos.predict.options): the tiles a model was trained on, and the
+        # median scale its training images were seen at.
+        "tile": json.dumps(state.get("tile")),
+        "input_scale": json.dumps(state.get("input_scale")),
     }
 
 

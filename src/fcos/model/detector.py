@@ -31,7 +31,8 @@ class FCOS(nn.Module):
 
     ``model(images, targets)`` in training mode returns ``{"classification", "bbox_regression",
     "bbox_ctrness"}``; in eval mode ``model(images)`` returns one ``{"boxes", "scores", "labels"}``
-    per image, boxes xyxy in that image's own pixel coordinates.
+    per image, boxes xyxy in that image's own pixel coordinates. ``sizes=(min_size, max_size)`` resizes by
+    the input rule at other sizes than the config's (test-time augmentation's scales).
 
     Args:
         images: list of [3, H_i, W_i] float tensors in [0, 1] (uint8 in [0, 255] is accepted too).
@@ -69,14 +70,15 @@ class FCOS(nn.Module):
         return from_torchvision(tv_model, exact=exact, **changes)
 
     def forward(
-        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
+        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None, *,
+        sizes: tuple[float, float] | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         images = _check_images(images)
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode (call model.eval() for inference)")
             targets = _check_targets(targets, len(images), self.config.num_classes)
-        batch, targets = self.transform(images, targets)
+        batch, targets = self.transform(images, targets, sizes=sizes)
         _check_batch(batch, max(self.strides), self.config.input.size_divisible)
         outputs = self.forward_batch(batch)
         points = self.points(outputs, batch.tensor.shape[-2:])

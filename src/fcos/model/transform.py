@@ -39,19 +39,22 @@ class InputTransform(nn.Module):
         self.register_buffer("std", torch.tensor(config.std).view(3, 1, 1), persistent=False)
 
     def forward(
-        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
+        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None, *,
+        sizes: tuple[float, float] | None = None,
     ) -> tuple[ImageBatch, list[dict[str, Tensor]] | None]:
+        """``sizes``: (min_size, max_size) in place of the config's (inference at another size)."""
         cfg = self.config
+        max_size = cfg.max_size if sizes is None else sizes[1]
         resize = not (self.training and self.skip_train_resize)
         resized, new_targets, original_sizes = [], [], []
         for i, image in enumerate(images):
             h, w = image.shape[-2:]
             original_sizes.append((int(h), int(w)))
             image = (image.to(self.mean.dtype) - self.mean) / self.std
-            min_size = self._min_size() if resize else 0.0
-            out_hw = resized_shape(h, w, min_size, cfg.max_size) if resize else (h, w)
+            min_size = (self._min_size() if sizes is None else sizes[0]) if resize else 0.0
+            out_hw = resized_shape(h, w, min_size, max_size) if resize else (h, w)
             if out_hw != (h, w):  # bilinear at scale 1 is the identity: skip it
-                scale = resize_scale(h, w, min_size, cfg.max_size)
+                scale = resize_scale(h, w, min_size, max_size)
                 image = F.interpolate(
                     image[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
                 )[0]

@@ -32,6 +32,7 @@ from fcos.export import (
     format_for,
     input_shape,
 )
+from fcos.predict.options import InferenceOptions
 from fcos.predict.predictor import Predictor
 from fcos.utils.files import write_json
 
@@ -93,11 +94,13 @@ def run_benchmark(
     runs: int = 20,
     threads: int | None = None,
     conv3x3: str = "auto",
+    options: InferenceOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Export ``weights`` to each row's format and precision under ``out``, then measure each: file size,
     median latency of ``runs`` calls on one image at the model's input size, COCO metrics on ``split``.
     Prints the table, writes ``out/benchmark.json`` and ``out/benchmark.csv``; returns the rows.
-    ``img_size`` and ``conv3x3`` (fp32 rows) are :func:`fcos.export.export`'s."""
+    ``img_size`` and ``conv3x3`` (fp32 rows) are :func:`fcos.export.export`'s; ``options``: slicing and
+    test-time augmentation of every row (latency then on the first image at its own size)."""
     parsed = [_parse(r) for r in rows or default_rows()]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,16 +119,18 @@ def run_benchmark(
             row["note"] = f"skipped: {exc}"
             continue
         done[(fmt, precision)] = path
-        predictor = Predictor(path, num_threads=threads)
+        predictor = Predictor(path, num_threads=threads, options=options)
         if val is None:  # the class order of the first model (all rows share it)
             val = remap_classes(load_annotations(data, split), predictor.class_names)
-            first = load_image(val.records[0])
-            shape = input_shape(first.shape[-2], first.shape[-1], predictor.input_config, predictor.img_size)
-            image = F.interpolate(first[None], size=shape, mode="bilinear", align_corners=False)[0]
+            image = load_image(val.records[0])
+            if predictor.plain:  # one image at the model's input size: the network and its host side
+                shape = input_shape(image.shape[-2], image.shape[-1], predictor.input_config, predictor.img_size)
+                image = F.interpolate(image[None], size=shape, mode="bilinear", align_corners=False)[0]
         metrics = evaluate(predictor.as_detector(), val, batch_size=1, workers=0)
         row.update(file=str(path), size_mb=_size_mb(path), latency_ms=_latency_ms(predictor, image, runs),
                    AP=metrics["AP"], AP50=metrics["AP50"])
     conditions = {"threads": threads, "image": None if image is None else list(image.shape[-2:]),
+                  "views": (options or InferenceOptions()).describe(),
                   "split": split, "images": 0 if val is None else len(val), "runs": runs,
                   "calibration": calibration.describe()}
     print(format_table(results, conditions))
@@ -140,8 +145,9 @@ def run_benchmark(
 def format_table(rows: Sequence[dict[str, Any]], conditions: dict[str, Any]) -> str:
     """The rows as a Markdown table (AP difference against the first measured row), conditions above it."""
     base = next((r["AP"] for r in rows if r["AP"] is not None), None)
-    lines = [f"benchmark: batch 1, {conditions['threads']} threads, image {conditions['image']}, median of "
-             f"{conditions['runs']} runs; AP on {conditions['images']} images of split {conditions['split']!r}",
+    lines = [f"benchmark: batch 1, {conditions['threads']} threads, image {conditions['image']} "
+             f"({conditions.get('views', 'whole image')}), median of {conditions['runs']} runs; AP on "
+             f"{conditions['images']} images of split {conditions['split']!r}",
              "", "| format | precision | size (MB) | latency (ms) | AP | AP50 | AP change |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:

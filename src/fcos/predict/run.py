@@ -25,7 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fcos.data.images import IMAGE_SUFFIXES, ImageError, read_image
+from fcos.data.images import IMAGE_SUFFIXES, MAX_PIXELS, ImageError, read_image
 from fcos.predict.predictor import Predictor
 from fcos.predict.save import save_crops, write_labels
 from fcos.predict.sources import SourceFile, list_sources
@@ -133,7 +133,7 @@ def _predict_image(predictor: Predictor, item: SourceFile, image_id: int, out_di
                    draw: dict[str, Any], extras: dict[str, bool]) -> list[dict[str, Any]]:
     from fcos.utils.draw import draw_detections
 
-    image = read_image(item.path)
+    image = read_image(item.path, max_pixels=getattr(getattr(predictor, "options", None), "max_pixels", MAX_PIXELS))
     (det,) = predictor(image, conf=conf)
     save_image(draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names, **draw),
                out_dir / item.name)

@@ -177,6 +177,7 @@ def create_app(
     conf: float = 0.3,
     backend: str | None = None,
     device: str = "cpu",
+    options: Any = None,
 ) -> FastAPI:
     """The web service for a checkpoint or exported model (.onnx, .xml) (or an already built :class:`fcos.predict.Predictor`).
 
@@ -189,12 +190,14 @@ def create_app(
         max_queue: requests that may wait for a slot at once; one more gets 503 at once (TorchServe's
             ``job_queue_size``, default 100: a flood of uploads is refused, not buffered).
         conf: score threshold when the request gives none (``conf`` form field or query parameter).
+        options: slicing and test-time augmentation (:class:`fcos.predict.options.InferenceOptions`).
     """
     from fcos.predict import Predictor
 
     if max_concurrency < 1 or max_queue < 0:
         raise ValueError(f"max_concurrency must be >= 1 and max_queue >= 0, got {max_concurrency}, {max_queue}")
-    predictor = Predictor(weights, device=device, backend=backend) if isinstance(weights, str | Path) else weights
+    predictor = (Predictor(weights, device=device, backend=backend, options=options)
+                 if isinstance(weights, str | Path) else weights)
     max_bytes = int(max_upload_mb * MiB)
     executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fcos-infer")
     slots = _Slots(max_concurrency, max_queue)

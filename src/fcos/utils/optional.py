@@ -21,6 +21,7 @@ EXTRAS = {
     "openvino": ("openvino", "openvino"),
     "torch.utils.tensorboard": ("tensorboard", "tensorboard"),
     "av": ("av", "video"),
+    "ensemble_boxes": ("ensemble-boxes", "wbf"),
 }
 
 

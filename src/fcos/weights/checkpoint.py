@@ -75,14 +75,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def model_checkpoint(model: torch.nn.Module, class_names: list[str], category_ids: list[int] | None = None) -> dict[str, Any]:
-    """The part of a checkpoint needed for inference: weights, config, class names."""
+def model_checkpoint(model: torch.nn.Module, class_names: list[str], category_ids: list[int] | None = None,
+                     **inference: Any) -> dict[str, Any]:
+    """The part of a checkpoint needed for inference: weights, config, class names; ``inference``: what
+    prediction reads besides (``tile``: the tiles a model was trained on, ``input_scale``: the median scale
+    training saw its images at), left out when None."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     return {
         "model": model.state_dict(),
         "config": model.config.to_dict(),
         "class_names": list(class_names),
         "category_ids": list(category_ids) if category_ids is not None else list(range(1, len(class_names) + 1)),
+        **{key: value for key, value in inference.items() if value is not None},
     }
 
 

@@ -1,0 +1,85 @@
+"""The measurements of docs/small-objects.md: one checkpoint evaluated on a dataset split in several
+inference modes (whole image, sliced, sliced + whole image, TTA, sliced + TTA, merger variants), one JSON
+line per mode with AP, AP50, APs and milliseconds per image, all through the code users run
+(:class:`fcos.predict.Predictor` and :func:`fcos.evaluation.run_evaluation`).
+
+    python tools/small_objects.py --weights runs/x/best.pt --data data/canvas --modes whole sliced sliced+full
+
+A mode is a name of :data:`MODES`; ``--slice`` is the tile size of the ``sliced`` modes for a checkpoint
+trained on whole images (a tile-trained one slices by its own, ``--slice auto``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from fcos.data import load_annotations, remap_classes  # noqa: E402
+from fcos.evaluation import run_evaluation  # noqa: E402
+from fcos.predict import Predictor  # noqa: E402
+from fcos.predict.options import InferenceOptions  # noqa: E402
+
+# name -> changes of InferenceOptions ("SLICE": the --slice given, or auto for a tile-trained checkpoint)
+MODES: dict[str, dict[str, Any]] = {
+    "whole": {"slice": None},
+    "sliced": {"slice": "SLICE", "full_image": False},
+    "sliced+full": {"slice": "SLICE", "full_image": True},
+    "sliced-nmm": {"slice": "SLICE", "full_image": False, "merge": "nmm"},
+    "sliced+full-nmm": {"slice": "SLICE", "full_image": True, "merge": "nmm"},
+    "sliced-wbf": {"slice": "SLICE", "full_image": False, "merge": "wbf"},
+    "sliced-overlap0": {"slice": "SLICE", "full_image": False, "slice_overlap": 0.0},
+    "sliced-overlap0.4": {"slice": "SLICE", "full_image": False, "slice_overlap": 0.4},
+    "sliced-iou0.6": {"slice": "SLICE", "full_image": False, "merge_iou": 0.6},
+    "tta": {"slice": None, "tta": True},
+    "tta-scales": {"slice": None, "tta": True, "tta_scales": (0.83, 1.0, 1.2)},
+    "tta-wbf": {"slice": None, "tta": True, "merge": "wbf"},
+    "tta-nmm": {"slice": None, "tta": True, "merge": "nmm"},
+    "sliced+tta": {"slice": "SLICE", "full_image": False, "tta": True},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--modes", nargs="+", default=["whole", "sliced", "sliced+full", "tta", "sliced+tta"],
+                        choices=sorted(MODES))
+    parser.add_argument("--slice", type=int, default=None, help="tile size for a whole-image checkpoint")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--label", default="", help="a name for the checkpoint in the output")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    base = Predictor(args.weights, options=InferenceOptions(slice=None))
+    data = remap_classes(load_annotations(args.data, args.split), base.class_names)
+    for mode in args.modes:
+        changes = dict(MODES[mode])
+        if changes.get("slice") == "SLICE":
+            changes["slice"] = "auto" if base.tile is not None and args.slice is None else args.slice
+        options = dataclasses.replace(InferenceOptions(), **changes)
+        predictor = base.with_options(options)
+        model = predictor.model if predictor.plain else predictor.as_detector()
+        start = time.perf_counter()
+        metrics = run_evaluation(model, data, batch_size=1, workers=2, progress=False).metrics
+        ms = (time.perf_counter() - start) * 1000 / len(data)
+        print(json.dumps({"checkpoint": args.label or args.weights, "data": args.data, "mode": mode,
+                          "views": options.describe(base.tile), "AP": round(metrics["AP"], 4),
+                          "AP50": round(metrics["AP50"], 4), "AP75": round(metrics["AP75"], 4),
+                          "APs": round(metrics["APs"], 4), "ms_per_image": round(ms, 1), "images": len(data)}),
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
