@@ -21,6 +21,8 @@ EXTRAS = {
     "openvino": ("openvino", "openvino"),
     "torch.utils.tensorboard": ("tensorboard", "tensorboard"),
     "av": ("av", "video"),
+    "scipy": ("scipy", "track"),
+    "trackeval": ("trackeval", "track"),
 }
 
 
