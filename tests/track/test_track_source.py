@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from track_helpers import GroundTruthPredictor, tiny_checkpoint
+from track_helpers import GroundTruthPredictor, mjpeg_video, tiny_checkpoint
 
 from fcos.data.mot import read_mot
 from fcos.data.shapes_video import generate_shapes_video
@@ -72,6 +72,20 @@ def test_a_broken_frame_is_named_skipped_and_tracks_survive_it(sequence, tmp_pat
     both = [i for i in np.unique(mot.ids) if {19, 21} <= set(mot.frames[mot.ids == i].tolist())]
     assert both and summary.tracks == read_mot(sequence.gt).ids.max()  # IDs on both sides; no new ones
     assert not (tmp_path / "out" / "frames.mp4").exists()
+
+
+def test_a_broken_video_frame_is_named_skipped_and_tracks_survive_it(sequence, tmp_path):
+    video = mjpeg_video(tmp_path / "walk.avi", sequence.frames, corrupt=29)  # the 30th frame
+    predictor = GroundTruthPredictor(sequence.gt, sequence.frames)
+    with pytest.warns(UserWarning, match=r"skipping frame 30: .*walk\.avi: cannot decode the frame"):
+        summary = track_source(predictor, video, tmp_path / "out", progress=False)
+    assert (summary.name, summary.frames, summary.skipped) == ("walk", 48, 1)
+    assert predictor.calls == [t for t in range(1, 49) if t != 30]  # each frame seen as itself
+    mot = read_mot(summary.mot)
+    assert 30 not in mot.frames.tolist() and {29, 31} <= set(mot.frames.tolist())
+    assert summary.tracks == read_mot(sequence.gt).ids.max()
+    with av.open(str(summary.video)) as container:
+        assert container.streams.video[0].frames == 47  # the broken frame is left out
 
 
 def test_no_detections_give_empty_valid_outputs(sequence, tmp_path):

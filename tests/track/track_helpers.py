@@ -14,10 +14,11 @@ from fcos.data.shapes import CLASSES
 
 
 class GroundTruthPredictor:
-    """Called like fcos.predict.Predictor: returns the ground truth of the frame it is given (found by its
-    pixels among ``frames_dir``'s files, else the next frame in order, for videos), boxes moved by up to
-    ``noise`` px. Objects seen >= 0.5 score 0.6-1.0; less seen, 0.2-0.45 (what ByteTrack's second pass is
-    for); ``empty=True`` detects nothing."""
+    """Called like fcos.predict.Predictor: returns the ground truth of the frame it is given, boxes moved
+    by up to ``noise`` px. The frame is found by its pixels among ``frames_dir``'s files (exactly, else the
+    nearest: a video's frames are lossy copies), or without ``frames_dir`` is the next one in order.
+    Objects seen >= 0.5 score 0.6-1.0; less seen, 0.2-0.45 (what ByteTrack's second pass is for);
+    ``empty=True`` detects nothing."""
 
     class_names = list(CLASSES)
 
@@ -25,15 +26,22 @@ class GroundTruthPredictor:
                  empty: bool = False) -> None:
         self.gt, self.noise, self.empty = read_mot(gt), noise, empty
         self.rng = np.random.default_rng(seed)
-        self.by_pixels = {}
+        self.by_pixels: dict[str, int] = {}
+        self.pixels: list[np.ndarray] = []
         if frames_dir is not None:
             for k, path in enumerate(sorted(frames_dir.iterdir()), 1):
-                self.by_pixels[hashlib.sha1(read_image(path).tobytes()).hexdigest()] = k
+                image = read_image(path)
+                self.by_pixels[hashlib.sha1(image.tobytes()).hexdigest()] = k
+                self.pixels.append(np.asarray(image, np.int16))
         self.calls: list[int] = []
         self.confs: list[float | None] = []
 
     def __call__(self, image, conf=None):
-        frame = self.by_pixels.get(hashlib.sha1(image.tobytes()).hexdigest(), len(self.calls) + 1)
+        frame = self.by_pixels.get(hashlib.sha1(image.tobytes()).hexdigest())
+        if frame is None and self.pixels:
+            pixels = np.asarray(image, np.int16)
+            frame = 1 + int(np.argmin([np.abs(pixels - p).mean() for p in self.pixels]))
+        frame = frame or len(self.calls) + 1
         self.calls.append(frame)
         self.confs.append(conf)
         seen = (self.gt.frames == frame) & (self.gt.visibility >= 0.3) & (not self.empty)
@@ -61,3 +69,25 @@ def tiny_checkpoint(path: Path) -> Path:
         model.head.cls_logits.bias.uniform_(-3, 0)
         model.head.box_pred.bias.uniform_(1.0, 3.0)
     return save_checkpoint(model_checkpoint(model, list(CLASSES), [1, 2, 3]), path)
+
+
+def mjpeg_video(path: Path, frames_dir: Path, fps: int = 25, corrupt: int | None = None) -> Path:
+    """The frames of ``frames_dir`` as an MJPEG AVI (PyAV): each frame its own JPEG, so ``corrupt=k``
+    (0-based) can overwrite frame k's data with garbage, which FFmpeg then cannot decode."""
+    import av
+
+    images = [read_image(p) for p in sorted(frames_dir.iterdir())]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height = images[0].size
+        stream.pix_fmt = "yuvj420p"
+        for image in images:
+            container.mux(stream.encode(av.VideoFrame.from_image(image)))
+        container.mux(stream.encode())
+    if corrupt is not None:
+        data = bytearray(path.read_bytes())
+        starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG SOI markers
+        assert len(starts) == len(images), len(starts)
+        data[starts[corrupt] + 2: starts[corrupt] + 600] = bytes((37 * i) % 251 for i in range(598))
+        path.write_bytes(bytes(data))
+    return path

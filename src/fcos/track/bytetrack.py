@@ -26,6 +26,7 @@ Tracks are stored as arrays (struct of arrays) and every step is vectorised: an 
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -66,9 +67,15 @@ def linear_assignment(cost: np.ndarray, limit: float) -> tuple[np.ndarray, np.nd
     extended[np.arange(n), m + np.arange(n)] = limit / 2  # row i left unmatched
     extended[n + np.arange(m), np.arange(m)] = limit / 2  # column j left unmatched
     extended[n:, m:] = 0.0
-    rows, cols = require("scipy.optimize", "tracking (ByteTrack's matching)").linear_sum_assignment(extended)
+    rows, cols = _solver()(extended)
     keep = (rows < n) & (cols < m)
     return rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+
+
+@cache
+def _solver() -> Any:
+    """scipy's linear_sum_assignment, or MissingExtraError naming the ``track`` extra."""
+    return require("scipy.optimize", "tracking (ByteTrack's matching)").linear_sum_assignment
 
 
 def _xyah(boxes: np.ndarray) -> np.ndarray:
@@ -97,7 +104,7 @@ class ByteTrack:
     def __init__(self, config: TrackerConfig | None = None, *, frame_rate: float = 30.0) -> None:
         self.config = config or TrackerConfig()
         self.max_lost = int(frame_rate / 30.0 * self.config.track_buffer)  # the reference's buffer_size
-        require("scipy.optimize", "tracking (ByteTrack's matching)")  # a missing extra stops here, not mid-video
+        _solver()  # a missing extra stops here, not mid-video
         self.reset()
 
     def reset(self) -> None:

@@ -108,8 +108,9 @@ def _sequence(gt: MOTBoxes, results: MOTBoxes, frames: int | None) -> dict[str, 
     gt_ids: list[np.ndarray] = []
     tracker_ids: list[np.ndarray] = []
     similarity: list[np.ndarray] = []
+    gt_rows, result_rows = _by_frame(gt.frames, frames), _by_frame(results.frames, frames)
     for t in range(1, frames + 1):
-        g, r = np.flatnonzero(gt.frames == t), np.flatnonzero(results.frames == t)
+        g, r = gt_rows[t], result_rows[t]
         iou = box_iou(gt.boxes[g], results.boxes[r])
         ignore = gt.conf[g] == 0
         if ignore.any() and len(r):
@@ -129,3 +130,10 @@ def _sequence(gt: MOTBoxes, results: MOTBoxes, frames: int | None) -> dict[str, 
         "tracker_ids": [np.array([tracker_map[v] for v in ids], np.int64) for ids in tracker_ids],
         "similarity_scores": similarity,
     }
+
+
+def _by_frame(frames: np.ndarray, count: int) -> list[np.ndarray]:
+    """Row indices [k] of each frame 0..count (frame 0 unused), in file order."""
+    order = np.argsort(frames, kind="stable")
+    bounds = np.searchsorted(frames[order], np.arange(count + 2))
+    return [order[bounds[t]: bounds[t + 1]] for t in range(count + 1)]

@@ -54,9 +54,10 @@ class Detector(Protocol):
 
 @dataclass(frozen=True)
 class TrackSummary:
-    """What :func:`track_source` did: frames read and skipped, tracks and boxes, median milliseconds per
-    frame of detection (the predictor) and of tracking (the tracker's update alone), the files written,
-    and the ground truth of a MOTChallenge sequence source (``gt/gt.txt``), if any."""
+    """What :func:`track_source` did: ``frames`` counted (read or skipped: the last frame's number), of them
+    ``skipped``; tracks and tracked boxes; median milliseconds per frame of detection (the predictor call)
+    and of tracking (the tracker's update alone); the frame rate used; the files written (``video`` None
+    without one); and the ground truth of a MOTChallenge sequence source (``gt/gt.txt``), if any."""
 
     name: str
     frames: int
