@@ -117,6 +117,14 @@ def test_a_video_source_and_a_glob_of_frames(sequence, tmp_path):
         track_source(predictor, mixed, tmp_path / "x", progress=False, save_video=False)
     with pytest.raises(FileNotFoundError):
         track_source(predictor, tmp_path / "missing.mp4", tmp_path / "x", progress=False)
+    # only some classes: the others' detections never reach the tracker
+    only = track_source(GroundTruthPredictor(sequence.gt, sequence.frames), sequence.root, tmp_path / "c",
+                        classes=["ellipse"], save_video=False, progress=False)
+    gt = read_mot(sequence.gt)
+    assert only.tracks == len(np.unique(gt.ids[gt.classes == 2]))
+    assert {t["class"] for t in json.loads(only.json.read_text())["tracks"]} == {"ellipse"}
+    with pytest.raises(ValueError, match=r"unknown classes \['person'\]; the model has \['rectangle', 'ellipse'"):
+        track_source(predictor, sequence.root, tmp_path / "x", classes=["person"], progress=False)
 
 
 def test_a_real_predictor_plugs_in(sequence, tmp_path):

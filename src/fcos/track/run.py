@@ -24,11 +24,12 @@ import statistics
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
@@ -91,6 +92,7 @@ def track_source(
     config: TrackerConfig | None = None,
     tracker: str = "bytetrack",
     conf: float | None = None,
+    classes: Sequence[str] | None = None,
     fps: float | None = None,
     save_video: bool = True,
     trail: int = 30,
@@ -108,6 +110,8 @@ def track_source(
         config: the tracker's settings; tracker: a name of :data:`fcos.track.config.TRACKERS`.
         conf: the predictor's score threshold (default ``config.low_score``: ByteTrack's second pass needs
             the low-score detections; a higher value turns it off).
+        classes: names of the predictor's classes to track (default all), e.g. ``["person"]`` for a COCO
+            model on MOTChallenge; detections of other classes are dropped before tracking.
         fps: frame rate of a folder or pattern (default the sequence's, else 25); a video's own wins.
         save_video: write ``<name>.mp4`` (needs PyAV, the ``video`` extra).
         trail: frames of centre path drawn behind each track (0: none).
@@ -120,6 +124,7 @@ def track_source(
     """
     config = config or TrackerConfig()
     out_dir = Path(out_dir)
+    wanted = _class_indices(classes, predictor.class_names)
     src = _open(source, out_dir)
     rate = float(src.fps or fps or DEFAULT_FPS)
     if save_video:
@@ -151,6 +156,9 @@ def track_source(
             start = time.perf_counter()
             (det,) = predictor(image, conf=conf)
             detect_ms.append(1000 * (time.perf_counter() - start))
+            if wanted is not None:
+                keep = np.isin(np.asarray(det["labels"]), wanted)
+                det = {key: np.asarray(det[key])[keep] for key in ("boxes", "scores", "labels")}
             start = time.perf_counter()
             tracks = tracking.update(det)
             track_ms.append(1000 * (time.perf_counter() - start))
@@ -164,6 +172,7 @@ def track_source(
                            outputs["video"] if save_video else None, outputs["mot"], outputs["json"], src.gt)
     write_json(outputs["json"], {
         "source": str(source), "name": src.name, "tracker": tracker, "config": config.to_dict(), "conf": conf,
+        "classes": list(classes) if classes is not None else None,
         "fps": rate, "width": size[0] if size else None, "height": size[1] if size else None,
         "frames": tracking.frame, "class_names": list(predictor.class_names),
         "video": outputs["video"].name if save_video else None, "mot": outputs["mot"].name,
@@ -173,6 +182,16 @@ def track_source(
         "timing": {"detect_ms_median": round(summary.detect_ms, 3), "track_ms_median": round(summary.track_ms, 4)},
     })
     return summary
+
+
+def _class_indices(classes: Sequence[str] | None, class_names: Sequence[str]) -> np.ndarray | None:
+    """The indices of ``classes`` in ``class_names``; ValueError naming any unknown name and the choices."""
+    if classes is None:
+        return None
+    unknown = [c for c in classes if c not in class_names]
+    if unknown:
+        raise ValueError(f"unknown classes {unknown}; the model has {list(class_names)}")
+    return np.array([list(class_names).index(c) for c in classes], np.int64)
 
 
 def _open(source: str | Path, out_dir: Path) -> _Source:
