@@ -112,7 +112,8 @@ def track_source(
             the low-score detections; a higher value turns it off).
         classes: names of the predictor's classes to track (default all), e.g. ``["person"]`` for a COCO
             model on MOTChallenge; detections of other classes are dropped before tracking.
-        fps: frame rate of a folder or pattern (default the sequence's, else 25); a video's own wins.
+        fps: frame rate where the source states none (a folder or pattern; default 25); a video's or a
+            sequence's own wins. It scales the lost-track buffer and is the annotated video's.
         save_video: write ``<name>.mp4`` (needs PyAV, the ``video`` extra).
         trail: frames of centre path drawn behind each track (0: none).
         line_width, show_conf: drawing, as ``fcos predict``'s.
@@ -172,15 +173,12 @@ def track_source(
                            outputs["video"] if save_video else None, outputs["mot"], outputs["json"], src.gt)
     write_json(outputs["json"], {
         "source": str(source), "name": src.name, "tracker": tracker, "config": config.to_dict(), "conf": conf,
-        "classes": list(classes) if classes is not None else None,
-        "fps": rate, "width": size[0] if size else None, "height": size[1] if size else None,
-        "frames": tracking.frame, "class_names": list(predictor.class_names),
-        "video": outputs["video"].name if save_video else None, "mot": outputs["mot"].name,
+        "classes": list(classes) if classes is not None else None, "fps": rate, "width": size and size[0],
+        "height": size and size[1], "frames": tracking.frame, "class_names": list(predictor.class_names),
+        "video": summary.video and summary.video.name, "mot": summary.mot.name,
         "box_format": "boxes: [frame, x1, y1, x2, y2, score], pixels, frames from 1",
-        "tracks": [r.to_json(predictor.class_names) for r in history.tracks.values()],
-        "skipped_frames": skipped,
-        "timing": {"detect_ms_median": round(summary.detect_ms, 3), "track_ms_median": round(summary.track_ms, 4)},
-    })
+        "tracks": [r.to_json(predictor.class_names) for r in history.tracks.values()], "skipped_frames": skipped,
+        "timing": {"detect_ms_median": round(summary.detect_ms, 3), "track_ms_median": round(summary.track_ms, 4)}})
     return summary
 
 
