@@ -7,14 +7,14 @@ STAMP  := $(VENV)/.installed
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 
-.PHONY: setup test test-fast bench ablation demo deploy-accuracy gpu-check lint clean
+.PHONY: setup test test-fast bench ablation demo track-demo deploy-accuracy gpu-check lint clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment,tensorboard,video]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment,tensorboard,video,track]'
 	touch $(STAMP)
 
 # Two pytest workers on two cores, one intra-op thread each.
@@ -33,6 +33,12 @@ ablation: setup
 
 demo: setup
 	$(PY) -m fcos demo --out runs/demo
+
+# docs/tracking.md's figures: the synthetic shapes video tracked with the make demo model (trained first if missing).
+track-demo: setup
+	test -f runs/demo/best.pt || $(PY) -m fcos demo --out runs/demo
+	$(PY) -m fcos data shapes-video --out data/shapes_video
+	$(PY) -m fcos track --weights runs/demo/best.pt --source data/shapes_video --out runs/track-demo
 
 # docs/deploy.md's accuracy table: every format x precision of the demo model (run `make demo` first).
 deploy-accuracy: setup

@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "deploy_inference": "deploy",  # ONNX Runtime / OpenVINO, fp32 / int8, against torchvision's PyTorch FCOS
     "soak": "soak",
     "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
+    "tracking": "tracking",  # one ByteTrack update against one detection per frame
 }
 
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fcos.cli import data, evaluate, export, models, predict, serve, train
+from fcos.cli import data, evaluate, export, models, predict, serve, track, train
 from fcos.cli.common import Command, add_config_flags, config_values
 
 __all__ = ["COMMANDS", "add_config_flags", "build_parser", "config_values", "main"]
@@ -18,6 +18,7 @@ COMMANDS: dict[str, Command] = {
     "demo": train.DEMO,
     "data": data.DATA,
     "predict": predict.PREDICT,
+    "track": track.TRACK,
     "export": export.EXPORT,
     "benchmark": export.BENCHMARK,
     "models": models.MODELS,

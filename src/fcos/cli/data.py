@@ -40,6 +40,17 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                        help="longer side of each placed image, pixels, drawn per row")
     tiles.add_argument("--fill", type=float, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
     tiles.add_argument("--seed", type=int, default=0)
+    video = sub.add_parser("shapes-video", help="write a synthetic video of moving shapes with ground-truth identities "
+                                                "(MOTChallenge layout) for tracking")
+    video.add_argument("--out", default="data/shapes_video", help="output folder (img1/, gt/gt.txt, seqinfo.ini, .mp4)")
+    video.add_argument("--frames", type=int, default=300)
+    video.add_argument("--size", type=int, default=256, help="side of the square frames, pixels")
+    video.add_argument("--objects", type=int, default=10, help="objects over the whole sequence")
+    video.add_argument("--crossings", type=int, default=3, help="pairs of objects made to cross")
+    video.add_argument("--occluders", type=int, default=1, help="static bands drawn over the objects")
+    video.add_argument("--fps", type=float, default=25.0)
+    video.add_argument("--seed", type=int, default=0)
+    video.add_argument("--no-video", dest="video", action="store_false", help="frames only (no .mp4)")
     formats = [layout.name for layout in LAYOUTS]
     convert = sub.add_parser("convert", help="rewrite a dataset in another layout (every split; images hard-linked)")
     convert.add_argument("--data", required=True, help="the dataset to read (any layout fcos reads)")
@@ -118,6 +129,23 @@ def _write_tool(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shapes_video(args: argparse.Namespace) -> int:
+    from fcos.data.shapes_video import generate_shapes_video
+
+    writer = None
+    if args.video:
+        from fcos.predict.video import VideoWriter, require_av
+
+        require_av()
+        writer = VideoWriter
+    written = generate_shapes_video(args.out, frames=args.frames, size=args.size, objects=args.objects,
+                                    crossings=args.crossings, occluders=args.occluders, fps=args.fps, seed=args.seed,
+                                    video_writer=writer)
+    print(f"wrote the shapes video to {written.root}: {written.length} frames of {written.size} px, {written.objects} "
+          f"objects, {written.boxes} ground-truth boxes ({written.gt})" + (f", {written.video}" if written.video else ""))
+    return 0
+
+
 def _data(args: argparse.Namespace) -> int:
     from fcos.data import DatasetError, generate_shapes
     from fcos.data.check import check_splits
@@ -129,6 +157,8 @@ def _data(args: argparse.Namespace) -> int:
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
         print(f"wrote the shapes dataset to {out}")
         return 0
+    if args.data_command == "shapes-video":
+        return _shapes_video(args)
     if args.data_command in ("convert", "split", "stats"):
         return _write_tool(args)
     if args.data_command == "tiles":

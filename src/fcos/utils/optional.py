@@ -22,6 +22,8 @@ EXTRAS = {
     "torch.utils.tensorboard": ("tensorboard", "tensorboard"),
     "av": ("av", "video"),
     "ensemble_boxes": ("ensemble-boxes", "wbf"),
+    "scipy": ("scipy", "track"),
+    "trackeval": ("trackeval", "track"),
 }
 
 

@@ -1,0 +1,71 @@
+"""``fcos track``: objects followed from frame to frame in a video, a folder of frames, a glob pattern or a
+MOTChallenge sequence (ByteTrack), with MOT metrics against ground truth."""
+
+from __future__ import annotations
+
+import argparse
+
+from fcos.cli.common import (
+    DEVICE_HELP,
+    Command,
+    add_config_flags,
+    add_inference_flags,
+    config_values,
+    inference_options,
+    predictor_device,
+)
+from fcos.cli.predict import add_backend_flag
+
+__all__ = ["TRACK"]
+
+
+def _track_args(p: argparse.ArgumentParser) -> None:
+    from fcos.track.config import TRACKER, TRACKERS, TrackerConfig
+
+    p.add_argument("--weights", required=True,
+                   help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
+    p.add_argument("--source", required=True,
+                   help="a video, a folder of frames, a glob pattern of frames, or a MOTChallenge sequence folder "
+                        "(img1/, seqinfo.ini, gt/gt.txt)")
+    p.add_argument("--out", default="runs/track", help="output folder: <name>.mp4, <name>.txt (MOT), <name>_tracks.json")
+    p.add_argument("--tracker", choices=tuple(TRACKERS), default="bytetrack")
+    p.add_argument("--conf", type=float, default=None,
+                   help="the detector's score threshold (default: the tracker's --low-score, which its second pass needs)")
+    p.add_argument("--classes", nargs="+", metavar="NAME", help="track only these of the model's classes")
+    p.add_argument("--eval", metavar="GT.txt",
+                   help="MOTChallenge ground truth: print MOTA, IDF1, HOTA and ID switches (a sequence folder's own "
+                        "gt/gt.txt is used when this is not given)")
+    p.add_argument("--fps", type=float, help="frame rate of a folder or pattern (a video's own wins; default 25)")
+    p.add_argument("--no-video", dest="video", action="store_false", help="no annotated video (MOT and JSON only)")
+    p.add_argument("--trail", type=int, default=30, help="frames of each track's trail drawn in the video")
+    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the frame size)")
+    p.add_argument("--show-conf", action="store_true", help="scores in the tags")
+    add_backend_flag(p)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_config_flags({TRACKER: p.add_argument_group(TRACKER)}, TrackerConfig)
+    add_inference_flags(p)
+
+
+def _track(args: argparse.Namespace) -> int:
+    from fcos.predict import Predictor
+    from fcos.track import TrackerConfig, evaluate_mot, track_source
+
+    predictor = Predictor(args.weights, device=predictor_device(args), backend=args.backend,
+                          options=inference_options(args))
+    summary = track_source(predictor, args.source, args.out, config=TrackerConfig(**config_values(args, TrackerConfig)),
+                           tracker=args.tracker, conf=args.conf, classes=args.classes, fps=args.fps,
+                           save_video=args.video, trail=args.trail, line_width=args.line_width,
+                           show_conf=args.show_conf, progress=args.progress)
+    written = ", ".join(str(p) for p in (summary.video, summary.mot, summary.json) if p is not None)
+    print(f"{summary.name}: {summary.frames} frames ({summary.skipped} skipped), {summary.tracks} tracks, "
+          f"{summary.boxes} tracked boxes; detection {summary.detect_ms:.1f} ms, tracking {summary.track_ms:.2f} ms "
+          f"per frame -> {written}")
+    gt = args.eval or summary.gt
+    if gt:
+        print(evaluate_mot(gt, summary.mot, frames=summary.frames).summary())
+    return 0
+
+
+TRACK = Command("follow objects through a video or frames with ByteTrack: annotated video, MOT file, track JSON, "
+                "MOT metrics", _track_args, _track)
