@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment,tensorboard,video,track]'
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment,tensorboard,video,track,mlflow]'
 	touch $(STAMP)
 
 # Two pytest workers on two cores, one intra-op thread each.

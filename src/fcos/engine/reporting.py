@@ -9,7 +9,6 @@ whose failure stops every rank alike).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from tqdm import tqdm
 
 from fcos.engine.hooks import Hook
 from fcos.engine.plots import plot_loss_curve
-from fcos.engine.run_config import write_run_config
+from fcos.engine.run_config import run_record, write_run_config
 from fcos.engine.run_log import RunLog
 from fcos.engine.trackers import Tracker
 from fcos.evaluation.diagnostics import save_diagnostics
@@ -57,10 +56,10 @@ class Reporting(Hook):
         self.out.mkdir(parents=True, exist_ok=True)
         if trainer.iteration:  # resumed: the records of updates past the checkpoint are done again
             self.log.rewind(trainer.iteration)
-        config = write_run_config(self.out / "config.yaml", trainer.model.config, trainer.cfg)
-        params = {"model": trainer.model.config.to_dict(), "train": dataclasses.asdict(trainer.cfg)}
+        record = run_record(trainer.model.config, trainer.cfg)
+        write_run_config(self.out / "config.yaml", record)
         for tracker in self.trackers:
-            tracker.start(self.out, {**params, "config_file": str(config)}, trainer.iteration)
+            tracker.start(self.out, record, trainer.iteration)
 
     def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
         self.window.append(losses)

@@ -32,7 +32,7 @@ from fcos.model.options import ModelOptions
 from fcos.utils.files import write_text
 from fcos.weights.finetune import finetune_config
 
-__all__ = ["RunConfigError", "command_line", "read_run_config", "run_configs", "write_run_config"]
+__all__ = ["RunConfigError", "command_line", "read_run_config", "run_configs", "run_record", "write_run_config"]
 
 
 class RunConfigError(ValueError):
@@ -89,16 +89,23 @@ def _tile_input(train: TrainConfig, options: ModelOptions) -> ModelOptions:
     return dataclasses.replace(options, img_size=train.tile)
 
 
-def write_run_config(path: str | Path, model: FCOSConfig, train: TrainConfig, *, command: str | None = None) -> Path:
-    """Write ``config.yaml``: ``fcos`` (the package version, the exact command, the working folder, Python
-    and torch versions), ``model`` (:meth:`FCOSConfig.to_dict`) and ``train`` (every TrainConfig field)."""
-    doc = {
+def run_record(model: FCOSConfig, train: TrainConfig, *, command: str | None = None) -> dict[str, Any]:
+    """What ``config.yaml`` holds: ``fcos`` (the package version, the exact command, the working folder,
+    Python and torch versions), ``model`` (:meth:`FCOSConfig.to_dict`) and ``train`` (every TrainConfig
+    field). Experiment trackers log the same as the run's params."""
+    return {
         "fcos": {"version": __version__, "command": command or command_line(), "cwd": os.getcwd(),
                  "python": platform.python_version(), "torch": str(torch.__version__)},
         "model": model.to_dict(),
         "train": dataclasses.asdict(train),
     }
-    return write_text(path, yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_run_config(path: str | Path, model: FCOSConfig | Mapping[str, Any], train: TrainConfig | None = None, *,
+                     command: str | None = None) -> Path:
+    """Write ``config.yaml``: :func:`run_record` of the configs, or a record already made (``model``)."""
+    record = run_record(model, train, command=command) if isinstance(model, FCOSConfig) else model
+    return write_text(path, yaml.safe_dump(dict(record), sort_keys=False))
 
 
 def read_run_config(path: str | Path) -> tuple[FCOSConfig, TrainConfig, dict[str, Any]]:

@@ -133,6 +133,12 @@ class TrainConfig:
     tensorboard: bool = option(
         False, "log losses, learning rate, validation AP and the prediction grid for TensorBoard into the run "
         "folder (`tensorboard --logdir runs`; pip install 'fcos[tensorboard]')", group=RUNTIME)
+    mlflow: bool = option(
+        False, "log params, losses, metrics, pictures and the best checkpoint to MLflow (MLFLOW_TRACKING_URI, else a "
+        "local mlruns/ store; pip install 'fcos[mlflow]')", group=RUNTIME)
+    wandb: bool = option(
+        False, "log the same to Weights & Biases, offline unless WANDB_MODE says otherwise (pip install wandb)",
+        group=RUNTIME)
     # 30 min as detectron2, Lightning and Hugging Face default their process-group timeout to.
     ddp_timeout: float = option(
         1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "

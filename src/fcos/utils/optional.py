@@ -21,6 +21,8 @@ EXTRAS = {
     "openvino": ("openvino", "openvino"),
     "torch.utils.tensorboard": ("tensorboard", "tensorboard"),
     "av": ("av", "video"),
+    "mlflow": ("mlflow-skinny", "mlflow"),
+    "wandb": ("wandb", "wandb"),
     "ensemble_boxes": ("ensemble-boxes", "wbf"),
     "scipy": ("scipy", "track"),
     "trackeval": ("trackeval", "track"),

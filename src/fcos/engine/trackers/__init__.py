@@ -8,13 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from fcos.engine.trackers.base import Tracker
+from fcos.engine.trackers.mlflow import MLflowTracker
 from fcos.engine.trackers.tensorboard import TensorBoardTracker
+from fcos.engine.trackers.wandb import WandbTracker
 
 __all__ = ["TRACKERS", "Tracker", "build_trackers"]
 
 # TrainConfig flag -> the tracker it enables
 TRACKERS: dict[str, Callable[[], Tracker]] = {
     "tensorboard": TensorBoardTracker,
+    "mlflow": MLflowTracker,
+    "wandb": WandbTracker,
 }
 
 
