@@ -41,11 +41,14 @@ MODES: dict[str, dict[str, Any]] = {
     "sliced-overlap0": {"slice": "SLICE", "full_image": False, "slice_overlap": 0.0},
     "sliced-overlap0.4": {"slice": "SLICE", "full_image": False, "slice_overlap": 0.4},
     "sliced-iou0.6": {"slice": "SLICE", "full_image": False, "merge_iou": 0.6},
+    # "tta" and "sliced+tta" are the default --tta (flip x 0.83, 1, 1.2); "-flip" modes mirror only
     "tta": {"slice": None, "tta": True},
-    "tta-scales": {"slice": None, "tta": True, "tta_scales": (0.83, 1.0, 1.2)},
-    "tta-wbf": {"slice": None, "tta": True, "merge": "wbf"},
-    "tta-nmm": {"slice": None, "tta": True, "merge": "nmm"},
     "sliced+tta": {"slice": "SLICE", "full_image": False, "tta": True},
+    "tta-flip": {"slice": None, "tta": True, "tta_scales": (1.0,)},
+    "tta-flip-wbf": {"slice": None, "tta": True, "tta_scales": (1.0,), "merge": "wbf"},
+    "tta-flip-nmm": {"slice": None, "tta": True, "tta_scales": (1.0,), "merge": "nmm"},
+    "sliced+tta-flip": {"slice": "SLICE", "full_image": False, "tta": True, "tta_scales": (1.0,)},
+    "tta-up": {"slice": None, "tta": True, "tta_scales": (1.0, 1.25)},
 }
 
 
@@ -59,10 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice", type=int, default=None, help="tile size for a whole-image checkpoint")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="", help="a name for the checkpoint in the output")
+    parser.add_argument("--images", type=int, default=None, help="the first N images of the split only (timing runs)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = Predictor(args.weights, options=InferenceOptions(slice=None))
     data = remap_classes(load_annotations(args.data, args.split), base.class_names)
+    if args.images:
+        data = dataclasses.replace(data, records=data.records[: args.images])
     for mode in args.modes:
         changes = dict(MODES[mode])
         if changes.get("slice") == "SLICE":

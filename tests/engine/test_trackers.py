@@ -42,6 +42,12 @@ def test_mlflow_run_reads_back_through_mlflows_client(shapes, tmp_path, monkeypa
     assert {m.step for m in client.get_metric_history(run.info.run_id, "val/AP")} == {4}
     files = {f.path for f in client.list_artifacts(run.info.run_id)}
     assert {"best.pt", "per_class.csv", "val", "diagnostics"} <= files
+    # --resume continues the same MLflow run, params untouched
+    assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), "--max-iters", "6", "--mlflow",
+                 "--eval-every", "1", "--resume", *TINY]) == 0
+    (resumed,) = client.search_runs([client.get_experiment_by_name("fcos-test").experiment_id])
+    assert resumed.info.run_id == run.info.run_id and resumed.data.tags["fcos.resumed_at"] == "4"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6]
 
 
 def test_wandb_offline_run(shapes, tmp_path, monkeypatch):
@@ -51,4 +57,9 @@ def test_wandb_offline_run(shapes, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), "--max-iters", "2", "--wandb",
                  *TINY]) == 0
-    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    run_id = (tmp_path / "run" / "wandb_run_id.txt").read_text().strip()
+    assert [p.name.rsplit("-", 1)[1] for p in (tmp_path / "wandb").glob("offline-run-*")] == [run_id]
+    # --resume continues the run of the same id
+    assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), "--max-iters", "4", "--wandb",
+                 "--resume", *TINY]) == 0
+    assert {p.name.rsplit("-", 1)[1] for p in (tmp_path / "wandb").glob("offline-run-*")} == {run_id}

@@ -33,11 +33,22 @@ class MLflowTracker(Tracker):
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             self.mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
-        self.mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "fcos"))
-        self.run = self.mlflow.start_run(run_name=out.name)
-        if not resumed_at:  # params are set once; a resumed run's are already there
+        experiment = self.mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "fcos"))
+        folder = str(out.resolve())
+        earlier = self._run_of(experiment.experiment_id, folder) if resumed_at else None
+        if earlier is not None:  # --resume continues the same MLflow run: one curve per training run
+            self.run = self.mlflow.start_run(run_id=earlier)
+        else:
+            self.run = self.mlflow.start_run(run_name=out.name)
             self.mlflow.log_params(flat_params(params))
-        self.mlflow.set_tags({"fcos.run_folder": str(out.resolve()), "fcos.resumed_at": str(resumed_at)})
+        self.mlflow.set_tags({"fcos.run_folder": folder, "fcos.resumed_at": str(resumed_at)})
+
+    def _run_of(self, experiment_id: str, folder: str) -> str | None:
+        """The newest MLflow run logged from ``folder``, or None."""
+        runs = self.mlflow.search_runs([experiment_id], filter_string=f"tags.`fcos.run_folder` = '{folder}'",
+                                       order_by=["attributes.start_time DESC"], max_results=1,
+                                       output_format="list")
+        return runs[0].info.run_id if runs else None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         # MLflow keys may hold / but no spaces or other punctuation class names can carry

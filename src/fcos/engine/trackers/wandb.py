@@ -6,6 +6,7 @@ working folder; ``wandb sync`` uploads them later), so training never waits on a
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from PIL import Image
 
 from fcos.engine.trackers.base import Tracker
+from fcos.utils.files import write_text
 from fcos.utils.optional import require
 
 __all__ = ["WandbTracker"]
@@ -24,7 +26,12 @@ class WandbTracker(Tracker):
         self.run: Any = None
 
     def start(self, out: Path, params: Mapping[str, Any], resumed_at: int) -> None:
-        self.run = self.wandb.init(project=os.environ.get("WANDB_PROJECT", "fcos"), name=out.name,
+        # The run id lives in the run folder, so --resume continues the same W&B run.
+        id_file = out / "wandb_run_id.txt"
+        run_id = id_file.read_text().strip() if resumed_at and id_file.is_file() else secrets.token_hex(4)
+        if not id_file.is_file() or id_file.read_text().strip() != run_id:
+            write_text(id_file, run_id + "\n")
+        self.run = self.wandb.init(project=os.environ.get("WANDB_PROJECT", "fcos"), name=out.name, id=run_id,
                                    mode=os.environ.get("WANDB_MODE", "offline"), config=dict(params),
                                    dir=str(Path.cwd()), resume="allow" if resumed_at else None)
 
