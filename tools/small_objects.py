@@ -63,18 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="", help="a name for the checkpoint in the output")
     parser.add_argument("--images", type=int, default=None, help="the first N images of the split only (timing runs)")
+    parser.add_argument("--time-rounds", type=int, default=0,
+                        help="no AP: ms per image of each mode, the median of this many alternating rounds")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = Predictor(args.weights, options=InferenceOptions(slice=None))
     data = remap_classes(load_annotations(args.data, args.split), base.class_names)
     if args.images:
         data = dataclasses.replace(data, records=data.records[: args.images])
+    if args.time_rounds:
+        return time_modes(base, data, args)
     for mode in args.modes:
-        changes = dict(MODES[mode])
-        if changes.get("slice") == "SLICE":
-            changes["slice"] = "auto" if base.tile is not None and args.slice is None else args.slice
-        options = dataclasses.replace(InferenceOptions(), **changes)
-        predictor = base.with_options(options)
+        predictor = base.with_options(mode_options(mode, base, args.slice))
+        options = predictor.options
         model = predictor.model if predictor.plain else predictor.as_detector()
         start = time.perf_counter()
         metrics = run_evaluation(model, data, batch_size=1, workers=2, progress=False).metrics
@@ -84,6 +85,38 @@ def main(argv: list[str] | None = None) -> int:
                           "AP50": round(metrics["AP50"], 4), "AP75": round(metrics["AP75"], 4),
                           "APs": round(metrics["APs"], 4), "ms_per_image": round(ms, 1), "images": len(data)}),
               flush=True)
+    return 0
+
+
+def mode_options(mode: str, base: Predictor, slice_size: int | None) -> InferenceOptions:
+    changes = dict(MODES[mode])
+    if changes.get("slice") == "SLICE":
+        changes["slice"] = "auto" if base.tile is not None and slice_size is None else slice_size
+    return dataclasses.replace(InferenceOptions(), **changes)
+
+
+def time_modes(base: Predictor, data: Any, args: argparse.Namespace) -> int:
+    """ms per image (decoded images, detections included) of each mode: rounds alternate the modes so
+    that the machine's drift falls on all of them; the median round is reported."""
+    from fcos.data.images import read_image
+
+    images = [read_image(r.path) for r in data.records]
+    predictors = {mode: base.with_options(mode_options(mode, base, args.slice)) for mode in args.modes}
+    for predictor in predictors.values():  # warm-up: first-call set-up is not the mode's cost
+        predictor(images[0])
+    times: dict[str, list[float]] = {mode: [] for mode in args.modes}
+    for _ in range(args.time_rounds):
+        for mode, predictor in predictors.items():
+            start = time.perf_counter()
+            for image in images:
+                predictor(image)
+            times[mode].append((time.perf_counter() - start) * 1000 / len(images))
+    for mode, values in times.items():
+        print(json.dumps({"checkpoint": args.label or args.weights, "mode": mode,
+                          "views": predictors[mode].options.describe(base.tile),
+                          "ms_per_image_median": round(sorted(values)[len(values) // 2], 1),
+                          "ms_per_image_rounds": [round(v, 1) for v in values], "images": len(images),
+                          "threads": args.threads}), flush=True)
     return 0
 
 
