@@ -58,6 +58,14 @@ class FakePredictor:
                 self.running -= 1
 
 
+def wait_ready(client, timeout=30.0):
+    """Until the warm-up forward pass has run (it calls the predictor once)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "not ready"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def client(checkpoint):
     with TestClient(create_app(checkpoint, max_upload_mb=1)) as c:
@@ -163,9 +171,11 @@ def test_concurrency_is_bounded_and_requests_wait_their_turn():
     fake = FakePredictor(0.3)
     app = create_app(fake, max_concurrency=2, queue_timeout_s=30)
     with TestClient(app) as c, ThreadPoolExecutor(6) as pool:
+        wait_ready(c)
+        fake.calls = 0
         statuses = list(pool.map(lambda _: upload(c, png(64, 64)).status_code, range(6)))
     assert statuses == [200] * 6 and fake.calls == 6
-    assert fake.max_running == 2 and app.state.slots.max_active == 2 and app.state.slots.active == 0
+    assert fake.max_running == 2 and app.state.queue.max_active == 2 and app.state.queue.active == 0
 
 
 def test_full_queue_gets_503_then_recovers():
@@ -185,18 +195,23 @@ def test_full_queue_refuses_at_once():
     gate = threading.Event()  # the running inference holds its slot until the gate opens
 
     class Gated(FakePredictor):
+        armed = False
+
         def __call__(self, image, conf=None):
-            gate.wait(60)
+            if self.armed:
+                gate.wait(60)
             return super().__call__(image, conf)
 
     fake = Gated(0.0)
     app = create_app(fake, max_concurrency=1, max_queue=1, queue_timeout_s=60)
     with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        wait_ready(c)
+        fake.armed, fake.calls = True, 0
         running = pool.submit(upload, c, png(64, 64))
-        while app.state.slots.active == 0:
+        while app.state.queue.active == 0:
             time.sleep(0.01)
         waiting = pool.submit(upload, c, png(64, 64))
-        while app.state.slots.waiting == 0:
+        while app.state.queue.waiting == 0:
             time.sleep(0.01)
         refused = upload(c, png(64, 64))  # answered while the gate is shut: it did not wait for a slot
         assert not running.done() and not waiting.done()
@@ -204,7 +219,7 @@ def test_full_queue_refuses_at_once():
         assert "1 requests already wait for 1 inference slots" in refused.json()["detail"]
         gate.set()
         assert running.result().status_code == waiting.result().status_code == 200
-    assert fake.calls == 2 and app.state.slots.waiting == app.state.slots.active == 0
+    assert fake.calls == 2 and app.state.queue.waiting == app.state.queue.active == 0
 
 
 def test_event_loop_stays_responsive_during_inference():
