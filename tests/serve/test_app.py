@@ -422,3 +422,43 @@ def test_browser_upload_draws_boxes_and_the_slider_filters(browser, live_server,
     browser.find_element(By.ID, "file").send_keys(str(broken))
     WebDriverWait(browser, 30).until(lambda _: body.get_attribute("data-state") == "error")
     assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+@pytest.mark.slow
+def test_browser_page_asks_for_the_key_and_sends_it(browser, checkpoint, shared_data):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    key = "browser-test-key-0123456789"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    app = create_app(checkpoint, api_key=key)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        image = real_images(shared_data, 20)[11]
+        browser.get(f"http://127.0.0.1:{port}/")
+        body = browser.find_element(By.TAG_NAME, "body")
+        box = browser.find_element(By.ID, "keyBox")
+        WebDriverWait(browser, 10).until(lambda _: box.is_displayed())  # /health said a key is needed
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        WebDriverWait(browser, 60).until(lambda _: body.get_attribute("data-state") == "error")
+        assert "missing API key" in browser.find_element(By.ID, "status").text
+        browser.find_element(By.ID, "key").send_keys(key)
+        browser.execute_script("document.getElementById('file').value = '';")
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        WebDriverWait(browser, 60).until(lambda _: body.get_attribute("data-state") in ("done", "error"))
+        assert body.get_attribute("data-state") == "done", browser.find_element(By.ID, "status").text
+        assert int(browser.find_element(By.ID, "canvas").get_attribute("data-boxes")) > 0
+        stored = browser.execute_script("return [localStorage.length, sessionStorage.length, document.cookie];")
+        assert stored == [0, 0, ""] and key not in browser.current_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
