@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "soak": "soak",
     "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
     "tracking": "tracking",  # one ByteTrack update against one detection per frame
+    "serve_load": "serve_load",  # fcos serve batched / unbatched / sequential at 1-16 clients
 }
 
 

@@ -93,9 +93,9 @@ def via_predict(path: Path, expected: np.ndarray) -> Image.Image:
 
 
 def via_serve(path: Path, expected: np.ndarray) -> Image.Image:
-    serve = pytest.importorskip("fcos.serve.app", reason="the serve extra (fastapi) is not installed")
-    image, orientation = serve._open_checked(path.read_bytes(), max_pixels=40_000_000, min_side=1)
-    return serve._decode(image, orientation)
+    uploads = pytest.importorskip("fcos.serve.uploads", reason="the serve extra (fastapi) is not installed")
+    upload = uploads.open_upload(path.read_bytes(), conf=0.3, max_pixels=40_000_000, min_side=1)
+    return uploads.decode_upload(upload)
 
 
 @pytest.mark.parametrize("entry", [via_dataset, via_predict, via_serve], ids=["dataset", "predict", "serve"])

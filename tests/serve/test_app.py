@@ -58,6 +58,14 @@ class FakePredictor:
                 self.running -= 1
 
 
+def wait_ready(client, timeout=30.0):
+    """Until the warm-up forward pass has run (it calls the predictor once)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, "not ready"
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def client(checkpoint):
     with TestClient(create_app(checkpoint, max_upload_mb=1)) as c:
@@ -163,9 +171,11 @@ def test_concurrency_is_bounded_and_requests_wait_their_turn():
     fake = FakePredictor(0.3)
     app = create_app(fake, max_concurrency=2, queue_timeout_s=30)
     with TestClient(app) as c, ThreadPoolExecutor(6) as pool:
+        wait_ready(c)
+        fake.calls = 0
         statuses = list(pool.map(lambda _: upload(c, png(64, 64)).status_code, range(6)))
     assert statuses == [200] * 6 and fake.calls == 6
-    assert fake.max_running == 2 and app.state.slots.max_active == 2 and app.state.slots.active == 0
+    assert fake.max_running == 2 and app.state.queue.max_active == 2 and app.state.queue.active == 0
 
 
 def test_full_queue_gets_503_then_recovers():
@@ -185,18 +195,23 @@ def test_full_queue_refuses_at_once():
     gate = threading.Event()  # the running inference holds its slot until the gate opens
 
     class Gated(FakePredictor):
+        armed = False
+
         def __call__(self, image, conf=None):
-            gate.wait(60)
+            if self.armed:
+                gate.wait(60)
             return super().__call__(image, conf)
 
     fake = Gated(0.0)
     app = create_app(fake, max_concurrency=1, max_queue=1, queue_timeout_s=60)
     with TestClient(app) as c, ThreadPoolExecutor(2) as pool:
+        wait_ready(c)
+        fake.armed, fake.calls = True, 0
         running = pool.submit(upload, c, png(64, 64))
-        while app.state.slots.active == 0:
+        while app.state.queue.active == 0:
             time.sleep(0.01)
         waiting = pool.submit(upload, c, png(64, 64))
-        while app.state.slots.waiting == 0:
+        while app.state.queue.waiting == 0:
             time.sleep(0.01)
         refused = upload(c, png(64, 64))  # answered while the gate is shut: it did not wait for a slot
         assert not running.done() and not waiting.done()
@@ -204,7 +219,7 @@ def test_full_queue_refuses_at_once():
         assert "1 requests already wait for 1 inference slots" in refused.json()["detail"]
         gate.set()
         assert running.result().status_code == waiting.result().status_code == 200
-    assert fake.calls == 2 and app.state.slots.waiting == app.state.slots.active == 0
+    assert fake.calls == 2 and app.state.queue.waiting == app.state.queue.active == 0
 
 
 def test_event_loop_stays_responsive_during_inference():
@@ -407,3 +422,43 @@ def test_browser_upload_draws_boxes_and_the_slider_filters(browser, live_server,
     browser.find_element(By.ID, "file").send_keys(str(broken))
     WebDriverWait(browser, 30).until(lambda _: body.get_attribute("data-state") == "error")
     assert "not an image" in browser.find_element(By.ID, "status").text
+
+
+@pytest.mark.slow
+def test_browser_page_asks_for_the_key_and_sends_it(browser, checkpoint, shared_data):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    key = "browser-test-key-0123456789"
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    app = create_app(checkpoint, api_key=key)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        image = real_images(shared_data, 20)[11]
+        browser.get(f"http://127.0.0.1:{port}/")
+        body = browser.find_element(By.TAG_NAME, "body")
+        box = browser.find_element(By.ID, "keyBox")
+        WebDriverWait(browser, 10).until(lambda _: box.is_displayed())  # /health said a key is needed
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        WebDriverWait(browser, 60).until(lambda _: body.get_attribute("data-state") == "error")
+        assert "missing API key" in browser.find_element(By.ID, "status").text
+        browser.find_element(By.ID, "key").send_keys(key)
+        browser.execute_script("document.getElementById('file').value = '';")
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        WebDriverWait(browser, 60).until(lambda _: body.get_attribute("data-state") in ("done", "error"))
+        assert body.get_attribute("data-state") == "done", browser.find_element(By.ID, "status").text
+        assert int(browser.find_element(By.ID, "canvas").get_attribute("data-boxes")) > 0
+        stored = browser.execute_script("return [localStorage.length, sessionStorage.length, document.cookie];")
+        assert stored == [0, 0, ""] and key not in browser.current_url
+    finally:
+        server.should_exit = True
+        thread.join(10)

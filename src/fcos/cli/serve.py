@@ -3,33 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from fcos.cli.common import DEVICE_HELP, Command, add_inference_flags, inference_options, predictor_device
+from fcos.cli.common import (
+    DEVICE_HELP,
+    Command,
+    add_config_flags,
+    add_inference_flags,
+    config_values,
+    inference_options,
+    predictor_device,
+)
 from fcos.cli.predict import add_backend_flag
 
 __all__ = ["SERVE"]
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
+    from fcos.serve.config import API_KEY_ENV, SERVICE, ServeConfig
+
     p.add_argument("--weights", required=True,
                    help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=8000)
     add_backend_flag(p)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted upload")
-    p.add_argument("--max-concurrency", type=int, default=2, help="inferences running at once")
+    service = p.add_argument_group(SERVICE)
+    add_config_flags({SERVICE: service}, ServeConfig)
+    service.add_argument("--api-key-file", metavar="PATH",
+                         help=f"require 'Authorization: Bearer KEY' with the key in this file (or in ${API_KEY_ENV})")
+    service.add_argument("--api-key", metavar="KEY",
+                         help="the key itself (visible to other users in the process list: prefer --api-key-file)")
     add_inference_flags(p)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from fcos.serve import serve
+    from fcos.serve import ServeConfig, ServeConfigError, read_api_key, serve
 
     options = inference_options(args)
     # The service's own pixel limit (40 M) stays unless --max-pixels is given: it faces a network.
     limit = {"max_pixels": options.max_pixels} if hasattr(args, "max_pixels") else {}
-    serve(args.weights, host=args.host, port=args.port, backend=args.backend, device=predictor_device(args),
-          max_upload_mb=args.max_upload_mb, max_concurrency=args.max_concurrency, options=options, **limit)
+    try:
+        api_key, _ = read_api_key(args.api_key, args.api_key_file)
+        given = {k: v for k, v in config_values(args, ServeConfig).items() if k != "api_key"}  # the flag's, raw
+        config = ServeConfig(**given, **limit, api_key=api_key)
+        serve(args.weights, config=config, backend=args.backend, device=predictor_device(args), options=options)
+    except ServeConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

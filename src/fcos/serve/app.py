@@ -1,238 +1,198 @@
-"""Local prediction web service: ``POST /predict``, ``GET /health`` and an upload page at ``/``.
+"""The prediction web service: ``POST /predict``, ``GET /health``, ``/ready``, ``/metrics`` and an upload
+page at ``/``. Every refusal is a JSON ``{"detail": message}`` and the service keeps running:
 
-Robustness rules, all answered with a JSON ``{"detail": message}`` and the service keeps running:
-
-- the request body is capped while it streams in (declared Content-Length checked first, then the bytes
-  actually received), so an oversized upload is refused with 413 without being read into memory;
-- the image header is read before any pixel is decoded: too many pixels -> 413, sides shorter than
-  ``min_side`` -> 422; Pillow's decompression-bomb guard becomes the same 413;
-- not an image -> 415; empty, truncated or corrupt image -> 400;
-- at most ``max_concurrency`` inferences run at once, each in a worker thread (the event loop stays
-  free for other requests); a request waits up to ``queue_timeout_s`` for a slot, then gets 503; at most
-  ``max_queue`` wait at once (TorchServe's job queue): one more gets 503 at once, with ``Retry-After``;
-- images are opened and decoded by :mod:`fcos.data.images`, as in datasets and ``fcos predict``;
-- SIGTERM (or SIGINT) lets the requests in flight finish, then the server exits 0 (:func:`serve`).
-
-``tests/serve/test_load.py`` holds it to these rules under load: 8 clients, valid images mixed with
-hostile uploads, no other 5xx, no dropped connection, the same detections for the same image, flat RSS.
+- with an API key, every path but ``/``, ``/health`` and ``/ready`` needs ``Authorization: Bearer KEY``,
+  else 401 (:mod:`.auth`);
+- uploads are checked before they cost anything: size while streaming (413), the image header before
+  decoding (413, 415, 422), decoding itself (400) (:mod:`.uploads`);
+- requests are batched (:mod:`.batching`): up to ``max_batch`` images per forward pass, waiting at most
+  ``max_delay_ms`` for a batch to fill, ``max_concurrency`` batches at once, each in a worker thread (the
+  event loop stays free); each image is answered with the detections it gets alone
+  (:meth:`fcos.predict.Predictor.predict_batch` runs together only images of one padded input shape);
+- at most ``max_queue`` requests wait: one more gets 503 at once, with ``Retry-After``; a request not
+  started within ``queue_timeout_s`` gets 503 too, one not answered within ``timeout_s`` 504;
+- an unexpected error answers 500 ``{"detail": "internal error"}``; the traceback goes to the log only;
+- ``/metrics`` is Prometheus text (:mod:`.metrics`); ``/ready`` answers 200 once one warm-up forward
+  pass has run after startup, 503 before;
+- shutdown (SIGTERM, :func:`fcos.serve.serve`) answers the requests already received, queued ones too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import signal
+import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from fcos.data.images import (
-    CorruptImageError,
-    ImageError,
-    ImageTooLargeError,
-    NotAnImageError,
-    decode,
-    exif_orientation,
-    open_image,
-    oriented_size,
+from fcos.serve.auth import RequireKey
+from fcos.serve.batching import (
+    BatchQueue,
+    QueueClosedError,
+    QueueFullError,
+    QueueTimeoutError,
+    RequestTimeoutError,
 )
+from fcos.serve.config import ServeConfig
+from fcos.serve.metrics import CONTENT_TYPE_LATEST, CountRequests, ServiceMetrics
+from fcos.serve.uploads import FORM_OVERHEAD, MiB, Upload, UploadLimit, decode_upload, open_upload, parse_conf
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "predict_uploads"]
 
-MiB = 1024 * 1024
-FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small `conf` field
-
-
-class _UploadLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` while they stream in."""
-
-    def __init__(self, app: Callable, max_bytes: int, message: str) -> None:
-        self.app, self.max_bytes, self.message = app, max_bytes, message
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self.message)
-            return message
-
-        await self.app(scope, limited_receive, send)
+log = logging.getLogger("fcos.serve")
+RETRY_AFTER = {"Retry-After": "1"}
 
 
-class _Slots:
-    """At most ``size`` holders at once and ``max_waiting`` waiting, each for a bounded time.
-    One asyncio.Semaphore per event loop."""
+def _forward(predictor: Any, images: list[Image.Image]) -> list[dict[str, Any]]:
+    """Every detection of each image (conf 0: each request applies its own threshold after)."""
+    if hasattr(predictor, "predict_batch"):
+        return predictor.predict_batch(images, conf=0.0)
+    return [predictor(image, conf=0.0)[0] for image in images]
 
-    def __init__(self, size: int, max_waiting: int) -> None:
-        self.size, self.max_waiting = size, max_waiting
-        self.active = self.waiting = 0
-        self.max_active = 0
-        self._semaphores: dict[int, asyncio.Semaphore] = {}
-        self._lock = threading.Lock()
 
-    def _semaphore(self) -> asyncio.Semaphore:
-        key = id(asyncio.get_running_loop())
-        with self._lock:
-            return self._semaphores.setdefault(key, asyncio.Semaphore(self.size))
-
-    async def run(self, executor: ThreadPoolExecutor, fn: Callable[[], Any], timeout: float) -> Any:
-        semaphore = self._semaphore()
-        if semaphore.locked() and self.waiting >= self.max_waiting:
-            raise HTTPException(503, f"server busy: {self.waiting} requests already wait for {self.size} inference "
-                                     "slots; retry later", headers={"Retry-After": "1"})
-        self.waiting += 1
+def predict_uploads(predictor: Any, uploads: list[Upload]) -> list[Any]:
+    """One batch: decode each upload, run the decoded ones together, and give each its own answer:
+    ``(detections, width, height, milliseconds, batch size)`` or the HTTPException of its own failure. An
+    image the model refuses (a ValueError, e.g. an aspect ratio it cannot take) sends the batch's images
+    through one at a time, so only that request fails."""
+    answers: list[Any] = [None] * len(uploads)
+    images: dict[int, Image.Image] = {}
+    for i, upload in enumerate(uploads):
         try:
-            await asyncio.wait_for(semaphore.acquire(), timeout)
-        except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11
-            raise HTTPException(503, f"server busy: {self.size} inferences running; retry later",
-                                headers={"Retry-After": "1"}) from None
-        finally:
-            self.waiting -= 1
-        self.active += 1
-        self.max_active = max(self.max_active, self.active)
-
-        def release(_: Any) -> None:  # on the worker's completion, even if the client went away
-            self.active -= 1
-            semaphore.release()
-
-        future = asyncio.get_running_loop().run_in_executor(executor, fn)
-        future.add_done_callback(release)
-        return await asyncio.shield(future)
-
-
-def _http_error(exc: ImageError) -> HTTPException:
-    """fcos.data.images' errors -> the status each deserves."""
-    if isinstance(exc, NotAnImageError):
-        return HTTPException(415, f"not an image: {exc.problem}")
-    if isinstance(exc, ImageTooLargeError):
-        return HTTPException(413, f"image has too many pixels: {exc.problem}")
-    if isinstance(exc, CorruptImageError):
-        return HTTPException(400, f"corrupt or truncated image: {exc.problem}")
-    return HTTPException(422, f"unusable image: {exc.problem}")
-
-
-def _open_checked(data: bytes, max_pixels: int, min_side: int) -> tuple[Image.Image, int]:
-    """Parse the header only and check the size before any pixel is decoded. -> (image, EXIF orientation)"""
-    if not data:
-        raise HTTPException(400, "empty upload: the 'file' part has no bytes")
+            images[i] = decode_upload(upload)
+        except HTTPException as exc:
+            answers[i] = exc
+    members = list(images)
+    start = time.perf_counter()
     try:
-        image = open_image(data, max_pixels=max_pixels, name="upload")
-    except ImageError as exc:
-        raise _http_error(exc) from None
-    orientation = exif_orientation(image)
-    width, height = oriented_size(image, orientation)
-    if min(width, height) < min_side:
-        raise HTTPException(422, f"image is {width}x{height}; both sides must be at least {min_side} px")
-    return image, orientation
+        found: list[Any] = _forward(predictor, [images[i] for i in members]) if members else []
+    except ValueError:
+        found = []
+        for i in members:
+            try:
+                found.append(_forward(predictor, [images[i]])[0])
+            except ValueError as exc:
+                found.append(HTTPException(422, str(exc)))
+    ms = (time.perf_counter() - start) * 1000
+    for i, det in zip(members, found, strict=True):
+        answers[i] = det if isinstance(det, Exception) else (det, images[i].width, images[i].height, ms, len(members))
+    return answers
 
 
-def _decode(image: Image.Image, orientation: int) -> Image.Image:
-    try:
-        return decode(image, orientation=orientation, name="upload")
-    except ImageError as exc:
-        raise _http_error(exc) from None
+def _response(det: dict[str, Any], conf: float, width: int, height: int, ms: float, batch: int) -> dict[str, Any]:
+    keep = np.asarray(det["scores"]) >= conf
+    detections = [
+        {"box": [round(v, 2) for v in box], "score": round(float(score), 4), "label": int(label), "name": name}
+        for box, score, label, name, kept in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(),
+                                                 det["names"], keep, strict=True) if kept
+    ]
+    return {"detections": detections, "width": width, "height": height, "inference_ms": round(ms, 1), "batch": batch}
 
 
-def _parse_conf(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        conf = float(value)
-    except (TypeError, ValueError):
-        raise HTTPException(422, f"conf must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= conf <= 1.0:
-        raise HTTPException(422, f"conf must be in [0, 1], got {conf}")
-    return conf
+def _warm_image(predictor: Any) -> Image.Image:
+    """A grey image at the model's own input size (any image the service would accept for others)."""
+    config = getattr(predictor, "input_config", None)
+    side = int(getattr(config, "min_size", 64) or 64)
+    return Image.new("RGB", (side, side), (114, 114, 114))
 
 
-def create_app(
-    weights: str | Path | Any,
-    *,
-    max_upload_mb: float = 20.0,
-    max_concurrency: int = 2,
-    max_pixels: int = 40_000_000,
-    min_side: int = 16,
-    queue_timeout_s: float = 10.0,
-    max_queue: int = 100,
-    conf: float = 0.3,
-    backend: str | None = None,
-    device: str = "cpu",
-    options: Any = None,
-) -> FastAPI:
-    """The web service for a checkpoint or exported model (.onnx, .xml) (or an already built :class:`fcos.predict.Predictor`).
+def create_app(weights: str | Path | Any, config: ServeConfig | None = None, *, backend: str | None = None,
+               device: str = "cpu", options: Any = None, **settings: Any) -> FastAPI:
+    """The web service for a checkpoint or exported model (.onnx, .xml), or an already built
+    :class:`fcos.predict.Predictor` (anything with ``predict_batch`` or ``__call__``, ``class_names``).
 
     Args:
-        max_upload_mb: largest accepted image file (MiB); larger uploads get 413.
-        max_concurrency: inferences running at once (worker threads).
-        max_pixels: largest accepted width * height, checked from the header before decoding.
-        min_side: smallest accepted image side in pixels.
-        queue_timeout_s: how long a request waits for a free inference slot before 503.
-        max_queue: requests that may wait for a slot at once; one more gets 503 at once (TorchServe's
-            ``job_queue_size``, default 100: a flood of uploads is refused, not buffered).
-        conf: score threshold when the request gives none (``conf`` form field or query parameter).
+        config: the service's settings (:class:`~fcos.serve.config.ServeConfig`); ``settings`` override
+            single fields (``create_app(weights, max_upload_mb=1)``).
         options: slicing and test-time augmentation (:class:`fcos.predict.options.InferenceOptions`).
     """
     from fcos.predict import Predictor
 
-    if max_concurrency < 1 or max_queue < 0:
-        raise ValueError(f"max_concurrency must be >= 1 and max_queue >= 0, got {max_concurrency}, {max_queue}")
+    config = (config or ServeConfig()).replace(**settings)
+    start = time.perf_counter()
     predictor = (Predictor(weights, device=device, backend=backend, options=options)
                  if isinstance(weights, str | Path) else weights)
-    max_bytes = int(max_upload_mb * MiB)
-    executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fcos-infer")
-    slots = _Slots(max_concurrency, max_queue)
+    load_seconds = time.perf_counter() - start
+    queue = BatchQueue(lambda uploads: predict_uploads(predictor, uploads), max_batch=config.max_batch,
+                       max_delay_s=config.max_delay_ms / 1000, max_queue=config.max_queue,
+                       workers=config.max_concurrency)
+    metrics = ServiceMetrics(lambda: queue.waiting, lambda: queue.active)
+    metrics.load_seconds.set(load_seconds)
+    queue.on_batch = metrics.observe_batch
+    ready = threading.Event()
+
+    async def warm_up() -> None:
+        began = time.perf_counter()
+        try:
+            await run_in_threadpool(_forward, predictor, [_warm_image(predictor)])
+        except Exception:  # noqa: BLE001 -- the service still answers; /ready says why it is not ready
+            log.exception("warm-up forward pass failed")
+            return
+        metrics.warmup_seconds.set(time.perf_counter() - began)
+        metrics.ready.set(1)
+        ready.set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        warming = asyncio.create_task(warm_up())
         yield
-        executor.shutdown(wait=False, cancel_futures=True)
+        warming.cancel()
+        # uvicorn has answered (or cancelled) every request by now; run what is still queued, then stop
+        await run_in_threadpool(queue.close, config.shutdown_timeout_s)
 
     app = FastAPI(title="fcos", description="FCOS object detection", lifespan=lifespan)
-    app.state.slots = slots
-    app.state.predictor = predictor
-    app.add_middleware(
-        _UploadLimit, max_bytes=max_bytes + FORM_OVERHEAD, message=f"upload too large: the limit is {max_upload_mb:g} MB"
-    )
+    app.state.queue, app.state.predictor, app.state.metrics, app.state.config = queue, predictor, metrics, config
+    max_bytes = int(config.max_upload_mb * MiB)
+    too_large = f"upload too large: the limit is {config.max_upload_mb:g} MB"
+    # outermost last: count every request (401s too), then check the key, then cap the body
+    app.add_middleware(UploadLimit, max_bytes=max_bytes + FORM_OVERHEAD, message=too_large)
+    if config.api_key is not None:
+        app.add_middleware(RequireKey, api_key=config.api_key)
+    app.add_middleware(CountRequests, metrics=metrics)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("fcos.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "backend": getattr(predictor, "backend", None),
-            "classes": list(predictor.class_names),
-            "active": slots.active,
-            "waiting": slots.waiting,
-            "max_concurrency": max_concurrency,
-        }
+    async def health(request: Request) -> dict[str, Any]:
+        """Liveness. Without the key (when one is required): only the status."""
+        auth = "api_key" if config.api_key is not None else "none"
+        if not getattr(request.state, "authorized", True):
+            return {"status": "ok", "auth": auth}
+        return {"status": "ok", "auth": auth, "ready": ready.is_set(), "backend": getattr(predictor, "backend", None),
+                "classes": list(predictor.class_names), "active": queue.active, "waiting": queue.waiting,
+                "max_concurrency": config.max_concurrency, "max_batch": config.max_batch}
+
+    @app.get("/ready")
+    async def is_ready() -> JSONResponse:
+        """Readiness: 200 once the model is loaded and one warm-up forward pass has run, 503 before."""
+        return JSONResponse({"ready": ready.is_set()}, status_code=200 if ready.is_set() else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/predict",
@@ -245,59 +205,30 @@ def create_app(
         },
     )
     async def predict(request: Request, conf_query: float | None = Query(None, alias="conf", ge=0.0, le=1.0)) -> dict[str, Any]:
-        """Detections for one uploaded image: ``{"detections": [{"box", "score", "label", "name"}], "width", "height"}``."""
+        """Detections for one uploaded image: ``{"detections": [{"box", "score", "label", "name"}], "width",
+        "height", "inference_ms", "batch"}`` (``inference_ms``: the forward pass of its batch of ``batch`` images)."""
         form = await request.form(max_files=1, max_fields=8)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise HTTPException(400, "no image: send multipart/form-data with the image in the 'file' field")
-        threshold = _parse_conf(form.get("conf"))
+        threshold = parse_conf(form.get("conf"))
         threshold = conf_query if threshold is None else threshold
-        threshold = conf if threshold is None else threshold
+        threshold = config.conf if threshold is None else threshold
         if upload.size is not None and upload.size > max_bytes:
-            raise HTTPException(413, f"upload too large: the limit is {max_upload_mb:g} MB")
-        image, orientation = _open_checked(await upload.read(), max_pixels, min_side)
-
-        def work() -> tuple[dict[str, Any], int, int, float]:
-            rgb = _decode(image, orientation)
-            start = time.perf_counter()
-            try:
-                (det,) = predictor(rgb, conf=threshold)
-            except ValueError as exc:  # e.g. an aspect ratio the model cannot take
-                raise HTTPException(422, str(exc)) from None
-            return det, rgb.width, rgb.height, (time.perf_counter() - start) * 1000
-
-        det, width, height, elapsed = await slots.run(executor, work, queue_timeout_s)
-        detections = [
-            {"box": [round(v, 2) for v in box], "score": round(float(score), 4), "label": int(label), "name": name}
-            for box, score, label, name in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist(), det["names"])
-        ]
-        return {"detections": detections, "width": width, "height": height, "inference_ms": round(elapsed, 1)}
+            raise HTTPException(413, too_large)
+        item = open_upload(await upload.read(), threshold, config.max_pixels, config.min_side)
+        try:
+            det, width, height, ms, batch = await queue.submit(item, timeout_s=config.timeout_s,
+                                                               queue_timeout_s=config.queue_timeout_s)
+        except QueueFullError as exc:
+            raise HTTPException(503, f"server busy: {exc}; retry later", headers=RETRY_AFTER) from None
+        except QueueTimeoutError:
+            raise HTTPException(503, f"server busy: not started within {config.queue_timeout_s:g} s; retry later",
+                                headers=RETRY_AFTER) from None
+        except QueueClosedError:
+            raise HTTPException(503, "shutting down", headers=RETRY_AFTER) from None
+        except RequestTimeoutError:
+            raise HTTPException(504, f"not answered within {config.timeout_s:g} s") from None
+        return _response(det, threshold, width, height, ms, batch)
 
     return app
-
-
-def serve(weights: str | Path, host: str = "127.0.0.1", port: int = 8000, *, shutdown_timeout_s: float = 30.0,
-          **kwargs: Any) -> None:
-    """Run :func:`create_app` under uvicorn (blocking) until SIGTERM or SIGINT.
-
-    Either signal stops it gracefully: no new connections are accepted, idle keep-alive connections are
-    closed, requests already received are answered (for up to ``shutdown_timeout_s``, then cancelled),
-    and the function returns, so ``fcos serve`` exits 0 (a service manager's stop is not a failure).
-    """
-    import uvicorn
-
-    config = uvicorn.Config(create_app(weights, **kwargs), host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=shutdown_timeout_s)
-    server = uvicorn.Server(config)
-    if threading.current_thread() is not threading.main_thread():  # signals belong to the main thread
-        server.run()
-        return
-    # uvicorn installs its own handlers while it runs and, after its graceful shutdown, raises the signal
-    # again for the handlers it found, so that a default SIGTERM would then kill the process (exit -15).
-    # The handlers it finds are these: they ask uvicorn to stop (also before it took over) and end nothing.
-    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.run()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -1,0 +1,248 @@
+"""serve_load: ``fcos serve`` under concurrent clients, with and without dynamic batching, against
+TorchServe-style sequential serving, side by side in one run.
+
+Three servers of the same model, each a real ``fcos serve`` subprocess on 127.0.0.1 (``OMP_NUM_THREADS=1``:
+one thread per forward pass, as on the project's 2-core machine):
+
+- ``batched``: ``--max-batch 8 --max-delay-ms 10 --max-concurrency 2`` (two workers, each running
+  batches of up to 8 concurrent requests);
+- ``unbatched``: ``--max-batch 1 --max-concurrency 2`` (two workers, one image per forward pass: the
+  service before dynamic batching);
+- ``sequential``: ``--max-batch 1 --max-concurrency 1``, one request at a time through one worker, no
+  batching: TorchServe's default handler with one worker and ``batch_size`` 1 (the baseline).
+
+At 1, 4, 8 and 16 clients (threads of this process, each with its own keep-alive connection, sending
+one request after another), each level bounded in requests and in seconds: throughput (images answered
+200 per second), client-side latency p50 / p99, errors (any other status or a dropped connection) and
+wrong answers (a response whose detections differ from the image's own, computed alone in this process
+by :class:`fcos.predict.Predictor`, beyond the parity tolerances: 0.5 px, 2e-4 in score). The servers
+run in alternating order over ``ROUNDS`` rounds (ABC, CBA, ...); each figure is the median over the
+rounds and ``range`` gives the lowest and highest. ``ours`` is a server's throughput, ``reference`` the
+sequential server's at the same clients (ratio > 1: more images per second than the baseline).
+
+The model is the tests' tiny untrained detector (ResNet-18, 32-channel FPN, one conv per head tower,
+inputs resized to 256..320 px, biases raised so it returns many boxes), built here: nothing is
+downloaded. The images are 4 real photos of tests/assets resized to one size (320x240 JPEG), as a camera
+would send: images of one padded shape run as one forward pass. ``forward`` rows give the model alone in
+this process, batch 1 against batch 8 per image: the most batching can buy on this CPU.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+
+from bench.common import REPO, emit, time_ms
+
+SERVERS: dict[str, list[str]] = {
+    "batched": ["--max-batch", "8", "--max-delay-ms", "10", "--max-concurrency", "2"],
+    "unbatched": ["--max-batch", "1", "--max-concurrency", "2"],
+    "sequential": ["--max-batch", "1", "--max-concurrency", "1"],
+}
+CLIENTS = (1, 4, 8, 16)
+ROUNDS = 3
+IMAGE_SIZE = (320, 240)
+BOX_TOL, SCORE_TOL, CONF = 0.5, 2e-4, 0.3
+
+
+def _checkpoint(folder: Path) -> Path:
+    from fcos import FCOS, official
+    from fcos.weights.checkpoint import model_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    config = official(num_classes=3, backbone="resnet18", **{
+        "fpn.channels": 32, "head.norm_groups": 16, "head.num_convs": 1, "input.min_size": 256, "input.max_size": 320})
+    model = FCOS(config).eval()
+    with torch.no_grad():  # an untrained model that still returns boxes of a visible size
+        model.head.cls_logits.bias.uniform_(-3, 0)
+        model.head.box_pred.bias.uniform_(1.0, 3.0)
+    return save_checkpoint(model_checkpoint(model, ["apple", "banana", "orange"], [1, 2, 3]), folder / "tiny.pt")
+
+
+def _images(count: int) -> list[bytes]:
+    from PIL import Image
+
+    paths = sorted((REPO / "tests" / "assets" / "fruit" / "images").glob("*.jpg"))[:count // 2]
+    paths += sorted((REPO / "tests" / "assets" / "raccoon" / "images").glob("*.jpg"))[:count - len(paths)]
+    out = []
+    for path in paths:
+        buffer = io.BytesIO()
+        Image.open(path).convert("RGB").resize(IMAGE_SIZE).save(buffer, "JPEG", quality=90)
+        out.append(buffer.getvalue())
+    return out
+
+
+def _matches(reference: dict[str, Any], got: list[dict[str, Any]]) -> bool:
+    """``got`` (the server's detections at CONF) against the image's own (all scores): every reference
+    detection clearly above CONF is there, and every detection returned is one of the reference's."""
+    boxes, scores, labels = reference["boxes"], reference["scores"], reference["labels"]
+    used = np.zeros(len(scores), dtype=bool)
+    for det in got:
+        close = (~used & (labels == det["label"]) & (np.abs(boxes - np.array(det["box"])).max(axis=1) <= BOX_TOL)
+                 & (np.abs(scores - det["score"]) <= SCORE_TOL))
+        if not close.any():
+            return False
+        used[np.flatnonzero(close)[0]] = True
+    return bool(used[scores >= CONF + SCORE_TOL].all())
+
+
+class _Server:
+    """``fcos serve`` on a free loopback port, in a subprocess; ready once ``/ready`` says so."""
+
+    def __init__(self, weights: Path, args: list[str]) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fcos", "serve", "--weights", str(weights), "--device", "cpu",
+                                      "--port", str(port), *args], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"fcos serve exited: {self.proc.stderr.read()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("fcos serve was not ready within 120 s")
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def _load(url: str, images: list[bytes], references: list[dict[str, Any]], clients: int, requests: int,
+          max_seconds: float) -> dict[str, Any]:
+    """``requests`` uploads from ``clients`` closed-loop clients, stopping early after ``max_seconds``."""
+    latencies: list[float] = []
+    errors = wrong = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_seconds
+
+    def client(index: int) -> None:
+        nonlocal errors, wrong
+        with httpx.Client(base_url=url, timeout=60) as session:
+            for k in range(index, requests, clients):
+                if time.monotonic() > deadline:
+                    return
+                which = k % len(images)
+                start = time.perf_counter()
+                try:
+                    response = session.post("/predict", files={"file": ("image.jpg", images[which])})
+                except httpx.HTTPError:
+                    with lock:
+                        errors += 1
+                    continue
+                elapsed = (time.perf_counter() - start) * 1000
+                ok = response.status_code == 200
+                right = ok and _matches(references[which], response.json()["detections"])
+                with lock:
+                    errors += not ok
+                    wrong += ok and not right
+                    if ok:
+                        latencies.append(elapsed)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    seconds = time.perf_counter() - start
+    return {"images_per_s": len(latencies) / seconds, "p50_ms": float(np.percentile(latencies, 50)) if latencies else 0.0,
+            "p99_ms": float(np.percentile(latencies, 99)) if latencies else 0.0, "answered": len(latencies),
+            "errors": errors, "wrong": wrong, "seconds": seconds}
+
+
+def _forward_rows(weights: Path, images: list[bytes], quick: bool) -> list[dict[str, Any]]:
+    """The model alone in this process (one thread): per-image time at batch 1 and at batch 8."""
+    from fcos.predict import Predictor, read_image
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predictor = Predictor(weights)
+        decoded = [read_image(io.BytesIO(data)) for data in images]
+        eight = (decoded * 8)[:8]
+        repeat = 1 if quick else 5
+        one = time_ms(lambda: predictor.predict_batch(decoded[:1]), warmup=1, repeat=repeat)
+        batch = time_ms(lambda: predictor.predict_batch(eight), warmup=1, repeat=repeat) / 8
+    finally:
+        torch.set_num_threads(threads)
+    return [emit("serve_forward_per_image", batch, one, "ms", {"batch": 8, "reference_batch": 1, "threads": 1,
+                                                               "image": list(IMAGE_SIZE)})]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    from fcos.predict import Predictor, read_image
+
+    clients_levels = (1, 2) if quick else CLIENTS
+    rounds = 1 if quick else ROUNDS
+    with tempfile.TemporaryDirectory(prefix="fcos-serve-load-") as tmp:
+        weights = _checkpoint(Path(tmp))
+        images = _images(2 if quick else 4)
+        reference = Predictor(weights)
+        references = [reference(read_image(io.BytesIO(data)), conf=0.0)[0] for data in images]
+        records = _forward_rows(weights, images, quick)
+        found: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in range(rounds):
+            for name in (list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))):
+                server = _Server(weights, SERVERS[name])
+                try:
+                    _load(server.url, images, references, 8, 8 if quick else 32, 30)  # warm-up: not counted
+                    for clients in clients_levels:
+                        requests = 4 * clients if quick else max(48, 12 * clients)
+                        found.setdefault((name, clients), []).append(
+                            _load(server.url, images, references, clients, requests, 10 if quick else 60))
+                finally:
+                    server.stop()
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        for clients in clients_levels:
+            baseline = statistics.median(x["images_per_s"] for x in found["sequential", clients])
+            for name in SERVERS:
+                runs = found[name, clients]
+                throughput = [x["images_per_s"] for x in runs]
+                records.append(emit(
+                    "serve_load", statistics.median(throughput), baseline, "images/s",
+                    {"server": name, "clients": clients, "flags": " ".join(SERVERS[name]), "rounds": rounds,
+                     "image": list(IMAGE_SIZE), "omp_threads": 1}, higher_is_better=True,
+                    range=[round(min(throughput), 2), round(max(throughput), 2)],
+                    p50_ms=statistics.median(x["p50_ms"] for x in runs),
+                    p99_ms=statistics.median(x["p99_ms"] for x in runs),
+                    p99_range=[round(min(x["p99_ms"] for x in runs), 1), round(max(x["p99_ms"] for x in runs), 1)],
+                    answered=sum(x["answered"] for x in runs), errors=sum(x["errors"] for x in runs),
+                    wrong=sum(x["wrong"] for x in runs), load_average=load))
+        if not quick:
+            batched, unbatched = found["batched", 8], found["unbatched", 8]
+            single_p50 = statistics.median(x["p50_ms"] for x in found["unbatched", 1])
+            ratios = [b["images_per_s"] / u["images_per_s"] for b, u in zip(batched, unbatched)]
+            records.append(emit(
+                "serve_load_target_8_clients", statistics.median(x["images_per_s"] for x in batched),
+                statistics.median(x["images_per_s"] for x in unbatched), "images/s",
+                {"clients": 8, "target_ratio": 1.5, "target_p99_over_single_p50": 2.0}, higher_is_better=True,
+                ratio_range=[round(min(ratios), 3), round(max(ratios), 3)],
+                p99_ms=statistics.median(x["p99_ms"] for x in batched), single_request_p50_ms=single_p50,
+                p99_over_single_p50=statistics.median(x["p99_ms"] for x in batched) / single_p50,
+                wrong=sum(x["wrong"] for x in batched + unbatched)))
+    return records
