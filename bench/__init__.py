@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "soak": "soak",
     "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
     "tracking": "tracking",  # one ByteTrack update against one detection per frame
+    "fast_paths": "fast_paths",  # bf16 inference vs fp32; torch.compile vs eager (inference, train step)
 }
 
 
