@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "backbones": "backbones",  # params, PyTorch / onnxruntime inference and train step per backbone
     "tracking": "tracking",  # one ByteTrack update against one detection per frame
     "serve_load": "serve_load",  # fcos serve batched / unbatched / sequential at 1-16 clients
+    "fast_paths": "fast_paths",  # bf16 inference vs fp32; torch.compile vs eager (inference, train step)
 }
 
 

@@ -6,7 +6,11 @@ lines in ``make bench``'s format (``ratio`` > 1: fcos is faster):
 - ``gpu_inference``: ``model(images)`` in eval mode, preprocessing, network, decoding and NMS included,
   R50-FPN at 800x1088, batch 1 and 8, fp32 and fp16 autocast on both sides.
 - ``gpu_train_step``: forward, loss, backward and an SGD step (lr 0, so the weights stay equal), batch 8,
-  fp32 and fp16 AMP (autocast + GradScaler) on both sides, with each side's peak CUDA memory.
+  fp32 and fp16 AMP (autocast + GradScaler) on both sides, with each side's peak CUDA memory and fcos's
+  MFU (``bench.flops``: 3x the network forward's counted FLOPs over the step time, against the GPU's
+  dense peak; fp32 rows against the TF32 peak when cuDNN allows TF32).
+- ``gpu_throughput``: fcos alone, images/s and MFU of inference at batch 8 and 16, fp32 / fp16 / bf16,
+  eager and compiled (``model.compile()``, CUDA graphs at this fixed size).
 
 The reference is ``fcos_resnet50_fpn`` (seeded random init, the classification bias spread so every
 image keeps detections and NMS has work, as with a trained model); ours is
@@ -19,6 +23,7 @@ ResNet-18 at small sizes; it says nothing about a GPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -26,8 +31,10 @@ from typing import Any
 
 import torch
 
-from bench.common import compare_rounds, emit, nearest_detections
+from bench.common import compare_rounds, emit, nearest_detections, time_ms
+from bench.flops import count_flops, mfu, peak_tflops
 from bench.model_speed import _batch, _models
+from fcos.model.compiled import default_mode
 from fcos.model.detector import FCOS
 
 
@@ -43,7 +50,48 @@ def _synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
 def _autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def _peak_name(precision: str) -> str:
+    """The peak-table column of a row: fp32 convolutions run as TF32 on tensor cores when cuDNN allows it."""
+    if precision == "fp32":
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    return "bf16" if precision == "bf16" else "fp16"
+
+
+def throughput(device: torch.device, quick: bool, rounds: int) -> list[dict[str, Any]]:
+    """fcos alone: images/s and MFU of inference at batch 8 and 16, fp32 / fp16 / bf16, eager and compiled
+    (``model.compile()``: CUDA graphs at this fixed size). FLOPs: the network's forward, counted once."""
+    height, width = (160, 224) if quick else (800, 1088)
+    _, ours = _pair(height, quick, device)
+    ours.eval()
+    compiled = copy.deepcopy(ours).compile(mode=default_mode(device, fixed_size=True),
+                                          backend="aot_eager" if device.type == "cpu" else "inductor")
+    precisions = ["fp32", "fp16"] + (["bf16"] if device.type != "cuda" or torch.cuda.is_bf16_supported() else [])
+    records = []
+    for batch in (8, 16):
+        images, _ = _on(*_batch(batch, height, width, 1), device)
+        with torch.inference_mode():
+            tensor = ours.transform(images)[0].tensor
+            flops = count_flops(lambda tensor=tensor: ours.network(tensor))
+        for precision in precisions:
+            for name, model in (("eager", ours), ("compiled", compiled)):
+                def run(model=model, precision=precision, images=images):
+                    with torch.inference_mode(), _autocast(device, precision):
+                        return model(images)
+
+                fn = _synced(run, device)
+                ms = time_ms(fn, warmup=3, repeat=max(3, rounds))
+                peak = peak_tflops(_name(device), _peak_name(precision))
+                params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": batch, "image": [height, width],
+                          "precision": precision, "execution": name, "device": _name(device)}
+                records.append(emit("gpu_throughput", batch * 1000.0 / ms, None, "images/s", params,
+                                    higher_is_better=True, ms=ms, network_gflops=flops / 1e9, peak_tflops=peak,
+                                    mfu=mfu(flops, ms, peak)))
+    return records
 
 
 def _peak_mib(fn: Callable[[], Any], device: torch.device) -> float | None:
@@ -130,12 +178,18 @@ def train_step(device: torch.device, quick: bool, rounds: int) -> list[dict[str,
         a, b = steps["ours"](), steps["reference"]()
         loss_rel = float((a - b).abs() / b.abs())
         peaks = {f"{side}_peak_mib": _peak_mib(fn, device) for side, fn in steps.items()}
+        with torch.no_grad():  # a training step ~ 3x the forward's FLOPs (backward: input + weight gradients)
+            tensor = ours.transform(images)[0].tensor
+            step_flops = 3 * count_flops(lambda tensor=tensor: ours.network(tensor))
         ours_rounds, ref_rounds = compare_rounds(steps["ours"], steps["reference"], rounds=rounds, warmup=2, repeat=3)
         params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": batch, "image": [height, width],
                   "boxes_per_image": 10, "precision": precision, "device": _name(device),
                   "tf32_conv": torch.backends.cudnn.allow_tf32}
+        peak = peak_tflops(_name(device), "fp32" if precision == "fp32" else "fp16")
+        peak = peak if precision != "fp32" or not torch.backends.cudnn.allow_tf32 else peak_tflops(_name(device), "tf32")
         records.append(emit("gpu_train_step", statistics.median(ours_rounds), statistics.median(ref_rounds), "ms", params,
-                            loss_rel_diff=loss_rel, **peaks, ours_rounds=[round(v, 2) for v in ours_rounds],
+                            loss_rel_diff=loss_rel, **peaks, step_gflops=step_flops / 1e9, peak_tflops=peak,
+                            mfu=mfu(step_flops, statistics.median(ours_rounds), peak), ours_rounds=[round(v, 2) for v in ours_rounds],
                             reference_rounds=[round(v, 2) for v in ref_rounds]))
     return records
 
@@ -156,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     train_step(device, args.quick, args.rounds)
     inference(device, args.quick, args.rounds)
+    throughput(device, args.quick, args.rounds)
     return 0
 
 

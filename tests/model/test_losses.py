@@ -104,7 +104,8 @@ def test_positive_stats_counts_dead_boxes_and_top_score():
     assert stats["top_score"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
     empty = Assignment(labels=torch.full((2, 3), -1), box_targets=torch.zeros(2, 3, 4), centerness=torch.zeros(2, 3),
                        matched_index=torch.full((2, 3), -1), num_degenerate=0)
-    assert positive_stats(outputs, empty) == {"dead_boxes": 0, "top_score": 0.0}
+    assert {k: float(v) for k, v in positive_stats(outputs, empty).items()} == {
+        "num_positive": 0.0, "dead_boxes": 0.0, "top_score": 0.0}
 
 
 def test_criterion_torchvision_normalisation_hand_computed():

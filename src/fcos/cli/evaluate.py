@@ -59,7 +59,8 @@ def _eval(args: argparse.Namespace) -> int:
         # A whole-image checkpoint evaluates in batches; exported, sliced or augmented: each image by its views.
         model = mode.model if mode.plain and mode.backend == "torch" else mode.as_detector()
         start = time.perf_counter()
-        result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device)
+        result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device,
+                                amp_dtype=mode.dtype if mode.plain and mode.backend == "torch" else None)
         ms = (time.perf_counter() - start) * 1000 / max(1, len(data))
         results.append((mode.options.describe(mode.tile), result, ms))
     if args.compare:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
 from tqdm import tqdm
 
 from fcos.utils import distributed as D
@@ -195,15 +196,18 @@ class CollapseGuard(Hook):
         self.warned: set[str] = set()
 
     def after_step(self, trainer: Trainer, losses: dict[str, float]) -> None:
+        # The statistics are device tensors: summed as they are, read every _CHECK_EVERY updates only.
         stats = getattr(trainer.model, "last_stats", {})
-        self.positives += int(stats.get("num_positive", 0))
-        self.live += int(stats.get("num_positive", 0)) - int(stats.get("dead_boxes", 0))
-        self.top = max(self.top, float(stats.get("top_score", 0.0)))
+        positives, dead = stats.get("num_positive", 0), stats.get("dead_boxes", 0)
+        self.positives = self.positives + positives
+        self.live = self.live + positives - dead
+        top = stats.get("top_score", 0.0)
+        self.top = torch.maximum(torch.as_tensor(self.top), top) if isinstance(top, torch.Tensor) else max(self.top, top)
         if trainer.iteration % _CHECK_EVERY:
             return
         any_positive = D.all_reduce_max(float(self.positives > 0), trainer.device) > 0
         any_live = D.all_reduce_max(float(self.live > 0), trainer.device) > 0
-        top = D.all_reduce_max(self.top, trainer.device)
+        top = D.all_reduce_max(float(self.top), trainer.device)
         self.live = self.positives = 0
         self.top = 0.0
         if not any_positive:  # a window without objects says nothing about either branch

@@ -122,7 +122,7 @@ def mean_record(window: list[dict[str, float]], iteration: int, epoch: int) -> d
     keys = [k for k in window[0] if k not in ("images", "seconds")] if window else []
     record: dict[str, Any] = {"event": "train", "iteration": iteration, "epoch": epoch}
     for key in keys:
-        record[key] = float(np.mean([w[key] for w in window]))
+        record[key] = float(np.mean([float(w[key]) for w in window]))  # device tensors: read here, when logged
     record["loss"] = sum(record.get(k, 0.0) for k in LOSSES)
     seconds = sum(w["seconds"] for w in window)
     record["images_per_s"] = sum(w["images"] for w in window) / seconds if seconds else 0.0

@@ -22,7 +22,9 @@ MicroBatch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]  # images 
 
 class UpdateStep:
     """``step(micro_batches) -> (mean losses, finite)``; on a non-finite update nothing is changed
-    (the gradients are dropped, the optimizer, scaler and EMA left as they were).
+    (the gradients are dropped, the optimizer, scaler and EMA left as they were). The losses are 0-dim
+    tensors on the device: the step reads one flag from the device (whether to apply the update), the
+    losses and statistics are read at the logging interval (``tests/engine/test_host_sync.py``).
 
     Args:
         model: the bare model (clipping and the EMA read it); ``ddp``: its DDP wrapper when distributed.
@@ -34,31 +36,32 @@ class UpdateStep:
         self.model, self.optimizer, self.precision, self.device = model, optimizer, precision, device
         self.ddp, self.ema, self.clip_grad = ddp, ema, clip_grad
 
-    def __call__(self, micro_batches: list[MicroBatch]) -> tuple[dict[str, float], bool]:
+    def __call__(self, micro_batches: list[MicroBatch]) -> tuple[dict[str, torch.Tensor], bool]:
         model = self.ddp or self.model
         model.train()
         scaler = self.precision.scaler
-        sums: dict[str, float] = {}
-        finite = True
+        sums: dict[str, torch.Tensor] = {}
         for k, (images, targets) in enumerate(micro_batches):
             images = [im.to(self.device, non_blocking=True) for im in images]
-            targets = [{key: v.to(self.device) for key, v in t.items()} for t in targets]
+            # Targets stay on the host: the model checks them there and copies them into its padded [B, M]
+            # tensors on the device (fcos.model.assign.stack_targets), one copy per field, no device reads.
             sync = k == len(micro_batches) - 1 or self.ddp is None
             with contextlib.nullcontext() if sync else model.no_sync():
                 with self.precision.autocast():
                     losses = model(images, targets)
-                total = sum(losses.values())
-                values = torch.stack([v.detach().float() for v in losses.values()]).tolist()  # one sync
-                finite &= D.all_reduce_max(float(not all(map(math.isfinite, values))), self.device) == 0
-                if finite:
-                    scaler.scale(total / len(micro_batches)).backward()
-            for key, value in zip(losses, values, strict=True):
-                sums[key] = sums.get(key, 0.0) + value / len(micro_batches)
-        if finite:
-            scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or math.inf)
-            # With a GradScaler, an inf gradient is fp16 overflow: its step skips the update itself.
-            finite = D.all_reduce_max(float(not torch.isfinite(norm)), self.device) == 0 or scaler.is_enabled()
+                # Every rank runs every backward (a NaN loss only makes NaN gradients, dropped below), so
+                # DDP's all-reduces always pair up; the losses stay on the device until they are logged.
+                scaler.scale(sum(losses.values()) / len(micro_batches)).backward()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float() / len(micro_batches)
+        scaler.unscale_(self.optimizer)
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad or math.inf)
+        bad = ~torch.isfinite(torch.stack(list(sums.values()))).all()
+        if not scaler.is_enabled():  # with a GradScaler, an inf gradient is fp16 overflow: its step skips itself
+            bad = bad | ~torch.isfinite(norm)
+        # The update's one host sync: whether to apply it. Skipping must leave the optimizer's state and
+        # the EMA untouched, and every rank must decide alike, so the flag is read here, not at logging.
+        finite = D.all_reduce_max(float(bad), self.device) == 0
         if finite:
             scaler.step(self.optimizer)
             scaler.update()

@@ -136,6 +136,8 @@ class Trainer:
         self.tile = {"size": [config.tile, config.tile], "scale": config.tile_scale} if config.tile else None
         self.input_scale = config.tile_scale if config.tile else input_scale
         self.model = model.to(self.device)
+        if config.compile:
+            self.model.compile()
         self.optimizer = optimizer or build_optimizer(
             self.model, config.optimizer, config.base_lr(D.world_size()), config.weight_decay, config.momentum,
             bias_lr_factor=config.bias_lr_factor, decay_norms=config.decay_norms)
@@ -358,7 +360,7 @@ class Trainer:
 
     def _nonfinite(self, losses: dict[str, float]) -> None:
         self.skipped += 1
-        where = f"update {self.iteration} (epoch {self.epoch}), losses {losses}"
+        where = f"update {self.iteration} (epoch {self.epoch}), losses { {k: float(v) for k, v in losses.items()} }"
         if self.cfg.on_nonfinite == "stop" or self.skipped > self.cfg.max_skips:
             raise NonFiniteLossError(
                 f"non-finite loss or gradient at {where}; stopping. The last good checkpoint is kept at "

@@ -41,7 +41,7 @@ class Assignment:
     box_targets: Tensor  # [B, P, 4] ltrb in input pixels, 0 for background
     centerness: Tensor  # [B, P] centerness target (paper Eq. 3), 0 for background
     matched_index: Tensor  # [B, P] int64 index of the matched box in [0, M), -1 = background
-    num_degenerate: int  # valid boxes ignored for zero or negative width/height
+    num_degenerate: Tensor | int  # valid boxes ignored for zero or negative width/height (0-dim int64: no host sync)
 
     @property
     def positive(self) -> Tensor:
@@ -102,7 +102,7 @@ def assign_targets(
 
     best = best[:-1].view(num_images, num_points)
     matched = torch.where(best == _NO_MATCH, -1, best & _LOW32)
-    return _targets(points, boxes, labels, matched, int(degenerate.sum()))
+    return _targets(points, boxes, labels, matched, degenerate.sum())
 
 
 def _rank(boxes: Tensor, tie_break: str) -> tuple[Tensor, Tensor]:
@@ -176,7 +176,7 @@ def _candidates(
     return torch.where(ok, image + point, trash).flatten(2)
 
 
-def _targets(points: Points, boxes: Tensor, labels: Tensor, matched: Tensor, num_degenerate: int) -> Assignment:
+def _targets(points: Points, boxes: Tensor, labels: Tensor, matched: Tensor, num_degenerate: Tensor) -> Assignment:
     positive = matched >= 0
     index = matched.clamp(min=0)
     if boxes.shape[1] == 0:  # nothing to gather from: every point is background

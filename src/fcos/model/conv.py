@@ -49,7 +49,10 @@ class Conv3x3(nn.Conv2d):
         return outputs
 
     def uses_winograd(self, x: Tensor) -> bool:
-        if self.algorithm == "direct" or not winograd.supported(x, self.weight):
+        # Under torch.compile: direct. The eager Winograd writes its transforms into strided views
+        # (out=) and streams them through generators, which dynamo cannot trace without graph breaks;
+        # compiled, the convolutions run in oneDNN / cuDNN as in any compiled model.
+        if self.algorithm == "direct" or torch.compiler.is_compiling() or not winograd.supported(x, self.weight):
             return False
         return self.algorithm == "winograd" or (x.device.type == "cpu" and _large(x))
 

@@ -14,6 +14,7 @@ from fcos.config import STRIDES, FCOSConfig
 from fcos.model.assign import assign_targets, stack_targets
 from fcos.model.backbones import build_backbone
 from fcos.model.backbones.custom import CUSTOM_PREFIX, ModuleBackbone
+from fcos.model.compiled import CompileOptions, bucket_pad, compiled
 from fcos.model.decode import Decoder
 from fcos.model.fpn import FPN
 from fcos.model.head import FCOSHead
@@ -56,7 +57,10 @@ class FCOS(nn.Module):
         self.head = FCOSHead(config.fpn.channels, config.num_classes, config.head, self.strides, config.conv3x3)
         self.criterion = FCOSCriterion(config.loss)
         self.decoder = Decoder(config.decode)
-        self.last_stats: dict[str, float] = {}  # from the latest training forward, for logging and health checks
+        # From the latest training forward, for logging and health checks: 0-dim tensors on the model's
+        # device (positive_stats), read when logged so the step itself never waits for the device.
+        self.last_stats: dict[str, Tensor] = {}
+        self.compile_options: CompileOptions | None = None  # set by compile()
         if config.channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -80,17 +84,34 @@ class FCOS(nn.Module):
             targets = _check_targets(targets, len(images), self.config.num_classes)
         batch, targets = self.transform(images, targets, sizes=sizes)
         _check_batch(batch, max(self.strides), self.config.input.size_divisible)
-        outputs = self.forward_batch(batch)
-        points = self.points(outputs, batch.tensor.shape[-2:])
+        options = self.compile_options
+        tensor = batch.tensor if options is None else bucket_pad(batch.tensor, options.bucket)
         if self.training:
             assert targets is not None
-            return self.loss(outputs, points, targets)
+            boxes, labels, valid = stack_targets(targets, tensor.device)
+            run = FCOS.train_forward if options is None else compiled(FCOS.train_forward, options)
+            losses, self.last_stats = run(self, tensor, boxes, labels, valid)
+            return losses
+        run = FCOS.network if options is None else compiled(FCOS.network, options)
+        outputs = run(self, tensor)
+        points = self.points(outputs, tensor.shape[-2:])
         detections = self.decoder(outputs, points, batch.image_sizes)
         return self.transform.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
+    def compile(self, options: CompileOptions | None = None, **changes: Any) -> FCOS:  # type: ignore[override]
+        """Compile the detector's tensor work with ``torch.compile`` (:mod:`fcos.model.compiled`): the
+        network for inference, network + assignment + losses for training; the host-side resizing and the
+        decoding stay eager. ``changes`` override fields of ``options`` (``model.compile(mode="max-autotune")``).
+        Returns the model itself; ``model.compile_options = None`` turns it off again."""
+        self.compile_options = dataclasses.replace(options or CompileOptions(), **changes)
+        return self
+
     def forward_batch(self, batch: ImageBatch) -> HeadOutputs:
         """Raw head outputs for an already transformed batch (benchmarks)."""
-        tensor = batch.tensor
+        return self.network(batch.tensor)
+
+    def network(self, tensor: Tensor) -> HeadOutputs:
+        """:meth:`head_outputs` in the model's memory format (channels_last where configured)."""
         if self.config.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         return self.head_outputs(tensor)
@@ -99,6 +120,22 @@ class FCOS(nn.Module):
         """backbone -> fpn -> head on a normalised, padded [B, 3, H, W] tensor (also traced for export)."""
         return self.head(self.fpn(self.backbone(tensor)))
 
+    def train_forward(
+        self, tensor: Tensor, boxes: Tensor, labels: Tensor, valid: Tensor
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Network + assignment + losses on a padded batch: (losses, :func:`positive_stats`). Fixed shapes
+        and no host sync (what ``torch.compile`` traces without a graph break).
+
+        Args:
+            tensor: [B, 3, H, W] normalised, padded. boxes: [B, M, 4] xyxy in its pixels. labels: [B, M]
+                int64. valid: [B, M] bool (:func:`fcos.model.assign.stack_targets`).
+        """
+        outputs = self.network(tensor)
+        points = self.points(outputs, tensor.shape[-2:])
+        assignment = assign_targets(points, boxes, labels, valid, self.config.assign)
+        stats = {**positive_stats(outputs, assignment), "num_degenerate": assignment.num_degenerate}
+        return self.criterion(outputs, assignment, points.strides), stats
+
     def points(self, outputs: HeadOutputs, padded_size: Sequence[int]) -> Points:
         """Points of ``outputs`` for a padded input of ``padded_size`` (H, W): ints, or traced sizes."""
         return make_points(outputs.level_shapes, self.strides, padded_size, self.config.points, outputs.cls_logits.device)
@@ -106,11 +143,7 @@ class FCOS(nn.Module):
     def loss(self, outputs: HeadOutputs, points: Points, targets: Sequence[dict[str, Tensor]]) -> dict[str, Tensor]:
         boxes, labels, valid = stack_targets(targets, outputs.cls_logits.device)
         assignment = assign_targets(points, boxes, labels, valid, self.config.assign)
-        self.last_stats = {
-            "num_positive": int(assignment.positive.sum()),
-            "num_degenerate": assignment.num_degenerate,
-            **positive_stats(outputs, assignment),
-        }
+        self.last_stats = {**positive_stats(outputs, assignment), "num_degenerate": assignment.num_degenerate}
         return self.criterion(outputs, assignment, points.strides)
 
 

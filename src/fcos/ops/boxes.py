@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss, generalized_box_iou_loss
+from torchvision.ops import complete_box_iou_loss, distance_box_iou_loss
 
 __all__ = [
     "BoxLoss",
@@ -56,6 +56,21 @@ def centerness_from_ltrb(ltrb: Tensor) -> Tensor:
     return ratio.sqrt()
 
 
+def _giou_loss_ltrb(pred: Tensor, target: Tensor) -> Tensor:
+    """``torchvision.ops.generalized_box_iou_loss`` of the boxes (-l, -t, r, b), the same operations in the
+    same order (the same values), without its boolean-mask assignment (a ``nonzero``: a host sync and a
+    data-dependent shape). Both boxes contain the origin, so the intersection is min-sum along each axis
+    and never negative; the enclosing box is max-sum."""
+    inter = (torch.minimum(pred[:, 2], target[:, 2]) + torch.minimum(pred[:, 0], target[:, 0])) * (
+        torch.minimum(pred[:, 3], target[:, 3]) + torch.minimum(pred[:, 1], target[:, 1]))
+    union = (pred[:, 2] + pred[:, 0]) * (pred[:, 3] + pred[:, 1]) + (target[:, 2] + target[:, 0]) * (
+        target[:, 3] + target[:, 1]) - inter
+    iou = inter / (union + _EPS)
+    enclosing = (torch.maximum(pred[:, 2], target[:, 2]) + torch.maximum(pred[:, 0], target[:, 0])) * (
+        torch.maximum(pred[:, 3], target[:, 3]) + torch.maximum(pred[:, 1], target[:, 1]))
+    return 1 - (iou - (enclosing - union) / (enclosing + _EPS))
+
+
 def ltrb_iou_loss(
     pred: Tensor, target: Tensor, kind: BoxLoss = "giou", *, smoothing: float = 0.0, unit: Tensor | None = None
 ) -> Tensor:
@@ -75,7 +90,7 @@ def ltrb_iou_loss(
     pred_boxes = torch.cat((-pred[:, :2], pred[:, 2:]), dim=1)
     target_boxes = torch.cat((-target[:, :2], target[:, 2:]), dim=1)
     if kind == "giou":
-        return generalized_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
+        return _giou_loss_ltrb(pred, target)
     if kind == "diou":
         return distance_box_iou_loss(pred_boxes, target_boxes, reduction="none", eps=_EPS)
     if kind == "ciou":

@@ -100,6 +100,13 @@ class InferenceOptions:
     tta_scales: tuple[float, ...] = option((0.83, 1.0, 1.2), "input-size factors of test-time augmentation",
                                            group=INFERENCE,
                                            parse=_parse_scales, nargs="+", metavar="S")
+    half: bool = option(
+        False, "half precision for PyTorch models: bf16 on CPUs that compute it natively (AVX512-BF16, AMX; else fp32 "
+        "with a warning), fp16 on CUDA. Exported models keep the precision they were exported in",
+        group=INFERENCE)
+    compile: bool = option(
+        False, "torch.compile the PyTorch model's network (input sizes padded to multiples of 128 px so a few shapes "
+        "compile; CUDA graphs on a GPU); the first images pay the compilation", group=INFERENCE)
     max_pixels: int = option(MAX_PIXELS, "largest image accepted (width x height, checked from the header: the "
                              "decompression-bomb guard); raise it for gigapixel mosaics predicted sliced",
                              group=INFERENCE, metavar="N")

@@ -131,9 +131,13 @@ class Predictor:
             exported = backend_for(self.weights)
             if exported:
                 raise ValueError(f"{self.weights} is an exported {self.weights.suffix} model: use backend={exported!r}")
-            self.runner: TorchBackend | ExportedBackend = TorchBackend(weights, device)
+            self.runner: TorchBackend | ExportedBackend = TorchBackend(weights, device, half=self.options.half,
+                                                                      compile=self.options.compile)
             record = self.runner.state
         else:
+            if self.options.half or self.options.compile:
+                warnings.warn(f"--half and --compile apply to PyTorch models; {self.weights.name} runs in the precision "
+                              "it was exported in", stacklevel=2)
             self.runner = ExportedBackend(weights, self.backend, device, num_threads or torch.get_num_threads())
             self.exported = self.runner.exported
             record = self.runner.metadata
@@ -142,6 +146,7 @@ class Predictor:
         self.class_names = [str(n) for n in record["class_names"]]
         self.category_ids = [int(i) for i in record["category_ids"]]
         self.precision, self.img_size = self.runner.precision, self.runner.img_size
+        self.dtype: torch.dtype | None = getattr(self.runner, "dtype", None)  # the PyTorch model's autocast dtype
         self.tile = TileInfo.from_record(record.get("tile"))
         self.input_scale = record.get("input_scale")  # the median scale training saw objects at
         self._set_options(self.options)

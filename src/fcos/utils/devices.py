@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["DEVICE_KINDS", "DeviceError", "autocast_dtype", "cpu_has_native_bf16", "describe_device", "resolve_device"]
+__all__ = ["DEVICE_KINDS", "DeviceError", "autocast_dtype", "cpu_has_native_bf16", "describe_device", "half_dtype",
+           "resolve_device"]
 
 DEVICE_KINDS = ("cuda", "mps", "cpu")  # auto's order of preference
 
@@ -99,3 +100,19 @@ def autocast_dtype(device: torch.device, amp: bool) -> tuple[torch.dtype | None,
         return None, ("precision: fp32: --amp asks for bf16, but this CPU has no native bf16 (AVX512-BF16, AMX "
                       "or Arm BF16), where bf16 autocast runs several times slower than fp32")
     return torch.bfloat16, "precision: bf16 autocast (--amp)"
+
+
+def half_dtype(device: torch.device | str) -> tuple[torch.dtype | None, str]:
+    """What inference's ``--half`` means on ``device``: the autocast dtype (None: fp32) and a line saying so.
+
+    CUDA and MPS: fp16 (inference needs no loss scaling); a CPU with native bf16 (AVX512-BF16, AMX,
+    Arm BF16): bf16. A CPU without it would emulate bf16 several times slower than fp32
+    (:func:`cpu_has_native_bf16`), so ``--half`` there runs fp32, and the line says why.
+    """
+    device = torch.device(device)
+    if device.type in ("cuda", "mps"):
+        return torch.float16, "precision: fp16 autocast (--half)"
+    if not cpu_has_native_bf16():
+        return None, ("precision: fp32: --half asks for bf16, but this CPU has no native bf16 (AVX512-BF16, AMX or "
+                      "Arm BF16), where bf16 runs several times slower than fp32")
+    return torch.bfloat16, "precision: bf16 autocast (--half; native on this CPU)"
