@@ -7,7 +7,7 @@ from torch._dynamo.testing import CompileCounter
 
 from fcos import FCOS, official
 from fcos.model.assign import stack_targets
-from fcos.model.compiled import CompileOptions, bucket_pad, default_mode
+from fcos.model.compiled import CompileOptions, bucket_pad, bucket_size, default_mode
 
 
 def tiny_model(size=256):
@@ -69,7 +69,7 @@ def test_multi_scale_training_recompiles_a_bounded_number_of_times():
     counter = CompileCounter()
     model = tiny_model(320).train().compile(backend=counter)
     sizes = [(224, 288), (256, 320), (288, 256), (320, 320), (240, 304), (272, 224), (304, 288), (224, 224)]
-    for i, size in enumerate(sizes):  # an epoch of multi-scale batches: 8 sizes, 4 buckets of 128 px
+    for i, size in enumerate(sizes):  # an epoch of multi-scale batches: 8 sizes
         images, targets = sample([size, size], seed=i)
         sum(model(images, targets).values()).backward()
     # Static for the first shape, one shape-generic graph from the second on (dynamo's automatic dynamic).
@@ -77,9 +77,13 @@ def test_multi_scale_training_recompiles_a_bounded_number_of_times():
 
 
 def test_bucket_padding_and_default_mode():
+    # 8 sizes per octave: steps of 16 px in [128, 256), 32 in [256, 512), 64 in [512, 1024), 128 above
+    assert [bucket_size(s, 8) for s in (160, 200, 256, 300, 640, 800, 1088, 1333)] == [
+        160, 208, 256, 320, 640, 832, 1152, 1408]
+    assert bucket_size(200, 0) == 200
     x = torch.rand(2, 3, 200, 256).contiguous(memory_format=torch.channels_last)
-    padded = bucket_pad(x, 128)
-    assert padded.shape[-2:] == (256, 256) and torch.equal(padded[..., :200, :], x)
+    padded = bucket_pad(x, 8)
+    assert padded.shape[-2:] == (208, 256) and torch.equal(padded[..., :200, :], x)
     assert padded.is_contiguous(memory_format=torch.channels_last)
     assert bucket_pad(x, 0) is x
     assert default_mode("cuda", fixed_size=True) == "reduce-overhead"

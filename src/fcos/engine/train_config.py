@@ -80,8 +80,8 @@ class TrainConfig:
         None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
     amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast where the CPU has native bf16, else fp32)", group=SCHEDULE)
     compile: bool = option(
-        False, "torch.compile the network, assignment and losses (fcos.model.compiled: sizes padded to multiples of "
-        "128 px, so multi-scale training compiles a few shapes); the first updates pay the compilation (inside "
+        False, "torch.compile the network, assignment and losses (fcos.model.compiled: sizes padded to one of 8 "
+        "per octave, so multi-scale training compiles a few shapes); the first updates pay the compilation (inside "
         "the time budget)", group=SCHEDULE)
     # --- augmentation (fcos.data.augment; boxes follow every geometric change)
     hflip: float = option(0.5, "horizontal flip probability", group=AUGMENT)

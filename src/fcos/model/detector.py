@@ -85,7 +85,7 @@ class FCOS(nn.Module):
         batch, targets = self.transform(images, targets, sizes=sizes)
         _check_batch(batch, max(self.strides), self.config.input.size_divisible)
         options = self.compile_options
-        tensor = batch.tensor if options is None else bucket_pad(batch.tensor, options.bucket)
+        tensor = batch.tensor if options is None else bucket_pad(batch.tensor, options.buckets)
         if self.training:
             assert targets is not None
             boxes, labels, valid = stack_targets(targets, tensor.device)

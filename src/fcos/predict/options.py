@@ -105,8 +105,8 @@ class InferenceOptions:
         "with a warning), fp16 on CUDA. Exported models keep the precision they were exported in",
         group=INFERENCE)
     compile: bool = option(
-        False, "torch.compile the PyTorch model's network (input sizes padded to multiples of 128 px so a few shapes "
-        "compile; CUDA graphs on a GPU); the first images pay the compilation", group=INFERENCE)
+        False, "torch.compile the PyTorch model's network (input sizes padded to one of 8 per octave so a few "
+        "shapes compile; CUDA graphs on a GPU); the first images pay the compilation", group=INFERENCE)
     max_pixels: int = option(MAX_PIXELS, "largest image accepted (width x height, checked from the header: the "
                              "decompression-bomb guard); raise it for gigapixel mosaics predicted sliced",
                              group=INFERENCE, metavar="N")
