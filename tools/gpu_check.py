@@ -3,7 +3,7 @@
 Checks (each one JSON line: ``{"check", "ok", ...figures}``, or ``"skipped"`` with the reason):
 
 1. ``environment``: torch / CUDA / cuDNN versions, the GPUs.
-2. ``train``: ``fcos train`` 20 updates on the device (fp16 autocast + GradScaler, pinned memory,
+2. ``train``: ``fcos train`` 20 updates on the device (--amp: bf16 autocast on Ampere and later, else fp16 + GradScaler; pinned memory,
    validation on the device) on a generated shapes set: finite losses, a checkpoint that reloads.
 3. ``torchvision_parity``: torchvision's FCOS (ResNet-18 FPN, seeded random init, scores spread) and
    ``fcos.weights.from_torchvision`` of the same weights on the device: training losses within 1e-4 relative,

@@ -67,10 +67,17 @@ def test_a_missing_device_is_one_line_not_a_traceback(machine, tmp_path, capsys)
     assert code == 1 and "error: device 'cuda' is not available" in err and "Traceback" not in err
 
 
-def test_amp_means_fp16_on_cuda_bf16_on_a_native_bf16_cpu_and_fp32_elsewhere(monkeypatch):
+def test_amp_means_bf16_on_ampere_gpus_and_native_bf16_cpus_fp16_on_older_gpus_fp32_elsewhere(monkeypatch):
+    from fcos.engine.precision import Precision
     from fcos.utils import devices
 
-    assert devices.autocast_dtype(torch.device("cuda", 0), True)[0] == torch.float16
+    capability = {"value": (9, 0)}  # H100
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability["value"])
+    assert devices.autocast_dtype(torch.device("cuda", 0), True)[0] == torch.bfloat16
+    assert not Precision(torch.device("cuda", 0), True).scaler.is_enabled()  # bf16: no loss scaling
+    capability["value"] = (7, 5)  # T4
+    dtype, why = devices.autocast_dtype(torch.device("cuda", 0), True)
+    assert dtype == torch.float16 and "GradScaler" in why
     assert devices.autocast_dtype(torch.device("cuda", 0), False)[0] is None
     monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
     assert devices.autocast_dtype(torch.device("cpu"), True)[0] == torch.bfloat16

@@ -1,5 +1,6 @@
-"""Mixed precision of a training run: the autocast dtype (:func:`fcos.utils.devices.autocast_dtype`: CUDA
-fp16 with a GradScaler; bf16 where the CPU has it natively, without one; else fp32) and the scaler."""
+"""Mixed precision of a training run: the autocast dtype (:func:`fcos.utils.devices.autocast_dtype`: bf16
+on GPUs and CPUs that compute it natively, without a scaler; fp16 with a GradScaler on older GPUs; else fp32)
+and the scaler."""
 
 from __future__ import annotations
 

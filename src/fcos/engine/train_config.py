@@ -78,7 +78,7 @@ class TrainConfig:
     clip_grad: float | None = option(None, "max gradient norm", group=SCHEDULE)
     ema: float | None = option(
         None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
-    amp: bool = option(False, "mixed precision (CUDA: fp16 autocast + GradScaler; CPU: bf16 autocast where the CPU has native bf16, else fp32)", group=SCHEDULE)
+    amp: bool = option(False, "mixed precision (CUDA: bf16 autocast on GPUs with native bf16, else fp16 + GradScaler; CPU: bf16 autocast where the CPU has native bf16, else fp32)", group=SCHEDULE)
     compile: bool = option(
         False, "torch.compile the network, assignment and losses (fcos.model.compiled: sizes padded to one of 8 "
         "per octave, so multi-scale training compiles a few shapes); the first updates pay the compilation (inside "

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["DEVICE_KINDS", "DeviceError", "autocast_dtype", "cpu_has_native_bf16", "describe_device", "half_dtype",
+__all__ = ["DEVICE_KINDS", "DeviceError", "autocast_dtype", "cpu_has_native_bf16", "cuda_has_native_bf16", "describe_device", "half_dtype",
            "resolve_device"]
 
 DEVICE_KINDS = ("cuda", "mps", "cpu")  # auto's order of preference
@@ -89,17 +89,26 @@ def cpu_has_native_bf16() -> bool:
 def autocast_dtype(device: torch.device, amp: bool) -> tuple[torch.dtype | None, str]:
     """What ``--amp`` means on ``device``: the autocast dtype (None: fp32) and a line saying why.
 
-    CUDA: fp16 (with a GradScaler); MPS: bf16; CPU: bf16 where the CPU computes it natively
-    (:func:`cpu_has_native_bf16`), else fp32, said once rather than training several times slower.
+    CUDA: bf16 on GPUs with native bf16 (compute capability 8.0+: A100, H100, L4, RTX 30xx and later), where
+    it needs no GradScaler (fp32's exponent range), else fp16 with a GradScaler; MPS: bf16; CPU: bf16 where
+    the CPU computes it natively (:func:`cpu_has_native_bf16`), else fp32, said once rather than training
+    several times slower.
     """
     if not amp:
         return None, "precision: fp32"
     if device.type == "cuda":
-        return torch.float16, "precision: fp16 autocast with a GradScaler (--amp)"
+        if cuda_has_native_bf16(device):
+            return torch.bfloat16, "precision: bf16 autocast (--amp; native on this GPU, no GradScaler needed)"
+        return torch.float16, "precision: fp16 autocast with a GradScaler (--amp; this GPU has no native bf16)"
     if device.type == "cpu" and not cpu_has_native_bf16():
         return None, ("precision: fp32: --amp asks for bf16, but this CPU has no native bf16 (AVX512-BF16, AMX "
                       "or Arm BF16), where bf16 autocast runs several times slower than fp32")
     return torch.bfloat16, "precision: bf16 autocast (--amp)"
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in its tensor cores: compute capability 8.0 or later (Ampere on)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def half_dtype(device: torch.device | str) -> tuple[torch.dtype | None, str]:
