@@ -146,6 +146,23 @@ def add_inference_flags(p: argparse.ArgumentParser) -> None:
     add_config_flags({INFERENCE: p.add_argument_group(INFERENCE)}, InferenceOptions)
 
 
+def add_runtime_flags(p: argparse.ArgumentParser) -> None:
+    """``--backend`` (torch or an export format's runtime, :data:`fcos.export.FORMATS`) and ``--device``:
+    where every command that runs a model (predict, eval, track, serve) runs it."""
+    from fcos.predict.predictor import backends
+
+    p.add_argument("--backend", choices=backends(), default=None, help="default: by the weights suffix")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def build_predictor(args: argparse.Namespace) -> Any:
+    """The :class:`~fcos.predict.Predictor` of ``--weights`` with the runtime and inference flags."""
+    from fcos.predict import Predictor
+
+    return Predictor(args.weights, device=predictor_device(args), backend=args.backend,
+                     options=inference_options(args))
+
+
 def inference_options(args: argparse.Namespace) -> Any:
     """The :class:`~fcos.predict.options.InferenceOptions` the flags give."""
     from fcos.predict.options import InferenceOptions

@@ -8,8 +8,7 @@ import argparse
 import dataclasses
 import time
 
-from fcos.cli.common import DEVICE_HELP, Command, add_inference_flags, inference_options, predictor_device
-from fcos.cli.predict import add_backend_flag
+from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor
 
 __all__ = ["EVAL"]
 
@@ -33,8 +32,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                         "time per image of each")
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass of a whole-image checkpoint")
     p.add_argument("--workers", type=int, default=2)
-    add_backend_flag(p)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_runtime_flags(p)
     add_inference_flags(p)
 
 
@@ -43,12 +41,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     from fcos.data import load_annotations, remap_classes
     from fcos.evaluation import METRIC_NAMES, run_evaluation
-    from fcos.predict import Predictor
     from fcos.utils.files import write_text
 
-    options = inference_options(args)
-    device = predictor_device(args)
-    predictor = Predictor(args.weights, device=device, backend=args.backend, options=options)
+    predictor = build_predictor(args)
+    device, options = predictor.device, predictor.options
     data = remap_classes(load_annotations(args.data, args.split), predictor.class_names)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     modes = [predictor]

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from fcos.cli.common import DEVICE_HELP, Command, add_inference_flags, inference_options, predictor_device
+from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor
 
-__all__ = ["PREDICT", "add_backend_flag"]
-
-
-def add_backend_flag(p: argparse.ArgumentParser) -> None:
-    """``--backend``: torch or an export format's runtime (:data:`fcos.export.FORMATS`)."""
-    from fcos.predict.predictor import backends
-
-    p.add_argument("--backend", choices=backends(), default=None, help="default: by the weights suffix")
+__all__ = ["PREDICT"]
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
@@ -23,8 +16,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                    help="an image, a video, a folder of them, or a glob pattern (quoted: 'photos/**/*.jpg')")
     p.add_argument("--out", default="runs/predict", help="output folder: drawn images and videos, predictions.json")
     p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
-    add_backend_flag(p)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_runtime_flags(p)
     p.add_argument("--recursive", action="store_true", help="a folder source: its subfolders too (outputs mirror them)")
     p.add_argument("--save-txt", action="store_true",
                    help="YOLO labels in OUT/labels/: class cx cy w h score per line, normalised")
@@ -37,10 +29,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from fcos.predict import Predictor, predict_source
+    from fcos.predict import predict_source
 
-    predictor = Predictor(args.weights, device=predictor_device(args), backend=args.backend,
-                          options=inference_options(args))
+    predictor = build_predictor(args)
     out = predict_source(predictor, args.source, args.out, conf=args.conf, recursive=args.recursive,
                          save_txt=args.save_txt, save_crops=args.save_crops, line_width=args.line_width,
                          show_labels=not args.hide_labels, show_conf=not args.hide_conf, progress=args.progress)

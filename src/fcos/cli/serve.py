@@ -6,15 +6,14 @@ import argparse
 import sys
 
 from fcos.cli.common import (
-    DEVICE_HELP,
     Command,
     add_config_flags,
     add_inference_flags,
+    add_runtime_flags,
     config_values,
     inference_options,
     predictor_device,
 )
-from fcos.cli.predict import add_backend_flag
 
 __all__ = ["SERVE"]
 
@@ -24,8 +23,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--weights", required=True,
                    help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
-    add_backend_flag(p)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_runtime_flags(p)
     service = p.add_argument_group(SERVICE)
     add_config_flags({SERVICE: service}, ServeConfig)
     service.add_argument("--api-key-file", metavar="PATH",

@@ -6,15 +6,13 @@ from __future__ import annotations
 import argparse
 
 from fcos.cli.common import (
-    DEVICE_HELP,
     Command,
     add_config_flags,
     add_inference_flags,
+    add_runtime_flags,
+    build_predictor,
     config_values,
-    inference_options,
-    predictor_device,
 )
-from fcos.cli.predict import add_backend_flag
 
 __all__ = ["TRACK"]
 
@@ -40,19 +38,16 @@ def _track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trail", type=int, default=30, help="frames of each track's trail drawn in the video")
     p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the frame size)")
     p.add_argument("--show-conf", action="store_true", help="scores in the tags")
-    add_backend_flag(p)
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_runtime_flags(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_config_flags({TRACKER: p.add_argument_group(TRACKER)}, TrackerConfig)
     add_inference_flags(p)
 
 
 def _track(args: argparse.Namespace) -> int:
-    from fcos.predict import Predictor
     from fcos.track import TrackerConfig, evaluate_mot, track_source
 
-    predictor = Predictor(args.weights, device=predictor_device(args), backend=args.backend,
-                          options=inference_options(args))
+    predictor = build_predictor(args)
     summary = track_source(predictor, args.source, args.out, config=TrackerConfig(**config_values(args, TrackerConfig)),
                            tracker=args.tracker, conf=args.conf, classes=args.classes, fps=args.fps,
                            save_video=args.video, trail=args.trail, line_width=args.line_width,
