@@ -36,7 +36,8 @@ import numpy as np
 from fcos.data.layouts import load_splits
 from fcos.data.records import DetectionData, ImageRecord
 from fcos.ops.sizing import resized_shape
-from fcos.utils.files import atomic_write, write_text
+from fcos.utils.figures import pyplot, save_figure
+from fcos.utils.files import write_text
 
 __all__ = ["DatasetStats", "Histogram", "SplitStats", "Suggestions", "compute_stats", "dataset_stats", "object_sizes"]
 
@@ -275,17 +276,8 @@ def _plots(stats: DatasetStats, out: Path) -> list[Path]:
     return written
 
 
-def _pyplot():
-    import matplotlib  # here: a heavy import that only writing the plots needs
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _bars(path: Path, title: str, xlabel: str, labels: list[str], series: dict[str, list[int]]) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(labels) * len(series) + 2), 4), dpi=100)
     width = 0.8 / max(len(series), 1)
     x = np.arange(len(labels))
@@ -297,11 +289,11 @@ def _bars(path: Path, title: str, xlabel: str, labels: list[str], series: dict[s
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path, plt)
+    return _save(fig, path)
 
 
 def _image_sizes(path: Path, splits: Mapping[str, SplitStats]) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
     for name, s in splits.items():
         sides = np.array([[int(v) for v in k.split("x")] for k in s.image_sizes], np.float64).reshape(-1, 2)
@@ -311,16 +303,12 @@ def _image_sizes(path: Path, splits: Mapping[str, SplitStats]) -> Path:
     ax.set_title("image sizes (marker area ~ images)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path, plt)
+    return _save(fig, path)
 
 
-def _save(fig: Any, path: Path, plt: Any) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    try:
-        with atomic_write(path) as f:
-            fig.savefig(f, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -5,23 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from fcos.engine.run_log import RunLog
-from fcos.utils.files import atomic_write
+from fcos.utils.figures import pyplot, save_figure
 
 __all__ = ["plot_loss_curve"]
 
 
 def plot_loss_curve(log: RunLog, out: Path) -> Path | None:
     """Training losses against updates, validation AP/AP50 on a second axis (None: nothing logged yet)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = list(log.records("train"))
     val = list(log.records("val"))
     if not train:
         return None
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = pyplot().subplots(figsize=(8, 4.5), dpi=100)
     steps = [r["iteration"] for r in train]
     for key, label in (("loss", "total"), ("classification", "focal"), ("bbox_regression", "box IoU"), ("bbox_ctrness", "centerness")):
         ax.plot(steps, [r[key] for r in train], label=label, linewidth=2 if key == "loss" else 1)
@@ -40,9 +35,5 @@ def plot_loss_curve(log: RunLog, out: Path) -> Path | None:
     ax.legend(handles, labels, loc="upper right", fontsize=8)
     ax.set_title("fcos training")
     fig.tight_layout()
-    try:
-        with atomic_write(out) as f:
-            fig.savefig(f, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, out)
     return out

@@ -41,7 +41,8 @@ from fcos.data import DetectionData
 from fcos.evaluation.coco import PRCurves
 from fcos.evaluation.evaluator import EvalResult
 from fcos.utils import distributed as D
-from fcos.utils.files import atomic_write, write_text
+from fcos.utils.figures import pyplot, save_figure
+from fcos.utils.files import write_text
 
 __all__ = [
     "MATRIX_CONF",
@@ -216,26 +217,11 @@ def _csv(table: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig: Any, path: Path, pictures: dict[str, Image.Image] | None = None) -> Path:
     """Render ``fig`` once to PNG bytes, write them to ``path``; ``pictures[path.stem]``: the same picture."""
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png")
-    finally:
-        _pyplot().close(fig)
-    with atomic_write(path) as f:
-        f.write(buffer.getvalue())
+    png = save_figure(fig, path)
     if pictures is not None:
-        pictures[path.stem] = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        pictures[path.stem] = Image.open(io.BytesIO(png)).convert("RGB")
     return path
 
 
@@ -243,7 +229,7 @@ def plot_pr_curves(curves: PRCurves, class_names: Sequence[str], out: str | Path
                    pictures: dict[str, Image.Image] | None = None) -> Path:
     """Precision against recall at IoU ``iou`` for every class with ground truth (legend: its AP at that
     IoU), and the mean over those classes (its area is the mAP)."""
-    plt = _pyplot()
+    plt = pyplot()
     t = curves.iou_index(iou)
     precision = curves.precision[t]  # [R, K]
     aps = curves.ap(iou)
@@ -276,7 +262,7 @@ def plot_confusion_matrix(
 ) -> Path:
     """The matrix coloured by each row's shares (where each class's boxes went; the background row: what
     the false positives were detected as), with the counts written in the cells when there is room."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = [*class_names, "background"]
     n = len(labels)
     with np.errstate(invalid="ignore", divide="ignore"):
