@@ -9,6 +9,12 @@ lines in ``make bench``'s format (``ratio`` > 1: fcos is faster):
   fp32 and fp16 AMP (autocast + GradScaler) on both sides, with each side's peak CUDA memory and fcos's
   MFU (``bench.flops``: 3x the network forward's counted FLOPs over the step time, against the GPU's
   dense peak; fp32 rows against the TF32 peak when cuDNN allows TF32).
+- ``gpu_feed``: can the host keep the GPU fed? fcos's training loader alone (JPEG decoding and the
+  augmentations on the CPU, ``fcos.data.loader.default_workers`` for CUDA, pinned memory, asynchronous
+  copies to the device) against the ``gpu_train_step`` AMP row's images/s; extras: JPEG decoding alone,
+  one CPU thread against nvjpeg on the GPU (``torchvision.io.decode_jpeg(device="cuda")``, batches of
+  8), which says whether decoding on the GPU is worth wiring into the pipeline (it decodes on the CPU
+  workers until a measurement says otherwise: docs/performance.md).
 - ``gpu_throughput``: fcos alone, images/s and MFU of inference at batch 8 and 16, fp32 / fp16 / bf16,
   eager and compiled (``model.compile()``, CUDA graphs at this fixed size).
 
@@ -194,6 +200,54 @@ def train_step(device: torch.device, quick: bool, rounds: int) -> list[dict[str,
     return records
 
 
+def feed(device: torch.device, quick: bool, step_images_per_s: float | None) -> list[dict[str, Any]]:
+    """``gpu_feed`` (module doc): the real training images (the whole fruit set where present, else the
+    subset vendored in tests/assets), resized by the R50 rule (shorter side 800)."""
+    import time
+
+    from torchvision.io import decode_jpeg, read_file
+
+    from bench.common import dataset_path
+    from fcos.config import InputConfig
+    from fcos.data import DetectionDataset, build_loader, load_annotations
+    from fcos.data.loader import default_workers
+    from fcos.data.pipeline import training_transforms
+
+    try:
+        root = dataset_path("fruit", quick=False)
+    except FileNotFoundError:
+        root = dataset_path("fruit", quick=True)
+    data = load_annotations(root, "train")
+    size = (160, 224) if quick else (800, 1333)
+    dataset = DetectionDataset(data, training_transforms(InputConfig(min_size=size[0], max_size=size[1])))
+    workers = default_workers(device)
+    loader = build_loader(dataset, 8, shuffle=True, workers=workers, drop_last=True, pin_memory=device.type == "cuda")
+    count, start, epoch = 0, 0.0, 0
+    while count < (16 if quick else 400):
+        loader.sampler.set_epoch(epoch)
+        for images, _ in loader:
+            images = [image.to(device, non_blocking=True) for image in images]
+            if epoch > 0:  # the first epoch starts the workers
+                count += len(images)
+        if epoch == 0:
+            start = time.perf_counter()
+        epoch += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loader_ips = count / (time.perf_counter() - start)
+    files = [read_file(str(r.path)) for r in data.records if r.path.suffix.lower() in (".jpg", ".jpeg")][:64]
+    cpu_ms = time_ms(lambda: [decode_jpeg(f) for f in files], warmup=1, repeat=3)
+    gpu_ips = None
+    if device.type == "cuda":
+        batches = [files[i:i + 8] for i in range(0, len(files), 8)]
+        gpu_ms = time_ms(_synced(lambda: [decode_jpeg(b, device=device) for b in batches], device), warmup=2, repeat=5)
+        gpu_ips = len(files) * 1000.0 / gpu_ms
+    params = {"dataset": str(root.name), "images": len(data.records), "resize": list(size), "workers": workers,
+              "batch": 8, "device": _name(device), "step": "gpu_train_step amp_fp16 row (R50 800x1088, batch 8)"}
+    return [emit("gpu_feed", loader_ips, step_images_per_s, "images/s", params, higher_is_better=True,
+                 cpu_decode_1_thread_images_per_s=len(files) * 1000.0 / cpu_ms, gpu_decode_images_per_s=gpu_ips)]
+
+
 def _name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -208,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_speed: no CUDA device here, nothing was measured")
         return 2
     device = torch.device(args.device)
-    train_step(device, args.quick, args.rounds)
+    steps = train_step(device, args.quick, args.rounds)
+    feed(device, args.quick, steps[-1]["params"]["batch"] * 1000.0 / steps[-1]["ours"])
     inference(device, args.quick, args.rounds)
     throughput(device, args.quick, args.rounds)
     return 0

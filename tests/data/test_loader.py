@@ -4,7 +4,7 @@ import torch
 from fcos.data.dataset import DetectionDataset
 from fcos.data.errors import DatasetError
 from fcos.data.layouts import load_annotations
-from fcos.data.loader import build_loader, collate
+from fcos.data.loader import build_loader, collate, default_workers
 from fcos.data.transforms import Compose, PhotometricJitter, RandomHorizontalFlip
 
 
@@ -98,3 +98,16 @@ def test_ranks_read_disjoint_shards_and_epochs_reshuffle(fruit_val):
     assert sorted(second[0] + second[1]) == sorted(first[0] + first[1]) and second != first
     loaders[0].sampler.set_epoch(1, skip=4)  # resuming mid-epoch continues the same order
     assert ids(loaders[0]) == second[0][4:]
+
+
+@pytest.mark.parametrize(("device", "cpus", "processes", "expected"), [
+    ("cuda", 16, 1, 8),   # capped at 8
+    ("cuda", 16, 4, 3),   # 4 CPUs per process, one left for the main loop
+    ("cuda:1", 2, 1, 1),  # never 0 on a GPU: the main process would decode
+    ("cpu", 16, 1, 2),    # the step needs the cores
+    ("cpu", 2, 2, 1),     # two processes on two cores
+    ("mps", 8, 1, 2),
+])
+def test_default_workers_by_device(device, cpus, processes, expected):
+    assert default_workers(device, processes=processes, cpus=cpus) == expected
+

@@ -176,3 +176,12 @@ def test_a_hook_stop_names_itself(tmp_path):
 
     summary = make_trainer(tmp_path, [Stopper()]).run()
     assert summary["iteration"] == 3 and summary["ended_by"] == "early stopping"
+
+
+def test_workers_default_by_device_when_not_given(tmp_path, capsys):
+    from fcos.data.loader import default_workers
+
+    trainer = make_trainer(tmp_path, [], workers=None)
+    assert trainer.workers == default_workers("cpu") and trainer.loader.num_workers == trainer.workers
+    assert f"data: {trainer.workers} loader workers per process (the default on cpu" in capsys.readouterr().out
+    assert make_trainer(tmp_path / "given", [], workers=0).loader.num_workers == 0

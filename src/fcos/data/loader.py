@@ -7,6 +7,7 @@ number of workers or processes, and a run resumed mid-epoch continues exactly.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fcos.data.sampling import ResumableSampler, SeededSamples
 
-__all__ = ["build_loader", "collate", "seed_worker"]
+__all__ = ["build_loader", "collate", "default_workers", "seed_worker"]
 
 
 def collate(
@@ -35,6 +36,24 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+def default_workers(device: torch.device | str, *, processes: int = 1, cpus: int | None = None) -> int:
+    """Loader worker processes per training process when ``--workers`` is not given.
+
+    A GPU step is fast and waits on the host, so CUDA gets the CPUs this process can use (``cpus``:
+    its affinity set, shared by ``processes`` training processes on the machine) less one for the
+    main loop, at most 8 (torchvision's detection references use 4 per GPU, ultralytics up to 8). On
+    the CPU (and MPS) the workers take cores from the step itself: 2, or 1 where a process has only
+    one core (``make bench`` row ``feed``: 2 workers load the demo's images several times faster than
+    its step uses them, on 2 cores).
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    per_process = max(1, cpus // max(1, processes))
+    if torch.device(device).type == "cuda":
+        return max(1, min(8, per_process - 1))
+    return min(2, per_process)
 
 
 def build_loader(

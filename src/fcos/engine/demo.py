@@ -17,7 +17,7 @@ __all__ = ["DEMO_MODEL", "DEMO_TRAIN", "run_demo"]
 # small input, a 128-channel FPN and 2-conv towers, bf16 autocast (where the CPU has native bf16;
 # fcos.utils.devices.autocast_dtype) and AdamW with cosine decay.
 DEMO_MODEL: dict[str, Any] = {"backbone": "resnet18", "img_size": 160, "fpn_channels": 128, "head_convs": 2}
-DEMO_TRAIN: dict[str, Any] = {"batch_size": 8, "lr": 2e-3, "amp": True, "workers": 2, "epochs": 1000}
+DEMO_TRAIN: dict[str, Any] = {"batch_size": 8, "lr": 2e-3, "amp": True, "epochs": 1000}
 
 
 def run_demo(out: str | Path = "runs/demo", *, data_dir: str | Path = "data/shapes", time_budget: float = 600.0,

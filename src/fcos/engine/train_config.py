@@ -110,7 +110,9 @@ class TrainConfig:
         "else dropped (and counted)", group=AUGMENT, parse=parse_fraction, metavar="FRACTION")
     # --- runtime
     device: str = option("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps", group=RUNTIME)
-    workers: int = option(2, "data loader worker processes", group=RUNTIME)
+    workers: int | None = option(
+        None, "data loader worker processes (default by device: CUDA up to 8 per process, CPU 2; "
+        "fcos.data.loader.default_workers)", group=RUNTIME)
     seed: int = option(0, "seed of initialisation, sampling and augmentation", group=RUNTIME)
     resume: str | None = option(
         None, "continue from a checkpoint (without a value: OUT/last.pt)", group=RUNTIME, const="auto")

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from fcos.config import FCOSConfig, override
 from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.check import scan_images
+from fcos.data.loader import default_workers
 from fcos.data.pipeline import training_pipeline
 from fcos.data.sampling import repeat_factors
 from fcos.data.stats import suggest
@@ -157,9 +158,14 @@ class Trainer:
                 raise ValueError("--repeat-threshold needs the images' classes: pass factors= "
                                  "(fcos.data.sampling.repeat_factors) for a dataset without records")
             factors = repeat_factors(records, config.repeat_threshold)
-        self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=config.workers, seed=config.seed,
+        self.workers = config.workers if config.workers is not None else default_workers(
+            self.device, processes=D.local_world_size())
+        self.loader = build_loader(dataset, config.batch_size, shuffle=True, workers=self.workers, seed=config.seed,
                                    drop_last=True, rank=D.rank(), world=D.world_size(), pin_memory=cuda,
                                    repeat_factors=factors)
+        if D.is_main() and config.workers is None:
+            print(f"data: {self.workers} loader workers per process (the default on {self.device.type}; --workers N)",
+                  flush=True)
         self.sampler = self.loader.sampler
         if len(self.sampler) < config.batch_size * config.accumulate:
             raise ValueError(f"{len(self.sampler)} training images per process cannot fill one update of "
@@ -319,7 +325,7 @@ class Trainer:
         the ``after_eval`` hooks."""
         assert self.val_data is not None
         self.val_result = run_evaluation(
-            self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.cfg.workers, 2),
+            self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.workers, 2),
             device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
         self.val_metrics = metrics = self.val_result.metrics
         self._evaluated_at = self.iteration
