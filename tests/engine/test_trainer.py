@@ -177,3 +177,27 @@ def test_tile_training_records_its_tiles_and_resumes_bit_identically(shared_data
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = load_checkpoint(tmp_path / "a" / "last.pt")
     assert state["tile"] == {"size": [128, 128], "scale": 0.5} and state["input_scale"] == 0.5
+
+
+def test_deferred_checks_read_the_flags_at_the_log_interval_and_before_a_checkpoint(shared_data, tmp_path):
+    """Off the CPU the finite flags are read at the logging interval (here forced on the CPU): a poisoned
+    update is skipped on the device at once and counted, or stops the run, when the flags are read."""
+    trainer = Trainer.from_config(tiny(3), config(shared_data / "fruit", tmp_path, on_nonfinite="skip", max_iters=6,
+                                                  log_every=3))
+    trainer.defer_checks = True
+    poison_gradient(trainer.model.head.cls_logits.weight, 2, float("nan"))
+    batches = iter(trainer.loader)
+    trainer.step([next(batches)])
+    params = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    trainer.step([next(batches)])  # poisoned: skipped on the device, not read yet
+    assert trainer.skipped == 0 and len(trainer._pending) == 2
+    assert all(torch.equal(params[k], v) for k, v in trainer.model.named_parameters())
+    trainer.step([next(batches)])  # update 3: the log interval reads all three flags
+    assert trainer._pending == [] and trainer.skipped == 0  # the skip was counted, then a good update followed
+    stop = Trainer.from_config(tiny(3), config(shared_data / "fruit", tmp_path / "stop", max_iters=6, log_every=10,
+                                               checkpoint_every=2))
+    stop.defer_checks = True
+    poison_gradient(stop.model.head.cls_logits.weight, 3, float("nan"))
+    with pytest.raises(NonFiniteLossError, match="update 2 "):
+        stop.run()  # read before the checkpoint of update 4
+    assert load_checkpoint(tmp_path / "stop" / "last.pt")["iteration"] == 2

@@ -23,9 +23,12 @@ class ModelEMA:
         self.decay, self.updates = decay, updates
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, skip: torch.Tensor | None = None) -> None:
+        """Average ``model`` in; ``skip`` (a 0-dim bool on the device): leave the average as it is where
+        true, decided on the device without a host read (the update's counter still counts it)."""
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / 2000))
+        weight = 1 - d if skip is None else (~skip).float() * (1 - d)
         source = model.state_dict()
         averaged, targets = [], []
         for name, value in self.module.state_dict().items():
@@ -34,7 +37,7 @@ class ModelEMA:
                 targets.append(source[name].detach())
             else:
                 value.copy_(source[name])  # counters (num_batches_tracked) are copied, not averaged
-        torch._foreach_lerp_(averaged, targets, 1 - d)  # one fused pass instead of two ops per tensor
+        torch._foreach_lerp_(averaged, targets, weight)  # one fused pass instead of two ops per tensor
 
     def state_dict(self) -> dict:
         return {"module": self.module.state_dict(), "updates": self.updates, "decay": self.decay}

@@ -23,8 +23,14 @@ MicroBatch = tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]  # images 
 class UpdateStep:
     """``step(micro_batches) -> (mean losses, finite)``; on a non-finite update nothing is changed
     (the gradients are dropped, the optimizer, scaler and EMA left as they were). The losses are 0-dim
-    tensors on the device: the step reads one flag from the device (whether to apply the update), the
-    losses and statistics are read at the logging interval (``tests/engine/test_host_sync.py``).
+    tensors on the device, read at the logging interval.
+
+    Whether to apply the update is decided on the device where the optimizer can skip itself there
+    (fused SGD/AdamW take GradScaler's ``found_inf`` tensor: their kernels leave weights, moments and
+    step counts alone where it is 1) and no GradScaler is on: then ``finite`` is a 0-dim bool tensor
+    and the step reads nothing from the device (the trainer checks the flags at its logging interval).
+    Otherwise (an optimizer without that, or fp16 with a GradScaler, whose own skip would hide ours)
+    the flag is read here and ``finite`` is a bool (``tests/engine/test_host_sync.py``).
 
     Args:
         model: the bare model (clipping and the EMA read it); ``ddp``: its DDP wrapper when distributed.
@@ -36,7 +42,12 @@ class UpdateStep:
         self.model, self.optimizer, self.precision, self.device = model, optimizer, precision, device
         self.ddp, self.ema, self.clip_grad = ddp, ema, clip_grad
 
-    def __call__(self, micro_batches: list[MicroBatch]) -> tuple[dict[str, torch.Tensor], bool]:
+    @property
+    def skips_on_device(self) -> bool:
+        """Whether the skip decision stays on the device (class doc)."""
+        return bool(getattr(self.optimizer, "_step_supports_amp_scaling", False)) and not self.precision.scaler.is_enabled()
+
+    def __call__(self, micro_batches: list[MicroBatch]) -> tuple[dict[str, torch.Tensor], bool | torch.Tensor]:
         model = self.ddp or self.model
         model.train()
         scaler = self.precision.scaler
@@ -59,9 +70,20 @@ class UpdateStep:
         bad = ~torch.isfinite(torch.stack(list(sums.values()))).all()
         if not scaler.is_enabled():  # with a GradScaler, an inf gradient is fp16 overflow: its step skips itself
             bad = bad | ~torch.isfinite(norm)
-        # The update's one host sync: whether to apply it. Skipping must leave the optimizer's state and
-        # the EMA untouched, and every rank must decide alike, so the flag is read here, not at logging.
-        finite = D.all_reduce_max(float(bad), self.device) == 0
+        # Every rank must decide alike: the flag is all-reduced (on the device).
+        bad = D.all_reduce_max_(bad.float())
+        if self.skips_on_device:
+            self.optimizer.grad_scale, self.optimizer.found_inf = None, bad  # type: ignore[attr-defined]
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.grad_scale, self.optimizer.found_inf  # type: ignore[attr-defined]
+            if self.ema:
+                self.ema.update(self.model, skip=bad.bool())
+            self.optimizer.zero_grad(set_to_none=True)
+            return sums, bad == 0
+        # The update's one host read: whether to apply it (skipping must leave the state untouched).
+        finite = float(bad) == 0
         if finite:
             scaler.step(self.optimizer)
             scaler.update()

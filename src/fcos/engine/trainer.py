@@ -152,6 +152,10 @@ class Trainer:
         ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if cuda else None) if D.is_distributed() else None
         self.update = UpdateStep(self.model, self.optimizer, self.precision, self.device, ddp=ddp, ema=self.ema,
                                  clip_grad=config.clip_grad)
+        # Off the CPU a host read waits for the device: the updates' finite flags (decided on the device,
+        # UpdateStep) are then read together at the logging interval and before checkpoints and validation.
+        self.defer_checks = self.device.type != "cpu"
+        self._pending: list[tuple[int, int, torch.Tensor | bool, dict[str, torch.Tensor]]] = []
         if config.repeat_threshold and factors is None:
             records = getattr(getattr(dataset, "data", None), "records", None)
             if records is None:
@@ -287,6 +291,7 @@ class Trainer:
                 self._call("after_epoch")
         self.bar.close()
         self.bar = None
+        self.check_updates()
         if self._stop:
             self.length.total = self.iteration
         if self.iteration < self.total:
@@ -324,6 +329,7 @@ class Trainer:
         """COCO metrics of :attr:`eval_model` on ``val_data`` (a collective: every rank calls it), then
         the ``after_eval`` hooks."""
         assert self.val_data is not None
+        self.check_updates()
         self.val_result = run_evaluation(
             self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.workers, 2),
             device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
@@ -353,20 +359,32 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * factor
         losses, finite = self.update(micro_batches)
-        if finite:
-            self.skipped = 0
-        else:
-            self._nonfinite(losses)
+        self._pending.append((self.iteration, self.epoch, finite, losses))
         self.iteration += 1
         self.position += 1
+        if not self.defer_checks or self.iteration % self.cfg.log_every == 0:
+            self.check_updates()
         return {**losses, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def check_updates(self) -> None:
+        """Act on the finite flags of the updates since the last check (one host read for all of them):
+        a non-finite one was skipped on the device; count it, or stop (``on_nonfinite``, ``max_skips``)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        flags = torch.stack([torch.as_tensor(f).to(self.device) for *_, f, _ in pending]).tolist()
+        for (iteration, epoch, _, losses), finite in zip(pending, flags, strict=True):
+            if finite:
+                self.skipped = 0
+            else:
+                self._nonfinite(losses, iteration, epoch)
 
     def _warmup(self) -> int:
         return min(self.cfg.warmup_iters, self.total // 4)
 
-    def _nonfinite(self, losses: dict[str, float]) -> None:
+    def _nonfinite(self, losses: dict[str, torch.Tensor], iteration: int, epoch: int) -> None:
         self.skipped += 1
-        where = f"update {self.iteration} (epoch {self.epoch}), losses { {k: float(v) for k, v in losses.items()} }"
+        where = f"update {iteration} (epoch {epoch}), losses { {k: float(v) for k, v in losses.items()} }"
         if self.cfg.on_nonfinite == "stop" or self.skipped > self.cfg.max_skips:
             raise NonFiniteLossError(
                 f"non-finite loss or gradient at {where}; stopping. The last good checkpoint is kept at "
@@ -396,6 +414,7 @@ class Trainer:
         """Write ``OUT/name`` (rank 0); every rank must call this (it ends in a collective). A failed write
         (disk full, file size limit, read-only folder) keeps the previous file and stops every rank with
         its :class:`~fcos.utils.files.WriteError`."""
+        self.check_updates()  # a checkpoint holds only weights whose updates were checked
         failure = None
         if D.is_main():
             try:

@@ -113,6 +113,14 @@ def all_reduce_max(value: float, device: torch.device) -> float:
     return float(tensor.item())
 
 
+def all_reduce_max_(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` (on the device) replaced in place by its maximum over all processes, with no host read."""
+    if is_distributed():
+        with collective():
+            dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable), in rank order."""
     if not is_distributed():
