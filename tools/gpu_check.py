@@ -11,9 +11,12 @@ Checks (each one JSON line: ``{"check", "ok", ...figures}``, or ``"skipped"`` wi
    cuDNN picks its own kernels, so not bit-exact); the fast execution (NHWC) alike.
 4. ``amp_fp16``: the same batch in fp32 and under fp16 autocast: losses finite and within 2% (the
    classification loss sums ~10^5 terms), detection scores within 0.02.
-5. ``ddp``: one DDP update per GPU (NCCL) with different data per rank; the updated weights must be
+5. ``no_sync``: one training update (the trainer's ``UpdateStep``: bf16/fp32, fused AdamW, EMA) inside
+   ``torch.cuda.set_sync_debug_mode("error")``: any host-device synchronisation raises (issue 31); then
+   a poisoned update must be skipped on the device (weights unchanged). On the CPU it runs the update only.
+6. ``ddp``: one DDP update per GPU (NCCL) with different data per rank; the updated weights must be
    identical on every rank (the gradients were all-reduced).
-6. ``onnxruntime_cuda``: the exported ONNX model under onnxruntime's CUDA provider against the PyTorch
+7. ``onnxruntime_cuda``: the exported ONNX model under onnxruntime's CUDA provider against the PyTorch
    model on the device (skipped without onnxruntime-gpu).
 
 ``python tools/gpu_check.py`` exits 0 when every check that ran passed, 1 otherwise, and 2 (with one
@@ -173,6 +176,42 @@ def check_amp(device: torch.device, work: Path) -> dict[str, Any]:
             "loss_rel": loss_rel, "score_abs": score_diff, "finite": finite, "grads_finite": grads_finite}
 
 
+def check_no_sync(device: torch.device, work: Path) -> dict[str, Any]:
+    from fcos import FCOS, official
+    from fcos.engine.ema import ModelEMA
+    from fcos.engine.precision import Precision
+    from fcos.engine.step import UpdateStep
+
+    torch.manual_seed(0)
+    model = FCOS(official(num_classes=5, backbone="resnet18", **{"input.min_size": 320, "input.max_size": 512})).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    precision = Precision(device, amp=device.type == "cuda" and torch.cuda.is_bf16_supported())
+    step = UpdateStep(model, optimizer, precision, device, ema=ModelEMA(model))
+    images, targets = batch(torch.device("cpu"))
+    if device.type == "cuda":
+        images = [image.pin_memory() for image in images]  # the trainer's loader pins them on CUDA
+    micro = [(images, targets)]
+    step(micro)  # warm-up: optimizer state, cuDNN's choices
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.set_sync_debug_mode("error")
+    try:
+        losses, finite = step(micro)
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    weights = {k: v.detach().clone() for k, v in model.named_parameters()}
+    hook = model.head.cls_logits.weight.register_hook(lambda g: torch.full_like(g, float("nan")))
+    _, poisoned = step(micro)
+    hook.remove()
+    unchanged = all(torch.equal(weights[k], v) for k, v in model.named_parameters())
+    return {"ok": bool(finite) and not bool(poisoned) and unchanged and step.skips_on_device,
+            "precision": precision.name, "skips_on_device": step.skips_on_device,
+            "sync_debug_mode": "error" if device.type == "cuda" else "not on the CPU",
+            "poisoned_update_skipped": not bool(poisoned) and unchanged,
+            "losses": {k: float(v) for k, v in losses.items()}}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -257,6 +296,7 @@ CHECKS: dict[str, Callable[[torch.device, Path], dict[str, Any]]] = {
     "train": check_train,
     "torchvision_parity": check_torchvision_parity,
     "amp_fp16": check_amp,
+    "no_sync": check_no_sync,
     "ddp": check_ddp,
     "onnxruntime_cuda": check_onnxruntime,
 }
