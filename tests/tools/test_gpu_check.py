@@ -49,9 +49,10 @@ def test_detections_are_matched_as_sets_not_by_index():
 @pytest.mark.slow
 def test_cpu_dry_run_passes_and_a_failing_check_is_reported(monkeypatch, capsys):
     gpu_check = load()
-    assert gpu_check.main(["--device", "cpu", "--only", "torchvision_parity", "amp_fp16"]) == 0
+    assert gpu_check.main(["--device", "cpu", "--only", "torchvision_parity", "amp_fp16", "no_sync"]) == 0
     records = lines(capsys.readouterr().out)
-    assert [r.get("check") for r in records[:-1]] == ["environment", "torchvision_parity", "amp_fp16"]
+    assert [r.get("check") for r in records[:-1]] == ["environment", "torchvision_parity", "amp_fp16", "no_sync"]
+    assert records[3]["skips_on_device"] and records[3]["poisoned_update_skipped"]
     parity = records[1]
     assert parity["exact"]["loss_rel"] < 1e-6 and parity["exact"]["counts_equal"] and parity["exact"]["unmatched"] == 0
     assert parity["exact"]["detections"] > 0
