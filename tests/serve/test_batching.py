@@ -87,6 +87,30 @@ def test_queue_answers_every_item_exactly_once_under_concurrency():
     assert queue.active == queue.waiting == 0
 
 
+def test_queue_waits_to_fill_a_batch_only_while_another_runs():
+    gate, batches = threading.Event(), []
+
+    def run_batch(items):
+        batches.append(list(items))
+        if items == ["first"]:
+            gate.wait(30)
+        return items
+
+    queue = BatchQueue(run_batch, max_batch=8, max_delay_s=0.3, max_queue=100, workers=2)
+    start = time.monotonic()
+    first = queue.put("first")  # nothing runs: it leaves at once instead of waiting 0.3 s for company
+    while queue.active == 0:
+        time.sleep(0.001)
+    assert time.monotonic() - start < 0.2
+    others = [queue.put(x) for x in "abc"]  # "first" runs: the second worker waits for more, up to 0.3 s
+    time.sleep(0.05)
+    assert queue.active == 1
+    gate.set()
+    assert [job.future.result(5) for job in (first, *others)] == ["first", "a", "b", "c"]
+    queue.close()
+    assert batches == [["first"], ["a", "b", "c"]]
+
+
 def test_queue_full_timeout_and_drain():
     gate = threading.Event()
     ran = []

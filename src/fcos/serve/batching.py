@@ -14,6 +14,9 @@ The rules:
   takes the oldest waiting item and more, up to ``max_batch``, until ``max_delay_s`` after that item
   arrived (an item that already waited that long, because every worker was busy, leaves at once with
   whatever waits beside it), then runs ``run_batch(items)`` -> one result, or one exception, per item;
+- it waits for more items only while another batch runs: with no batch running the model would sit
+  idle while the wait delays the items already there, so they leave at once (a lone request costs
+  what it costs unbatched; under load a batch runs while the next one fills);
 - every queued item is answered exactly once: by its result, by its own exception, or, when
   ``run_batch`` raised, by that exception; an item withdrawn before its batch started (its request
   timed out or went away) is never run;
@@ -161,7 +164,7 @@ class BatchQueue:
             batch: list[_Job] = []
             self._take(batch)
             deadline = batch[0].arrived + self.max_delay_s
-            while len(batch) < self.max_batch and not self._closing:
+            while len(batch) < self.max_batch and not self._closing and self.active > 0:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
