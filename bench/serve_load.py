@@ -186,7 +186,8 @@ def _precisions() -> tuple[str, ...]:
 
 
 def _predictor(weights: Path, precision: str):
-    from fcos.predict import InferenceOptions, Predictor
+    from fcos.predict import Predictor
+    from fcos.predict.options import InferenceOptions
 
     return Predictor(weights, options=InferenceOptions(half=precision == "bf16"))
 
