@@ -21,7 +21,8 @@ one request after another), each level bounded in requests and in seconds: throu
 wrong answers (a response whose detections differ from the image's own, computed alone in this process
 by :class:`fcos.predict.Predictor`, beyond the parity tolerances: 0.5 px, 2e-4 in score). The servers
 run in alternating order over ``ROUNDS`` rounds (ABC, CBA, ...); each figure is the median over the
-rounds and ``range`` gives the lowest and highest. ``ours`` is a server's throughput, ``reference`` the
+rounds and ``range`` gives the lowest and highest. Each row also gives the CPU time per image answered
+of the server process and of this process (the load generator), from /proc: they share the cores. ``ours`` is a server's throughput, ``reference`` the
 sequential server's at the same clients (ratio > 1: more images per second than the baseline).
 
 The model is the tests' tiny untrained detector (ResNet-18, 32-channel FPN, one conv per head tower,
@@ -139,6 +140,15 @@ class _Server:
             self.proc.communicate()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _load(url: str, images: list[bytes], references: list[dict[str, Any]], clients: int, requests: int,
           max_seconds: float) -> dict[str, Any]:
     """``requests`` uploads from ``clients`` closed-loop clients, stopping early after ``max_seconds``."""
@@ -236,8 +246,13 @@ def _run(weights: Path, images: list[bytes], precision: str, quick: bool) -> lis
                 _load(server.url, images, references, 8, 8 if quick else 32, 30)  # warm-up: not counted
                 for clients in clients_levels:
                     requests = 4 * clients if quick else max(48, 12 * clients)
-                    found.setdefault((name, clients), []).append(
-                        _load(server.url, images, references, clients, requests, 10 if quick else 60))
+                    # CPU per image answered, server and load generator: the two share the cores
+                    server_cpu, client_cpu = _cpu_seconds(server.proc.pid), _cpu_seconds(os.getpid())
+                    result = _load(server.url, images, references, clients, requests, 10 if quick else 60)
+                    answered = max(1, result["answered"])
+                    result["server_cpu_ms"] = (_cpu_seconds(server.proc.pid) - server_cpu) * 1000 / answered
+                    result["client_cpu_ms"] = (_cpu_seconds(os.getpid()) - client_cpu) * 1000 / answered
+                    found.setdefault((name, clients), []).append(result)
             finally:
                 server.stop()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -255,7 +270,9 @@ def _run(weights: Path, images: list[bytes], precision: str, quick: bool) -> lis
                 p99_ms=statistics.median(x["p99_ms"] for x in runs),
                 p99_range=[round(min(x["p99_ms"] for x in runs), 1), round(max(x["p99_ms"] for x in runs), 1)],
                 answered=sum(x["answered"] for x in runs), errors=sum(x["errors"] for x in runs),
-                wrong=sum(x["wrong"] for x in runs), load_average=load))
+                wrong=sum(x["wrong"] for x in runs), load_average=load,
+                server_cpu_ms_per_image=statistics.median(x["server_cpu_ms"] for x in runs),
+                client_cpu_ms_per_image=statistics.median(x["client_cpu_ms"] for x in runs)))
     if not quick:
         batched, unbatched = found["batched", 8], found["unbatched", 8]
         single_p50 = statistics.median(x["p50_ms"] for x in found["unbatched", 1])
