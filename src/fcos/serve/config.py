@@ -58,7 +58,7 @@ class ServeConfig:
     max_concurrency: int = option(2, "forward passes running at once (worker threads)", group=SERVICE)
     max_batch: int = option(1, "images per forward pass: concurrent requests are batched up to this many "
                             "(1: no batching)", group=SERVICE)
-    max_delay_ms: float = option(10.0, "longest a request waits for its batch to fill (with --max-batch > 1)",
+    max_delay_ms: float = option(10.0, "longest a request waits for its batch to fill, only while another batch runs (with --max-batch > 1)",
                                  group=SERVICE, metavar="MS")
     max_queue: int = option(100, "requests that may wait for a forward pass; one more gets 503 with Retry-After",
                             group=SERVICE)
