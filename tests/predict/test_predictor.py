@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deploy_helpers import CLASS_NAMES, real_images
+from deploy_helpers import CLASS_NAMES, assert_same_detections, real_images
 from fcos.cli import main
 from fcos.predict import Predictor, list_images, predict_source, read_image, to_tensor
 from fcos.weights.checkpoint import load_model
@@ -202,6 +202,6 @@ def test_a_batch_of_mixed_sizes_gives_each_image_its_own_detections(checkpoint, 
     batched = predictor.predict_batch(images)
     for a, b in zip(alone, batched):
         assert len(a["boxes"]) > 0
-        np.testing.assert_allclose(b["boxes"], a["boxes"], atol=1e-3)
-        np.testing.assert_allclose(b["scores"], a["scores"], atol=1e-5)
-        assert b["labels"].tolist() == a["labels"].tolist() and b["names"] == a["names"]
+        # as sets: with several threads, scores equal to ~1e-6 may come out in either order
+        assert_same_detections(b, a, box_tol=1e-3, score_tol=1e-5)
+        assert sorted(b["names"]) == sorted(a["names"])
