@@ -52,6 +52,10 @@ def _reference_dataset(root: Path):
 def _images_per_second(dataset, workers: int, epochs: int) -> float:
     loader = DataLoader(dataset, batch_size=8, shuffle=True, num_workers=workers, collate_fn=collate,
                         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    return _loader_images_per_second(loader, epochs)
+
+
+def _loader_images_per_second(loader, epochs: int) -> float:
     for _ in loader:  # warm-up epoch (worker start, file cache)
         pass
     start, count = time.perf_counter(), 0
@@ -59,6 +63,14 @@ def _images_per_second(dataset, workers: int, epochs: int) -> float:
         for images, _ in loader:
             count += len(images)
     return count / (time.perf_counter() - start)
+
+
+def _ours(quick: bool):
+    """fcos's training dataset of fruit/train at SIZE (16 images with ``quick``), and its records."""
+    data = load_annotations(dataset_path("fruit", quick), "train")
+    if quick:
+        data.records = data.records[:16]
+    return data, DetectionDataset(data, training_transforms(InputConfig(min_size=SIZE, max_size=SIZE)))
 
 
 def _step_images_per_second(loader, classes: int, quick: bool) -> float:
@@ -86,20 +98,10 @@ def _step_images_per_second(loader, classes: int, quick: bool) -> float:
 
 
 def feed(quick: bool = False) -> list[dict[str, Any]]:
-    root = dataset_path("fruit", quick)
-    data = load_annotations(root, "train")
-    if quick:
-        data.records = data.records[:16]
-    dataset = DetectionDataset(data, training_transforms(InputConfig(min_size=SIZE, max_size=SIZE)))
+    data, dataset = _ours(quick)
     workers = default_workers("cpu")
     loader = build_loader(dataset, 8, shuffle=True, workers=workers, drop_last=True)
-    for _ in loader:  # warm-up epoch (worker start, file cache)
-        pass
-    start, count = time.perf_counter(), 0
-    for _ in range(1 if quick else 2):
-        for images, _ in loader:
-            count += len(images)
-    loader_ips = count / (time.perf_counter() - start)
+    loader_ips = _loader_images_per_second(loader, 1 if quick else 2)
     step_ips = _step_images_per_second(loader, len(data.class_names), quick)
     params = {"dataset": "fruit/train", "size": SIZE, "workers": workers, "batch": 8, "device": "cpu",
               "step": "make demo model (resnet18, fpn 128, 2 head convs), autocast as make demo",
@@ -108,12 +110,8 @@ def feed(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    root = dataset_path("fruit", quick)
-    data = load_annotations(root, "train")
-    if quick:
-        data.records = data.records[:16]
-    ours = DetectionDataset(data, training_transforms(InputConfig(min_size=SIZE, max_size=SIZE)))
-    reference = _reference_dataset(root)
+    _, ours = _ours(quick)
+    reference = _reference_dataset(dataset_path("fruit", quick))
     if quick:
         reference = torch.utils.data.Subset(reference, range(16))
     records = []
