@@ -1,8 +1,15 @@
-"""Helpers for the deployment tests: a tiny untrained detector that still produces many detections, real images."""
+"""Helpers for the deployment tests: a tiny untrained detector that still produces many detections, real
+images, and a real server on a free loopback port."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,3 +109,30 @@ def make_video(path: Path, source_image: Path, count: int = 12, size: tuple[int,
         data[starts[corrupt] + 2 : starts[corrupt] + 600] = bytes((37 * i) % 251 for i in range(598))
         path.write_bytes(bytes(data))
     return frames
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_thread(config: Any) -> Iterator[None]:
+    """A uvicorn server of ``config`` (a ``uvicorn.Config``) running in a thread: started on entry
+    (within 30 s), asked to stop and joined on exit."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)

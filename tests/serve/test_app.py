@@ -17,7 +17,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from deploy_helpers import CLASS_NAMES, assert_same_detections, real_images
+from deploy_helpers import CLASS_NAMES, assert_same_detections, free_port, real_images, uvicorn_thread
 from fcos.export import export_onnx
 from fcos.predict import Predictor, read_image
 from fcos.serve import create_app
@@ -238,21 +238,10 @@ def test_event_loop_stays_responsive_during_inference():
 
 @pytest.fixture(scope="module")
 def live_server(checkpoint):
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     config = uvicorn.Config(create_app(checkpoint, max_upload_mb=1), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(config):
+        yield f"http://127.0.0.1:{port}"
 
 
 def raw_request(base, head: bytes, body_chunks=()):
@@ -430,19 +419,9 @@ def test_browser_page_asks_for_the_key_and_sends_it(browser, checkpoint, shared_
     from selenium.webdriver.support.ui import WebDriverWait
 
     key = "browser-test-key-0123456789"
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     app = create_app(checkpoint, api_key=key)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
+    with uvicorn_thread(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")):
         image = real_images(shared_data, 20)[11]
         browser.get(f"http://127.0.0.1:{port}/")
         body = browser.find_element(By.TAG_NAME, "body")
@@ -459,6 +438,3 @@ def test_browser_page_asks_for_the_key_and_sends_it(browser, checkpoint, shared_
         assert int(browser.find_element(By.ID, "canvas").get_attribute("data-boxes")) > 0
         stored = browser.execute_script("return [localStorage.length, sessionStorage.length, document.cookie];")
         assert stored == [0, 0, ""] and key not in browser.current_url
-    finally:
-        server.should_exit = True
-        thread.join(10)

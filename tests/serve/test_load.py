@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,11 @@ import httpx
 import pytest
 from serve_load import payloads, run_load
 
-from deploy_helpers import make_checkpoint, real_images
+from deploy_helpers import free_port, make_checkpoint, real_images
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the server's RSS from /proc")
 
 RSS_GROWTH_MB = 25  # allowed after warm-up: allocator noise; a leak of one decoded photo per request is ~100 MB
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -6,18 +6,15 @@ import datetime
 import ipaddress
 import json
 import logging
-import socket
 import ssl
-import threading
-import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from test_app import FakePredictor, png, upload, wait_ready
 
+from deploy_helpers import free_port, uvicorn_thread
 from fcos.cli import main
 from fcos.serve import InsecureBindError, ServeConfig, ServeConfigError, create_app, read_api_key
 from fcos.serve.auth import RedactKey
@@ -224,18 +221,9 @@ def self_signed(folder):
 
 def test_tls_with_a_key(tmp_path):
     cert, key = self_signed(tmp_path)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = ServeConfig(port=port, api_key=KEY, tls_cert=cert, tls_key=key)
-    server = uvicorn.Server(uvicorn_config(create_app(FakePredictor(0.0), config), config, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
+    with uvicorn_thread(uvicorn_config(create_app(FakePredictor(0.0), config), config, log_level="warning")):
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(cafile=cert),
                           timeout=10) as client:
             assert client.get("/health").json() == {"status": "ok", "auth": "api_key"}
@@ -244,9 +232,6 @@ def test_tls_with_a_key(tmp_path):
             assert response.status_code == 200 and np.allclose(response.json()["detections"][0]["box"], [1, 2, 30, 40])
         with pytest.raises(httpx.HTTPError):  # plain HTTP to the TLS port gets no answer
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).raise_for_status()
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_tls_needs_both_files(tmp_path):
