@@ -10,8 +10,9 @@ Input sizes are bucketed: with compilation on, each side of a batch is zero-padd
 the next of ``buckets`` sizes per octave (multiples of 2^(k-3) px between 2^k and 2^(k+1) for the default
 8: at most 12.5% more pixels per side), so multi-scale training and per-image sizes meet a few shapes.
 The step grows with the size: a fixed step of 128 px padded the demo's 160 px batches to 256 px and made
-the compiled training step 2.2x slower than eager (docs/performance.md). Then dynamo's automatic dynamic shapes (``dynamic=None``) then compile one shape-generic graph after the
-second shape instead of one per shape. Extra padding changes features near the right/bottom edge the way
+the compiled training step 2.2x slower than eager (docs/performance.md). Dynamo's automatic dynamic
+shapes (``dynamic=None``) then compile one shape-generic graph after the second shape instead of one per
+shape. Extra padding changes features near the right/bottom edge the way
 any batch padding does (torchvision pads a batch to its largest image).
 """
 

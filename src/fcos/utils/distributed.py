@@ -20,6 +20,7 @@ import torch.distributed as dist
 __all__ = [
     "all_gather_objects",
     "all_reduce_max",
+    "all_reduce_max_",
     "barrier",
     "broadcast_object",
     "collective",
@@ -107,10 +108,7 @@ def all_reduce_max(value: float, device: torch.device) -> float:
     """The maximum of ``value`` over all processes (flags every rank must agree on)."""
     if not is_distributed():
         return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    with collective():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return float(tensor.item())
+    return float(all_reduce_max_(torch.tensor([value], dtype=torch.float64, device=device)).item())
 
 
 def all_reduce_max_(tensor: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,9 @@ class WandbTracker(Tracker):
     def start(self, out: Path, params: Mapping[str, Any], resumed_at: int) -> None:
         # The run id lives in the run folder, so --resume continues the same W&B run.
         id_file = out / "wandb_run_id.txt"
-        run_id = id_file.read_text().strip() if resumed_at and id_file.is_file() else secrets.token_hex(4)
-        if not id_file.is_file() or id_file.read_text().strip() != run_id:
+        saved = id_file.read_text().strip() if id_file.is_file() else None
+        run_id = saved if resumed_at and saved else secrets.token_hex(4)
+        if run_id != saved:
             write_text(id_file, run_id + "\n")
         self.run = self.wandb.init(project=os.environ.get("WANDB_PROJECT", "fcos"), name=out.name, id=run_id,
                                    mode=os.environ.get("WANDB_MODE", "offline"), config=dict(params),
