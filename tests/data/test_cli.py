@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fcos.cli import main
 from fcos.data.layouts import load_annotations
 
@@ -32,6 +34,14 @@ def test_data_shapes_writes_a_loadable_dataset(tmp_path, capsys):
     train = load_annotations(tmp_path / "s", "train")
     assert len(train.records) == 6 and train.records[0].width == 96
     assert len(load_annotations(tmp_path / "s", "val").records) == 2
+    # --occlusion reaches the generator: the same seed, other images; a share outside [0, 1] is argparse's error.
+    assert main(["data", "shapes", "--out", str(tmp_path / "o"), "--train", "6", "--val", "2", "--size", "96",
+                 "--occlusion", "1"]) == 0
+    assert any((tmp_path / "o" / "images" / p.name).read_bytes() != p.read_bytes()
+               for p in (tmp_path / "s" / "images").iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "shapes", "--out", str(tmp_path / "x"), "--occlusion", "1.5"])
+    assert exit_info.value.code == 2 and "--occlusion: expected a number in [0, 1], got 1.5" in capsys.readouterr().err
 
 
 def test_subprocess_exit_codes_and_no_traceback(make_coco, coco_ann):

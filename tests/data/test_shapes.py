@@ -79,3 +79,37 @@ def test_boxes_are_tight_on_visible_pixels_and_objects_stay_visible():
             ring = grown & ~full[k]
             if ring.any():
                 assert np.linalg.norm(image[visible].mean(0) - image[ring].mean(0)) > 0.25
+
+
+def test_occluded_images_hide_parts_of_objects_and_keep_full_extent_boxes():
+    from fcos.data.shapes import OCCLUDED_MIN_VISIBLE
+
+    hidden_edges = bands = 0
+    for index in range(40):
+        rng = np.random.default_rng([3, 0, index])
+        pixels, shapes = _render(rng, 128, 12, 6, occlusion=1.0)
+        image = pixels.astype(np.float32) / 255
+        owner = np.full((128, 128), -1)
+        full = np.zeros((len(shapes), 128, 128), bool)
+        for k, shape in enumerate(shapes):
+            x1, y1, x2, y2 = shape.box
+            full[k, y1:y2, x1:x2] = shape.mask
+            owner[full[k]] = k
+        # Pixels a shape owns but that do not show its colour lie under the band.
+        shows = np.zeros((128, 128), bool)
+        for k, shape in enumerate(shapes):
+            mine = owner == k
+            shows[mine] = np.linalg.norm(image[mine] - shape.colour, axis=1) < 0.2
+        bands += int(((owner >= 0) & ~shows).sum() > 20)
+        for k, shape in enumerate(shapes):
+            seen = (owner == k) & shows
+            # At least the promised share is seen (a little slack for noise at the colour test).
+            assert seen.sum() >= (OCCLUDED_MIN_VISIBLE - 0.03) * full[k].sum()
+            rows, cols = np.flatnonzero(seen.any(1)), np.flatnonzero(seen.any(0))
+            # The box is the whole object: it contains what is seen, and is larger where an edge is hidden.
+            x1, y1, x2, y2 = shape.box
+            assert x1 <= cols[0] and y1 <= rows[0] and cols[-1] < x2 and rows[-1] < y2
+            hidden_edges += (cols[0], rows[0], cols[-1] + 1, rows[-1] + 1) != shape.box
+    assert hidden_edges >= 10 and bands >= 10
+    with pytest.raises(ValueError, match="occlusion"):
+        generate_shapes("unused", occlusion=1.5)

@@ -10,8 +10,10 @@ from collections.abc import Callable, Sequence
 from types import UnionType
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
+from fcos.utils.flags import parse_fraction
+
 __all__ = ["DEVICE_HELP", "Command", "add_config_flags", "add_inference_flags", "announce_device", "config_values",
-           "drop_flag", "inference_options", "positive_int", "predictor_device"]
+           "drop_flag", "fraction", "inference_options", "positive_int", "predictor_device"]
 
 DEVICE_HELP = "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
 
@@ -113,6 +115,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
     return value
+
+
+def fraction(text: str) -> float:
+    """A number in [0, 1] (a share), argparse's error naming the flag otherwise."""
+    return _parser(parse_fraction)(text)
 
 
 def drop_flag(argv: list[str], flag: str) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fcos.cli.common import Command, add_config_flags, config_values, positive_int
+from fcos.cli.common import Command, add_config_flags, config_values, fraction, positive_int
 from fcos.data.layouts import LAYOUTS
 
 __all__ = ["DATA"]
@@ -29,6 +29,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     shapes.add_argument("--val", type=int, help="validation images")
     shapes.add_argument("--size", type=int, help="image side, pixels")
     shapes.add_argument("--seed", type=int)
+    shapes.add_argument("--occlusion", type=fraction, metavar="SHARE",
+                        help="share of the images with partly hidden objects (overlaps, a band across the image) "
+                             "and full-extent boxes, as in video")
     tiles = sub.add_parser("tiles", help="pack downscaled images of datasets into tiles of small, dense objects")
     tiles.add_argument("--from", dest="sources", nargs="+", required=True, metavar="DATA",
                        help="datasets with train and val splits (their classes are merged by name)")
@@ -153,7 +156,8 @@ def _data(args: argparse.Namespace) -> int:
     if args.data_command == "show":
         return _show(args)
     if args.data_command == "shapes":
-        given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed}
+        given = {"num_train": args.train, "num_val": args.val, "image_size": args.size, "seed": args.seed,
+                 "occlusion": args.occlusion}
         out = generate_shapes(args.out, **{k: v for k, v in given.items() if v is not None})
         print(f"wrote the shapes dataset to {out}")
         return 0

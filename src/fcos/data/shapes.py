@@ -5,6 +5,12 @@ textured backgrounds (smooth noise, gradients, stripes). Objects may overlap, bu
 least ``MIN_VISIBLE`` of its pixels and its full extent visible, so each box is the tight bound of what
 is actually drawn and every object stays recognisable. Image ``i`` of a split depends only on
 ``(seed, split, i)``: the same seed gives byte-identical files, and a larger ``num_train`` only appends.
+
+With ``occlusion`` > 0 that share of the images shows objects partly hidden, as in video: shapes may cover
+each other's edges and a textured band (a post, a rail) may cross the image, leaving each object at least
+``OCCLUDED_MIN_VISIBLE`` of its pixels. Boxes stay each object's full extent (amodal, as MOTChallenge's and
+CrowdHuman's full-body boxes and the shapes video's ground truth), so a model learns to box the whole object
+from the part it sees.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ __all__ = ["CLASSES", "generate_shapes"]
 
 CLASSES = ("rectangle", "ellipse", "triangle")
 MIN_VISIBLE = 0.6  # fraction of an object's pixels that later objects may not cover
+OCCLUDED_MIN_VISIBLE = 0.35  # the same in the occluded images (``occlusion``), whose boxes are amodal
+_BAND = (0.05, 0.10)  # an occluding band's width, fraction of the image side
 _ATTEMPTS = 25  # placements tried per object before giving up on it (the image then has fewer objects)
 
 
@@ -48,6 +56,7 @@ def generate_shapes(
     *,
     min_object: int = 12,
     max_objects: int = 6,
+    occlusion: float = 0.0,
 ) -> Path:
     """Write ``out_dir/images/{train,val}_NNNNN.jpg`` and ``out_dir/annotations/{train,val}.json``.
 
@@ -55,6 +64,8 @@ def generate_shapes(
         image_size: side of the square images, pixels.
         min_object: smallest box side, pixels; the largest is 90% of ``image_size``.
         max_objects: objects per image are drawn uniformly from 1..max_objects (fewer if they do not fit).
+        occlusion: share of the images with partly hidden objects and amodal boxes (module doc); 0 keeps
+            every image as without the option, byte for byte.
 
     Returns:
         ``out_dir``, ready for :func:`fcos.data.load_annotations`. Image and annotation ids are unique across
@@ -62,6 +73,8 @@ def generate_shapes(
     """
     if image_size < 2 * min_object:
         raise ValueError(f"image_size {image_size} is too small for objects of {min_object} px")
+    if not 0.0 <= occlusion <= 1.0:
+        raise ValueError(f"occlusion is a share of the images, in [0, 1]; got {occlusion}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)
@@ -71,7 +84,7 @@ def generate_shapes(
         images, annotations = [], []
         for index in range(count):
             rng = np.random.default_rng([seed, code, index])
-            pixels, shapes = _render(rng, image_size, min_object, max_objects)
+            pixels, shapes = _render(rng, image_size, min_object, max_objects, occlusion)
             name = f"{split}_{index:05d}.jpg"
             # JPEG: 5x faster to write and 8x smaller than PNG for noisy textures; boxes are geometric.
             Image.fromarray(pixels).save(out / "images" / name, quality=92)
@@ -96,16 +109,19 @@ def generate_shapes(
 
 
 def _render(
-    rng: np.random.Generator, size: int, min_object: int, max_objects: int
+    rng: np.random.Generator, size: int, min_object: int, max_objects: int, occlusion: float = 0.0
 ) -> tuple[np.ndarray, list[_Shape]]:
     """-> pixels [size, size, 3] uint8, shapes in drawing order."""
     canvas = _background(rng, size)
     owner = np.full((size, size), -1, np.int16)  # index of the shape that owns each pixel
     shapes: list[_Shape] = []
+    # Drawn only when asked, so that images without the option stay byte-identical.
+    occluded = occlusion > 0 and rng.uniform() < occlusion
+    min_visible = OCCLUDED_MIN_VISIBLE if occluded else MIN_VISIBLE
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _ in range(_ATTEMPTS):
             shape = _random_shape(rng, size, min_object)
-            if shape is not None and _keeps_others_visible(owner, shapes, shape):
+            if shape is not None and _keeps_others_visible(owner, shapes, shape, min_visible, extent=not occluded):
                 break
         else:
             continue
@@ -117,6 +133,8 @@ def _render(
         owner[region][shape.mask] = len(shapes)
         canvas[region][shape.mask] = shape.colour
         shapes.append(shape)
+    if occluded and shapes:
+        _occluding_band(rng, canvas, owner, shapes, min_visible)
     # Sensor-like noise over everything (background texture and flat fills alike).
     canvas += rng.standard_normal(canvas.shape, dtype=np.float32) * np.float32(rng.uniform(0.01, 0.04))
     return (canvas.clip(0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), shapes
@@ -157,8 +175,10 @@ def _mask(label: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return (u >= t * (1.0 - v)) & (u <= t + (1.0 - t) * v)
 
 
-def _keeps_others_visible(owner: np.ndarray, shapes: list[_Shape], new: _Shape) -> bool:
-    """True if drawing ``new`` on top leaves every earlier shape >= MIN_VISIBLE visible, extent intact."""
+def _keeps_others_visible(owner: np.ndarray, shapes: list[_Shape], new: _Shape, min_visible: float = MIN_VISIBLE,
+                          extent: bool = True) -> bool:
+    """True if drawing ``new`` on top leaves every earlier shape >= ``min_visible`` of its pixels visible
+    (and, with ``extent``, a pixel on each side of its box, so the box stays the tight bound of what shows)."""
     nx1, ny1, nx2, ny2 = new.box
     for k, old in enumerate(shapes):
         x1, y1, x2, y2 = old.box
@@ -171,12 +191,34 @@ def _keeps_others_visible(owner: np.ndarray, shapes: list[_Shape], new: _Shape) 
             oy1 - ny1 : oy2 - ny1, ox1 - nx1 : ox2 - nx1
         ]
         left = visible & ~covered
-        if left.sum() < MIN_VISIBLE * old.mask.sum():
+        if left.sum() < min_visible * old.mask.sum():
             return False
         # The box must stay the tight bound of the visible pixels: each border row/column keeps a pixel.
-        if not (left[0].any() and left[-1].any() and left[:, 0].any() and left[:, -1].any()):
+        if extent and not (left[0].any() and left[-1].any() and left[:, 0].any() and left[:, -1].any()):
             return False
     return True
+
+
+def _occluding_band(rng: np.random.Generator, canvas: np.ndarray, owner: np.ndarray, shapes: list[_Shape],
+                    min_visible: float) -> None:
+    """Draw a textured band across the image over the shapes, where it leaves each shape >= ``min_visible``
+    of its pixels (a few placements are tried; none fitting, no band)."""
+    size = canvas.shape[0]
+    texture = _background(rng, size)
+    totals = np.array([s.mask.sum() for s in shapes])
+    for _ in range(8):
+        width = max(2, int(rng.uniform(*_BAND) * size))
+        start = int(rng.integers(0, size - width + 1))
+        band = np.zeros((size, size), bool)
+        if rng.uniform() < 0.5:
+            band[:, start : start + width] = True
+        else:
+            band[start : start + width, :] = True
+        left = np.bincount(owner[~band & (owner >= 0)], minlength=len(shapes))
+        if (left >= min_visible * totals).all():
+            canvas[band] = texture[band]
+            owner[band] = -1
+            return
 
 
 def _hsv(h: float, s: float, v: float) -> np.ndarray:
