@@ -140,3 +140,18 @@ def test_a_real_predictor_plugs_in(sequence, tmp_path):
     assert summary.frames == 6 and doc["class_names"] == ["rectangle", "ellipse", "triangle"]
     mot = read_mot(summary.mot)  # whatever an untrained model finds: valid rows, classes from its names
     assert len(mot) == summary.boxes and all(t["class"] in doc["class_names"] for t in doc["tracks"])
+
+
+def test_the_cli_runs_a_checkpoint_with_tracker_and_linking_flags(sequence, tmp_path, capsys):
+    from fcos.cli import main
+
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    assert main(["track", "--weights", str(weights), "--source", str(sequence.root), "--out", str(tmp_path / "out"),
+                 "--no-video", "--no-progress", "--high-score", "0.4", "--new-track-score", "0.5",
+                 "--link-gap", "40", "--link-distance", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "clip: 48 frames (0 skipped)" in out and "MOTA" in out and "IDF1" in out  # the sequence's own gt
+    doc = json.loads((tmp_path / "out" / "clip_tracks.json").read_text())
+    assert doc["config"]["high_score"] == 0.4 and doc["config"]["new_track_score"] == 0.5
+    assert doc["link"] == {"link_gap": 40, "link_distance": 1.5, "link_size_ratio": 2.0}
+    assert doc["video"] is None and not (tmp_path / "out" / "clip.mp4").exists()

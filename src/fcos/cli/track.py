@@ -19,6 +19,7 @@ __all__ = ["TRACK"]
 
 def _track_args(p: argparse.ArgumentParser) -> None:
     from fcos.track.config import TRACKER, TRACKERS, TrackerConfig
+    from fcos.track.linking import LINKING, LinkConfig
 
     p.add_argument("--weights", required=True,
                    help="fcos checkpoint (.pt), exported model (.onnx, .xml) or a pretrained name")
@@ -41,19 +42,22 @@ def _track_args(p: argparse.ArgumentParser) -> None:
     add_runtime_flags(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_config_flags({TRACKER: p.add_argument_group(TRACKER)}, TrackerConfig)
+    add_config_flags({LINKING: p.add_argument_group(LINKING)}, LinkConfig)
     add_inference_flags(p)
 
 
 def _track(args: argparse.Namespace) -> int:
-    from fcos.track import TrackerConfig, evaluate_mot, track_source
+    from fcos.track import LinkConfig, TrackerConfig, evaluate_mot, track_source
 
     predictor = build_predictor(args)
     summary = track_source(predictor, args.source, args.out, config=TrackerConfig(**config_values(args, TrackerConfig)),
                            tracker=args.tracker, conf=args.conf, classes=args.classes, fps=args.fps,
                            save_video=args.video, trail=args.trail, line_width=args.line_width,
-                           show_conf=args.show_conf, progress=args.progress)
+                           show_conf=args.show_conf, progress=args.progress,
+                           link=LinkConfig(**config_values(args, LinkConfig)))
     written = ", ".join(str(p) for p in (summary.video, summary.mot, summary.json) if p is not None)
-    print(f"{summary.name}: {summary.frames} frames ({summary.skipped} skipped), {summary.tracks} tracks, "
+    linked = "" if summary.tracks_before_linking is None else f" ({summary.tracks_before_linking} before linking)"
+    print(f"{summary.name}: {summary.frames} frames ({summary.skipped} skipped), {summary.tracks} tracks{linked}, "
           f"{summary.boxes} tracked boxes; detection {summary.detect_ms:.1f} ms, tracking {summary.track_ms:.2f} ms "
           f"per frame -> {written}")
     gt = args.eval or summary.gt

@@ -15,7 +15,9 @@ position from 1: a video's in decoding order, a folder's or pattern's files in n
 ``000001.jpg`` ... are their own numbers), so ground truth lines up. A frame that cannot be decoded is
 named in a warning, listed in the JSON and skipped; the tracker still counts it (:meth:`Tracker.skip`),
 so tracks coast over it and keep their IDs. A video without detections gives an empty results file, a
-JSON without tracks and the video undrawn.
+JSON without tracks and the video undrawn. Offline linking (``link``, ``--link-gap``; on by default)
+joins broken tracks of one object after the last frame (:mod:`fcos.track.linking`); the video is then
+drawn in a second pass over the frames, so that it shows the IDs the files hold.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from fcos.predict.video import (
     video_info,
 )
 from fcos.track.config import TrackerConfig, Tracks
+from fcos.track.linking import LinkConfig, link_tracks
 from fcos.track.tracker import Tracker, TrackHistory
 from fcos.utils.draw import class_color, draw_detections
 from fcos.utils.files import write_json
@@ -73,6 +76,7 @@ class TrackSummary:
     mot: Path
     json: Path
     gt: Path | None
+    tracks_before_linking: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,7 @@ def track_source(
     line_width: int | None = None,
     show_conf: bool = False,
     progress: bool = True,
+    link: LinkConfig | None = LinkConfig(),
 ) -> TrackSummary:
     """Track what ``source`` shows and write the files of the module doc to ``out_dir``.
 
@@ -118,6 +123,8 @@ def track_source(
         save_video: write ``<name>.mp4`` (needs PyAV, the ``video`` extra).
         trail: frames of centre path drawn behind each track (0: none).
         line_width, show_conf: drawing, as ``fcos predict``'s.
+        link: join broken tracks of one object after the whole video (:mod:`fcos.track.linking`; its
+            defaults; None or ``link_gap`` 0: no).
 
     Raises:
         FileNotFoundError: the source does not exist. ValueError: nothing to track, or a folder of videos.
@@ -144,7 +151,8 @@ def track_source(
     track_ms: list[float] = []
     skipped: list[dict[str, Any]] = []
     size: tuple[int, int] | None = None
-    with VideoWriter(outputs["video"], rate) if save_video else _NoVideo() as writer:
+    linking = link is not None and link.link_gap > 0
+    with VideoWriter(outputs["video"], rate) if save_video and not linking else _NoVideo() as writer:
         bar = tqdm(src.frames, total=src.length, desc=src.name, unit="frame", disable=not progress, dynamic_ncols=True)
         for frame, image in bar:
             while tracking.frame < frame - 1:  # a gap in the numbering: frames that are not there
@@ -165,22 +173,53 @@ def track_source(
             tracks = tracking.update(det)
             track_ms.append(1000 * (time.perf_counter() - start))
             history.add(tracks)
-            writer.write(drawing(image, tracks))
+            if save_video and not linking:
+                writer.write(drawing(image, tracks))
         if not detect_ms:
             raise VideoError(src.path, f"no frame could be decoded ({len(skipped)} broken)")
+    unlinked = len(history)
+    if linking:
+        assert link is not None
+        history = link_tracks(history, link, size)
+        if save_video:
+            _draw_again(_open(source, out_dir), history, drawing, outputs["video"], rate, progress)
     write_mot(outputs["mot"], *history.rows())
     summary = TrackSummary(src.name, tracking.frame, len(skipped), len(history), sum(len(r.frames) for r in
                            history.tracks.values()), statistics.median(detect_ms), statistics.median(track_ms), rate,
-                           outputs["video"] if save_video else None, outputs["mot"], outputs["json"], src.gt)
+                           outputs["video"] if save_video else None, outputs["mot"], outputs["json"], src.gt,
+                           unlinked if linking else None)
     write_json(outputs["json"], {
         "source": str(source), "name": src.name, "tracker": tracker, "config": config.to_dict(), "conf": conf,
         "classes": list(classes) if classes is not None else None, "fps": rate, "width": size and size[0],
         "height": size and size[1], "frames": tracking.frame, "class_names": list(predictor.class_names),
         "video": summary.video and summary.video.name, "mot": summary.mot.name,
         "box_format": "boxes: [frame, x1, y1, x2, y2, score], pixels, frames from 1",
+        "link": link.to_dict() if linking else None, "tracks_before_linking": unlinked,
         "tracks": [r.to_json(predictor.class_names) for r in history.tracks.values()], "skipped_frames": skipped,
         "timing": {"detect_ms_median": round(summary.detect_ms, 3), "track_ms_median": round(summary.track_ms, 4)}})
     return summary
+
+
+def _draw_again(src: _Source, history: TrackHistory, drawing: _Drawing, path: Path, rate: float,
+                progress: bool) -> None:
+    """The annotated video from a finished (linked) history: the source's frames read again, each drawn
+    with the tracks the history holds for it; frames that cannot be decoded were named in the first pass
+    and are left out again."""
+    by_frame: dict[int, list[tuple[int, int, list[float], float]]] = {}
+    for record in history.tracks.values():
+        for frame, box, score in zip(record.frames, record.boxes, record.scores):
+            by_frame.setdefault(frame, []).append((record.id, record.label, box, score))
+    with VideoWriter(path, rate) as writer:
+        for frame, image in tqdm(src.frames, total=src.length, desc=f"{src.name} (drawing)", unit="frame",
+                                 disable=not progress, dynamic_ncols=True):
+            if isinstance(image, str):
+                continue
+            rows = sorted(by_frame.get(frame, []))
+            tracks = Tracks(frame, np.array([r[0] for r in rows], np.int64),
+                            np.array([r[2] for r in rows], np.float32).reshape(-1, 4),
+                            np.array([r[3] for r in rows], np.float32), np.array([r[1] for r in rows], np.int64),
+                            np.full(len(rows), -1, np.int64))
+            writer.write(drawing(image, tracks))
 
 
 def _class_indices(classes: Sequence[str] | None, class_names: Sequence[str]) -> np.ndarray | None:
