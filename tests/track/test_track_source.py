@@ -155,3 +155,17 @@ def test_the_cli_runs_a_checkpoint_with_tracker_and_linking_flags(sequence, tmp_
     assert doc["config"]["high_score"] == 0.4 and doc["config"]["new_track_score"] == 0.5
     assert doc["link"] == {"link_gap": 40, "link_distance": 1.5, "link_size_ratio": 2.0}
     assert doc["video"] is None and not (tmp_path / "out" / "clip.mp4").exists()
+
+
+def test_the_cli_names_bad_settings_and_sources_without_a_traceback(sequence, tmp_path, capsys):
+    from fcos.cli import main
+
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    common = ["track", "--weights", str(weights), "--out", str(tmp_path / "out"), "--no-video", "--no-progress"]
+    assert main([*common, "--source", str(sequence.root), "--link-gap", "-1"]) == 2
+    assert main([*common, "--source", str(sequence.root), "--high-score", "2"]) == 2
+    assert main([*common, "--source", str(sequence.root), "--classes", "person"]) == 1
+    assert main([*common, "--source", str(tmp_path / "empty_dir_*.png")]) == 1
+    err = capsys.readouterr().err
+    assert "link_gap >= 0" in err and "high_score must be in [0, 1], got 2.0" in err
+    assert "unknown classes ['person']" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ MOTChallenge sequence (ByteTrack), with MOT metrics against ground truth."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fcos.cli.common import (
     Command,
@@ -49,12 +50,20 @@ def _track_args(p: argparse.ArgumentParser) -> None:
 def _track(args: argparse.Namespace) -> int:
     from fcos.track import LinkConfig, TrackerConfig, evaluate_mot, track_source
 
+    try:  # settings out of range: argparse's kind of error, before the model loads
+        config, link = TrackerConfig(**config_values(args, TrackerConfig)), LinkConfig(**config_values(args, LinkConfig))
+    except ValueError as exc:
+        print(f"fcos track: error: {exc}", file=sys.stderr)
+        return 2
     predictor = build_predictor(args)
-    summary = track_source(predictor, args.source, args.out, config=TrackerConfig(**config_values(args, TrackerConfig)),
-                           tracker=args.tracker, conf=args.conf, classes=args.classes, fps=args.fps,
-                           save_video=args.video, trail=args.trail, line_width=args.line_width,
-                           show_conf=args.show_conf, progress=args.progress,
-                           link=LinkConfig(**config_values(args, LinkConfig)))
+    try:
+        summary = track_source(predictor, args.source, args.out, config=config, tracker=args.tracker, conf=args.conf,
+                               classes=args.classes, fps=args.fps, save_video=args.video, trail=args.trail,
+                               line_width=args.line_width, show_conf=args.show_conf, progress=args.progress,
+                               link=link)
+    except ValueError as exc:  # the source or the classes asked for (track_source checks them before any work)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     written = ", ".join(str(p) for p in (summary.video, summary.mot, summary.json) if p is not None)
     linked = "" if summary.tracks_before_linking is None else f" ({summary.tracks_before_linking} before linking)"
     print(f"{summary.name}: {summary.frames} frames ({summary.skipped} skipped), {summary.tracks} tracks{linked}, "
