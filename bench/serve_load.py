@@ -108,12 +108,12 @@ def _matches(reference: dict[str, Any], got: list[dict[str, Any]]) -> bool:
 class _Server:
     """``fcos serve`` on a free loopback port, in a subprocess; ready once ``/ready`` says so."""
 
-    def __init__(self, weights: Path, args: list[str], threads: int = 1) -> None:
+    def __init__(self, weights: Path, args: list[str]) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": os.pathsep.join(sys.path)}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
         self.proc = subprocess.Popen([sys.executable, "-m", "fcos", "serve", "--weights", str(weights), "--device", "cpu",
                                       "--port", str(port), *args], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)

@@ -300,10 +300,7 @@ def test_serve_cli_with_an_onnx_model(checkpoint, photo, tmp_path):
     import httpx
 
     onnx_path = export_onnx(checkpoint, tmp_path / "model.onnx")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     server = subprocess.Popen([sys.executable, "-m", "fcos", "serve", "--weights", str(onnx_path), "--port", str(port)],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -372,7 +372,9 @@ class Trainer:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        flags = torch.stack([torch.as_tensor(f).to(self.device) for *_, f, _ in pending]).tolist()
+        flags = [f for *_, f, _ in pending]  # all bools (read by the step already) or all device tensors
+        if isinstance(flags[0], torch.Tensor):
+            flags = torch.stack(flags).tolist()
         for (iteration, epoch, _, losses), finite in zip(pending, flags, strict=True):
             if finite:
                 self.skipped = 0
