@@ -13,7 +13,7 @@ from track_helpers import GroundTruthPredictor, mjpeg_video, tiny_checkpoint
 
 from fcos.data.mot import read_mot
 from fcos.data.shapes_video import generate_shapes_video
-from fcos.track import TrackerConfig, evaluate_mot, track_source
+from fcos.track import TrackerConfig, TrackInputError, evaluate_mot, track_source
 
 av = pytest.importorskip("av")
 pytest.importorskip("trackeval")
@@ -113,7 +113,7 @@ def test_a_video_source_and_a_glob_of_frames(sequence, tmp_path):
     mixed.mkdir()
     shutil.copy(sequence.video, mixed / "a.mp4")
     shutil.copy(sequence.frames / "000001.png", mixed / "b.png")
-    with pytest.raises(ValueError, match="mixed holds 1 video and images: track one video, or one folder"):
+    with pytest.raises(TrackInputError, match="mixed holds 1 video and images: track one video, or one folder"):
         track_source(predictor, mixed, tmp_path / "x", progress=False, save_video=False)
     with pytest.raises(FileNotFoundError):
         track_source(predictor, tmp_path / "missing.mp4", tmp_path / "x", progress=False)
@@ -123,7 +123,7 @@ def test_a_video_source_and_a_glob_of_frames(sequence, tmp_path):
     gt = read_mot(sequence.gt)
     assert only.tracks == len(np.unique(gt.ids[gt.classes == 2]))
     assert {t["class"] for t in json.loads(only.json.read_text())["tracks"]} == {"ellipse"}
-    with pytest.raises(ValueError, match=r"unknown classes \['person'\]; the model has \['rectangle', 'ellipse'"):
+    with pytest.raises(TrackInputError, match=r"unknown classes \['person'\]; the model has \['rectangle', 'ellipse'"):
         track_source(predictor, sequence.root, tmp_path / "x", classes=["person"], progress=False)
 
 
@@ -166,6 +166,23 @@ def test_the_cli_names_bad_settings_and_sources_without_a_traceback(sequence, tm
     assert main([*common, "--source", str(sequence.root), "--high-score", "2"]) == 2
     assert main([*common, "--source", str(sequence.root), "--classes", "person"]) == 1
     assert main([*common, "--source", str(tmp_path / "empty_dir_*.png")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert main([*common, "--source", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
     assert "link_gap >= 0" in err and "high_score must be in [0, 1], got 2.0" in err
-    assert "unknown classes ['person']" in err and "Traceback" not in err
+    assert "unknown classes ['person']" in err and f"no frames or video in {tmp_path / 'empty'}" in err
+    assert "Traceback" not in err
+
+
+def test_the_cli_lets_a_bug_surface(sequence, tmp_path, monkeypatch):
+    # only the input errors track_source names become one line: any other ValueError is a bug and keeps its traceback
+    import fcos.track
+    from fcos.cli import main
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug deep inside")
+
+    monkeypatch.setattr(fcos.track, "track_source", broken)
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    with pytest.raises(ValueError, match="a bug deep inside"):
+        main(["track", "--weights", str(weights), "--source", str(sequence.root), "--out", str(tmp_path / "o")])

@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.export import ExportedModelError
     from fcos.model.backbones import BackboneError
     from fcos.predict.video import VideoError
+    from fcos.track import TrackInputError
     from fcos.utils.devices import DeviceError
     from fcos.utils.files import WriteError
     from fcos.utils.optional import MissingExtraError
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
     except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError,
-            ExportedModelError, MissingExtraError, VideoError) as exc:
+            ExportedModelError, MissingExtraError, VideoError, TrackInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -56,14 +56,9 @@ def _track(args: argparse.Namespace) -> int:
         print(f"fcos track: error: {exc}", file=sys.stderr)
         return 2
     predictor = build_predictor(args)
-    try:
-        summary = track_source(predictor, args.source, args.out, config=config, tracker=args.tracker, conf=args.conf,
-                               classes=args.classes, fps=args.fps, save_video=args.video, trail=args.trail,
-                               line_width=args.line_width, show_conf=args.show_conf, progress=args.progress,
-                               link=link)
-    except ValueError as exc:  # the source or the classes asked for (track_source checks them before any work)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    summary = track_source(predictor, args.source, args.out, config=config, tracker=args.tracker, conf=args.conf,
+                           classes=args.classes, fps=args.fps, save_video=args.video, trail=args.trail,
+                           line_width=args.line_width, show_conf=args.show_conf, progress=args.progress, link=link)
     written = ", ".join(str(p) for p in (summary.video, summary.mot, summary.json) if p is not None)
     linked = "" if summary.tracks_before_linking is None else f" ({summary.tracks_before_linking} before linking)"
     print(f"{summary.name}: {summary.frames} frames ({summary.skipped} skipped), {summary.tracks} tracks{linked}, "

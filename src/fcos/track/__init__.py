@@ -14,13 +14,14 @@ Needs the ``track`` extra (scipy for the matching, trackeval for the metrics). d
 from fcos.track.config import TRACKERS, TrackerConfig, Tracks, build_tracker
 from fcos.track.linking import LinkConfig, link_tracks
 from fcos.track.metrics import TrackMetrics, evaluate_mot
-from fcos.track.run import TrackSummary, track_source
+from fcos.track.run import TrackInputError, TrackSummary, track_source
 from fcos.track.tracker import Tracker, TrackHistory, TrackRecord
 
 __all__ = [
     "TRACKERS",
     "LinkConfig",
     "TrackHistory",
+    "TrackInputError",
     "TrackMetrics",
     "TrackRecord",
     "TrackSummary",

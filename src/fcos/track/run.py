@@ -54,7 +54,13 @@ from fcos.track.tracker import Tracker, TrackHistory
 from fcos.utils.draw import class_color, draw_detections
 from fcos.utils.files import write_json
 
-__all__ = ["TrackSummary", "track_source"]
+__all__ = ["TrackInputError", "TrackSummary", "track_source"]
+
+
+class TrackInputError(ValueError):
+    """What ``track_source`` was asked to follow cannot be followed: a source with no frames, or several
+    videos, or videos and frames mixed; classes the model does not have; an ``out_dir`` the outputs would
+    overwrite the source in. Raised before any work, so the CLI prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,8 @@ def track_source(
             defaults; None or ``link_gap`` 0: no).
 
     Raises:
-        FileNotFoundError: the source does not exist. ValueError: nothing to track, or a folder of videos.
+        FileNotFoundError: the source does not exist. TrackInputError (a ValueError): nothing to track, a
+        folder of videos, unknown classes, or outputs that would overwrite the source.
         VideoError: a video that cannot be opened, or no frame could be decoded.
         WriteError: an output that could not be written (:mod:`fcos.writes`).
     """
@@ -142,7 +149,7 @@ def track_source(
                "json": out_dir / f"{src.name}_tracks.json"}
     for target in outputs.values():
         if target.resolve() == src.path.resolve():
-            raise ValueError(f"out_dir {out_dir} holds the source: {target.name} would overwrite {src.path}")
+            raise TrackInputError(f"out_dir {out_dir} holds the source: {target.name} would overwrite {src.path}")
     tracking = Tracker(config, method=tracker, frame_rate=rate)
     history = TrackHistory()
     conf = config.low_score if conf is None else conf
@@ -223,12 +230,12 @@ def _draw_again(src: _Source, history: TrackHistory, drawing: _Drawing, path: Pa
 
 
 def _class_indices(classes: Sequence[str] | None, class_names: Sequence[str]) -> np.ndarray | None:
-    """The indices of ``classes`` in ``class_names``; ValueError naming any unknown name and the choices."""
+    """The indices of ``classes`` in ``class_names``; TrackInputError naming any unknown name and the choices."""
     if classes is None:
         return None
     unknown = [c for c in classes if c not in class_names]
     if unknown:
-        raise ValueError(f"unknown classes {unknown}; the model has {list(class_names)}")
+        raise TrackInputError(f"unknown classes {unknown}; the model has {list(class_names)}")
     return np.array([list(class_names).index(c) for c in classes], np.int64)
 
 
@@ -239,19 +246,19 @@ def _open(source: str | Path, out_dir: Path) -> _Source:
     if sequence is not None:
         files = [f for f in list_sources(sequence.frames) if not f.video]
         if not files:
-            raise ValueError(f"no frames in {sequence.frames}")
+            raise TrackInputError(f"no frames in {sequence.frames}")
         return _Source(sequence.name, sequence.fps, len(files), _images(files), sequence.frames, sequence.gt)
     files = list_sources(source, exclude=out_dir)
     images = [f for f in files if not f.video]
     videos = [f for f in files if f.video]
     if images and videos or len(videos) > 1:
         what = f"{len(videos)} video{'s' if len(videos) > 1 else ''}{' and images' if images else ''}"
-        raise ValueError(f"{source} holds {what}: track one video, or one folder or pattern of frames, at a time")
+        raise TrackInputError(f"{source} holds {what}: track one video, or one folder or pattern of frames, at a time")
     if videos:
         info = video_info(videos[0].path)
         return _Source(videos[0].path.stem, info["fps"], info["frames"], _video(videos[0].path), videos[0].path)
     if not images:
-        raise ValueError(f"no frames or video in {source}")
+        raise TrackInputError(f"no frames or video in {source}")
     name = path.resolve().name if path.is_dir() else images[0].path.parent.resolve().name
     return _Source(name, None, len(images), _images(images), path)
 
