@@ -73,13 +73,17 @@ def _gradients(model: torch.nn.Module, images, targets, dtype: torch.dtype) -> d
     return grads
 
 
-def _gradient_errors(ours: FCOS, tv: torch.nn.Module, images, targets) -> dict[str, float]:
-    """Median over parameter tensors of ||g - g_fp64|| / ||g_fp64||, for ours and the reference.
+def _gradient_errors(ours: FCOS, tv: torch.nn.Module, images, targets, quick: bool) -> dict[str, float]:
+    """Median over parameter tensors of ||g - g_fp64|| / ||g_fp64||, g_fp64 torchvision's in float64.
 
     fp32 gradients of a randomly initialised ResNet-50 with batch-statistics BatchNorm are
     ill-conditioned: torchvision's own are ~3% (median) away from the float64 gradients, and any
-    change of rounding order moves them by that much. So both are compared with the float64 truth
-    (torchvision's model in float64) rather than with each other.
+    change of rounding order moves them by that much. So the full run compares both fp32 errors with
+    the float64 truth rather than with each other. The quick run (ResNet-18, 128x160, 10 boxes: a few
+    hundred positives) is too small for that: a couple of box-tower ReLUs whose input sits within fp32
+    rounding of 0 switch sides with the thread count and carry a few % of the gradient (measured:
+    2 of 32k switched with 2 threads, median error 2.2%, against 0.17% with 1 thread). There ours runs
+    in float64 too (``grad_err_ours_fp64``): the same function gives ~1e-7, any real difference far more.
     """
     from fcos.weights.torchvision import state_dict_from_torchvision
 
@@ -89,8 +93,19 @@ def _gradient_errors(ours: FCOS, tv: torch.nn.Module, images, targets) -> dict[s
         rel = [float((g - truth[k]).norm() / truth[k].norm()) for k, g in grads.items() if truth[k].norm() > 0]
         return float(torch.tensor(rel).median())
 
-    return {"grad_err_ours": error(_gradients(ours, images, targets, torch.float32)),
-            "grad_err_reference": error(state_dict_from_torchvision(_gradients(tv, images, targets, torch.float32)))}
+    errors = {"grad_err_ours": error(_gradients(ours, images, targets, torch.float32)),
+              "grad_err_reference": error(state_dict_from_torchvision(_gradients(tv, images, targets, torch.float32)))}
+    if quick:
+        errors["grad_err_ours_fp64"] = error(_gradients(copy.deepcopy(ours).double(), images, targets, torch.float64))
+    return errors
+
+
+def _gradients_agree(errors: dict[str, float]) -> bool:
+    if "grad_err_ours_fp64" in errors:  # quick: float64 against float64 (measured 1.5e-7 to 2.5e-7)
+        return errors["grad_err_ours_fp64"] < 1e-5
+    # fp32 as close to float64 as the reference's own, within a factor 3 (NHWC BatchNorm accumulates in
+    # float: ~1.6x; measured 4.2% vs 2.6% at 512 px)
+    return errors["grad_err_ours"] <= 3 * errors["grad_err_reference"] + 1e-6
 
 
 def train_step(quick: bool) -> list[dict[str, Any]]:
@@ -106,10 +121,9 @@ def train_step(quick: bool) -> list[dict[str, Any]]:
         images, targets = _batch(2, height, width, 10)
         a, b = _train_step(ours, our_opt, images, targets), _train_step(tv, tv_opt, images, targets)
         loss_rel_diff = float((a - b).abs() / b.abs())
-        grad_errors = _gradient_errors(ours, tv, images, targets) if (height, width) == sizes[0] else {}
-        # Losses: the core issue's tolerance (1e-5). Gradients: as close to float64 as the reference's
-        # own fp32 gradients, within a factor 3 (NHWC BatchNorm accumulates in float: ~1.6x).
-        if loss_rel_diff > 1e-5 or (grad_errors and grad_errors["grad_err_ours"] > 3 * grad_errors["grad_err_reference"] + 1e-6):
+        grad_errors = _gradient_errors(ours, tv, images, targets, quick) if (height, width) == sizes[0] else {}
+        # Losses: the core issue's tolerance (1e-5); gradients: _gradient_errors' doc.
+        if loss_rel_diff > 1e-5 or (grad_errors and not _gradients_agree(grad_errors)):
             raise AssertionError(f"train_step outputs differ: loss {a} vs {b}, gradient errors {grad_errors}")
         ours_fn, ref_fn = partial(_train_step, ours, our_opt, images, targets), partial(_train_step, tv, tv_opt, images, targets)
         params = {"backbone": "resnet18-fpn64" if quick else "resnet50", "batch": 2, "image": [height, width], "boxes_per_image": 10}
