@@ -1,5 +1,5 @@
 """Helpers for the deployment tests: a tiny untrained detector that still produces many detections, real
-images, and a real server on a free loopback port."""
+images, and a real server on a free loopback port (``free_port`` also serves the engine's process-group tests)."""
 
 from __future__ import annotations
 

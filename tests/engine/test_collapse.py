@@ -4,7 +4,6 @@ object above the threshold, stops the run (or warns once) with what to change; r
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
@@ -13,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
+from deploy_helpers import free_port
 from fcos.engine.hooks import CollapseGuard, TrainingCollapsedError
 from fcos.engine.train_config import cpu_from_scratch
 from fcos.engine.trainer import Trainer
@@ -85,12 +85,6 @@ def test_patience_zero_never_checks(tmp_path):
     assert make_trainer(tmp_path, dead_boxes=True, collapse_patience=0, max_iters=30).run()["iteration"] == 30
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
@@ -110,7 +104,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_ranks_agree_on_the_collapse(tmp_path):
-    context = mp.start_processes(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn")
+    context = mp.start_processes(_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + 240  # a healthy run takes ~30 s on 2 cores
     while not context.join(timeout=5):  # False until every rank has ended (raises if one failed)
         if time.monotonic() > deadline:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
+from deploy_helpers import free_port
 from fcos import FCOS, official
 from fcos.data import load_annotations
 from fcos.evaluation.evaluator import evaluate
@@ -43,12 +43,6 @@ def model_and_batch():
         {"boxes": torch.tensor([[5.0, 5, 60, 70]]), "labels": torch.tensor([1])},
     ]
     return model, images, targets
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from deploy_helpers import free_port
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TIMEOUT = 240  # seconds; a healthy run takes ~20 s on 2 cores
@@ -113,12 +114,6 @@ def test_a_worker_killed_after_a_checkpoint_is_restarted_and_the_run_ends_as_an_
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     # The log has every update once: the records of the updates lost with the worker were dropped.
     assert logged(killed) == logged(straight) == [*range(1, 9), 8]  # 8 updates, then the summary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_pair(cmd: list[str]) -> list[subprocess.Popen]:
