@@ -103,3 +103,55 @@ def test_recipe_model_changes_and_the_regression_flag():
     relu = model_config_for(1, **recipe_model("cpu", "relu"))  # --regression replaces only the regression
     assert relu.head.regression == "relu" and relu.loss.iou_smoothing == 0.0
     assert dataclasses.replace(relu, head=cpu.head) == cpu
+
+
+# Every number a command takes is checked where it is read: argparse's error naming the flag, exit 2, before
+# any model or dataset is loaded (these were tracebacks from deep inside torch, or silently accepted).
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--data", "d", "--lr", "-1"], "argument --lr: must be at least 0, got -1"),
+    (["train", "--data", "d", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["train", "--data", "d", "--steps", "0.5", "60000"], "argument --steps: must be in [0, 1], got 60000"),
+    (["train", "--data", "d", "--ema", "1"], "argument --ema: must be in (0, 1), got 1"),
+    (["train", "--data", "d", "--tile", "5"], "argument --tile: must be at least 32, got 5"),
+    (["train", "--data", "d", "--img-size", "0"], "argument --img-size: must be at least 32, got 0"),
+    (["train", "--data", "d", "--head-convs", "-1"], "argument --head-convs: must be at least 0, got -1"),
+    (["train", "--data", "d", "--workers", "x"], "argument --workers: invalid int value: 'x'"),
+    (["predict", "--weights", "w.pt", "--source", "s", "--conf", "-1"], "argument --conf: expected a number in [0, 1]"),
+    (["predict", "--weights", "w.pt", "--source", "s", "--slice-overlap", "1"],
+     "argument --slice-overlap: must be in [0, 1), got 1"),
+    (["predict", "--weights", "w.pt", "--source", "s", "--slice-batch", "0"],
+     "argument --slice-batch: must be at least 1, got 0"),
+    (["eval", "--weights", "w.pt", "--data", "d", "--batch-size", "0"], "argument --batch-size: must be at least 1"),
+    (["track", "--weights", "w.pt", "--source", "s", "--track-buffer", "-1"],
+     "argument --track-buffer: must be at least 0, got -1"),
+    (["export", "--weights", "w.pt", "--opset", "3"], "argument --opset: must be in [12, "),
+    (["export", "--weights", "w.pt", "--int8", "--calib-images", "0"], "argument --calib-images: must be at least 1"),
+    (["benchmark", "--weights", "w.pt", "--data", "d", "--threads", "-1"], "argument --threads: must be at least 1"),
+    (["data", "shapes", "--out", "o", "--train", "-1"], "argument --train: must be at least 1, got -1"),
+    (["data", "shapes-video", "--fps", "0"], "argument --fps: must be > 0, got 0"),
+])
+def test_numbers_out_of_range_are_argparse_errors(argv, message, capsys):
+    from fcos.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+# Rules of several values together (or of a generator) are found before any work: same exit 2, one line.
+@pytest.mark.parametrize(("argv", "message"), [
+    (["data", "shapes-video", "--objects", "2", "--crossings", "3"], "fcos data shapes-video: error: need frames >= 1"),
+    (["data", "shapes", "--size", "10"], "fcos data shapes: error: image_size 10 is too small for objects of 12 px"),
+    (["track", "--source", "s", "--low-score", "0.7"],
+     "fcos track: error: TrackerConfig needs low_score <= high_score <= new_track_score, got 0.7, 0.5, 0.6"),
+])
+def test_settings_that_contradict_each_other_exit_2_with_one_line(argv, message, capsys, tmp_path):
+    from fcos.cli import main
+
+    weights = ["--weights", str(tmp_path / "never_loaded.pt")] if argv[0] == "track" else []
+    out = ["--out", str(tmp_path / "out")]
+    assert main([*argv, *weights, *out]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == message or err.startswith(message), err
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -162,14 +162,18 @@ def test_the_cli_names_bad_settings_and_sources_without_a_traceback(sequence, tm
 
     weights = tiny_checkpoint(tmp_path / "tiny.pt")
     common = ["track", "--weights", str(weights), "--out", str(tmp_path / "out"), "--no-video", "--no-progress"]
-    assert main([*common, "--source", str(sequence.root), "--link-gap", "-1"]) == 2
-    assert main([*common, "--source", str(sequence.root), "--high-score", "2"]) == 2
+    for flags in (["--link-gap", "-1"], ["--high-score", "2"]):  # refused by the flags' parsers
+        with pytest.raises(SystemExit) as refusal:
+            main([*common, "--source", str(sequence.root), *flags])
+        assert refusal.value.code == 2
+    assert main([*common, "--source", str(sequence.root), "--high-score", "0.7"]) == 2  # above new_track_score
     assert main([*common, "--source", str(sequence.root), "--classes", "person"]) == 1
     assert main([*common, "--source", str(tmp_path / "empty_dir_*.png")]) == 1
     (tmp_path / "empty").mkdir()
     assert main([*common, "--source", str(tmp_path / "empty")]) == 1
     err = capsys.readouterr().err
-    assert "link_gap >= 0" in err and "high_score must be in [0, 1], got 2.0" in err
+    assert "argument --link-gap: must be at least 0, got -1" in err and "argument --high-score: must be in [0, 1], got 2" in err
+    assert "fcos track: error: TrackerConfig needs low_score <= high_score <= new_track_score, got 0.1, 0.7, 0.6" in err
     assert "unknown classes ['person']" in err and f"no frames or video in {tmp_path / 'empty'}" in err
     assert "Traceback" not in err
 

@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.track import TrackInputError
     from fcos.utils.devices import DeviceError
     from fcos.utils.files import WriteError
+    from fcos.utils.flags import SettingError
     from fcos.utils.optional import MissingExtraError
     from fcos.weights import CheckpointError
 
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = None if argv is None else list(argv)
     try:
         return int(args.run(args) or 0)
+    except SettingError as exc:  # a value no flag type could check alone (two flags together, a generator's rule)
+        command = " ".join(filter(None, ("fcos", args.command, getattr(args, "data_command", None))))
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
     except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError,
             ExportedModelError, MissingExtraError, VideoError, TrackInputError) as exc:

@@ -10,10 +10,11 @@ from collections.abc import Callable, Sequence
 from types import UnionType
 from typing import Any, Literal, NamedTuple, Union, get_args, get_origin, get_type_hints
 
-from fcos.utils.flags import parse_fraction
+from fcos.utils.flags import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Bound, parse_fraction
 
 __all__ = ["DEVICE_HELP", "Command", "add_config_flags", "add_inference_flags", "announce_device", "config_values",
-           "drop_flag", "fraction", "inference_options", "positive_int", "predictor_device"]
+           "drop_flag", "fraction", "inference_options", "non_negative_int", "number", "positive_float", "positive_int",
+           "predictor_device"]
 
 DEVICE_HELP = "auto (default: CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps"
 
@@ -43,19 +44,20 @@ def add_config_flags(groups: dict[str, argparse._ArgumentGroup], config_class: t
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help")}
         if f.metadata.get("required") and f.name not in optional:
             kwargs["required"] = True
+        bound = f.metadata.get("bound")
         if "parse" in f.metadata and "nargs" in f.metadata:  # several words, parsed together
-            kwargs.update(nargs=f.metadata["nargs"], action=_ParsedList, parse=f.metadata["parse"],
+            kwargs.update(nargs=f.metadata["nargs"], action=_ParsedList, parse=_bounded(f.metadata["parse"], bound),
                           metavar=f.metadata.get("metavar"))
         elif "parse" in f.metadata:
-            kwargs.update(type=_parser(f.metadata["parse"]), metavar=f.metadata.get("metavar"))
+            kwargs.update(type=_parser(_bounded(f.metadata["parse"], bound)), metavar=f.metadata.get("metavar"))
         elif kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(kind) is Literal:
             kwargs["choices"] = get_args(kind)
         elif get_origin(kind) is tuple:
-            kwargs.update(type=get_args(kind)[0], nargs="+")
+            kwargs.update(type=number(get_args(kind)[0], bound), nargs="+")
         else:
-            kwargs["type"] = _none_or(kind) if is_optional else kind
+            kwargs["type"] = number(_none_or(kind) if is_optional else kind, bound)
             kwargs["metavar"] = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind)
         if "const" in f.metadata:
             kwargs.update(nargs="?", const=f.metadata["const"])
@@ -101,6 +103,18 @@ def _parser(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return run
 
 
+def _bounded(parse: Callable[[Any], Any], bound: Bound | None) -> Callable[[Any], Any]:
+    """``parse``, then the field's ``bound`` checked on what it gives (None passes)."""
+    if bound is None:
+        return parse
+
+    def run(text: Any) -> Any:
+        value = parse(text)
+        return value if value is None else bound.check(value)
+
+    return run
+
+
 def _none_or(kind: type) -> Callable[[str], Any]:
     """Parse ``kind``, or the word 'none' as None (an optional field set to nothing)."""
     def parse(text: str) -> Any:
@@ -110,11 +124,24 @@ def _none_or(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text}")
-    return value
+def number(kind: Callable[[str], Any], bound: Bound | None) -> Callable[[str], Any]:
+    """argparse's ``type`` for a number flag in ``bound``, e.g. ``number(int, AT_LEAST_1)``: a value out of
+    it is argparse's error naming the flag (exit 2), before any work. No bound: ``kind`` itself."""
+    if bound is None:
+        return kind
+
+    def typed(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"invalid {kind.__name__} value: {text!r}") from None
+
+    return _parser(_bounded(typed, bound))
+
+
+positive_int = number(int, AT_LEAST_1)
+non_negative_int = number(int, NON_NEGATIVE)
+positive_float = number(float, POSITIVE)
 
 
 def fraction(text: str) -> float:

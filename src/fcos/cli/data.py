@@ -6,8 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fcos.cli.common import Command, add_config_flags, config_values, fraction, positive_int
+from fcos.cli.common import (
+    Command,
+    add_config_flags,
+    config_values,
+    fraction,
+    non_negative_int,
+    number,
+    positive_float,
+    positive_int,
+)
 from fcos.data.layouts import LAYOUTS
+from fcos.utils.flags import Bound
 
 __all__ = ["DATA"]
 
@@ -25,9 +35,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     shapes = sub.add_parser("shapes", help="write the synthetic shapes dataset in COCO layout")
     shapes.add_argument("--out", required=True, help="output folder")
     # None = the library's default (fcos.data.generate_shapes), so defaults live in one place.
-    shapes.add_argument("--train", type=int, help="training images")
-    shapes.add_argument("--val", type=int, help="validation images")
-    shapes.add_argument("--size", type=int, help="image side, pixels")
+    shapes.add_argument("--train", type=positive_int, help="training images")
+    shapes.add_argument("--val", type=non_negative_int, help="validation images")
+    shapes.add_argument("--size", type=positive_int, help="image side, pixels")
     shapes.add_argument("--seed", type=int)
     shapes.add_argument("--occlusion", type=fraction, metavar="SHARE",
                         help="share of the images with partly hidden objects (overlaps, a band across the image) "
@@ -36,22 +46,22 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     tiles.add_argument("--from", dest="sources", nargs="+", required=True, metavar="DATA",
                        help="datasets with train and val splits (their classes are merged by name)")
     tiles.add_argument("--out", required=True, help="output folder (COCO layout)")
-    tiles.add_argument("--train", type=int, default=100, help="training tiles")
-    tiles.add_argument("--val", type=int, default=20, help="validation tiles")
-    tiles.add_argument("--size", type=int, default=640, help="tile side, pixels")
-    tiles.add_argument("--cell", type=int, nargs=2, default=(48, 128), metavar=("MIN", "MAX"),
+    tiles.add_argument("--train", type=positive_int, default=100, help="training tiles")
+    tiles.add_argument("--val", type=non_negative_int, default=20, help="validation tiles")
+    tiles.add_argument("--size", type=positive_int, default=640, help="tile side, pixels")
+    tiles.add_argument("--cell", type=positive_int, nargs=2, default=(48, 128), metavar=("MIN", "MAX"),
                        help="longer side of each placed image, pixels, drawn per row")
-    tiles.add_argument("--fill", type=float, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
+    tiles.add_argument("--fill", type=fraction, default=1.0, help="fraction of slots holding an image (sparser: < 1)")
     tiles.add_argument("--seed", type=int, default=0)
     video = sub.add_parser("shapes-video", help="write a synthetic video of moving shapes with ground-truth identities "
                                                 "(MOTChallenge layout) for tracking")
     video.add_argument("--out", default="data/shapes_video", help="output folder (img1/, gt/gt.txt, seqinfo.ini, .mp4)")
-    video.add_argument("--frames", type=int, default=300)
-    video.add_argument("--size", type=int, default=256, help="side of the square frames, pixels")
-    video.add_argument("--objects", type=int, default=10, help="objects over the whole sequence")
-    video.add_argument("--crossings", type=int, default=3, help="pairs of objects made to cross")
-    video.add_argument("--occluders", type=int, default=1, help="static bands drawn over the objects")
-    video.add_argument("--fps", type=float, default=25.0)
+    video.add_argument("--frames", type=positive_int, default=300)
+    video.add_argument("--size", type=positive_int, default=256, help="side of the square frames, pixels")
+    video.add_argument("--objects", type=non_negative_int, default=10, help="objects over the whole sequence")
+    video.add_argument("--crossings", type=non_negative_int, default=3, help="pairs of objects made to cross")
+    video.add_argument("--occluders", type=non_negative_int, default=1, help="static bands drawn over the objects")
+    video.add_argument("--fps", type=positive_float, default=25.0)
     video.add_argument("--seed", type=int, default=0)
     video.add_argument("--no-video", dest="video", action="store_false", help="frames only (no .mp4)")
     formats = [layout.name for layout in LAYOUTS]
@@ -66,7 +76,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                        help="a dataset (--split names the split to divide) or a folder of images with labels and "
                             "no splits (YOLO images/ + labels/, VOC Annotations/)")
     split.add_argument("--out", required=True, help="a new or empty folder")
-    split.add_argument("--val", type=float, default=0.2, help="fraction of the images for validation")
+    split.add_argument("--val", type=fraction, default=0.2, help="fraction of the images for validation")
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--split", help="the split to divide (default: the only one, or the whole folder)")
     split.add_argument("--to", choices=formats, help="the layout to write (default: the source's)")
@@ -76,7 +86,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     stats.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
     stats.add_argument("--out", help="folder for the PNGs and stats.json (default: print only)")
     stats.add_argument("--split", nargs="+", help="the splits to describe (default: every split it has)")
-    stats.add_argument("--img-size", type=int, help="the --img-size training will use (default: the suggested one)")
+    stats.add_argument("--img-size", type=number(int, Bound(32)), help="the --img-size training will use (default: the suggested one)")
 
 
 def _show_args(p: argparse.ArgumentParser) -> None:
@@ -88,7 +98,7 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=positive_int, default=16, help="samples: the first of training's first epoch")
     p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
     p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
-    p.add_argument("--img-size", type=int, help="longer image side, as fcos train's (default: --tile's, else the "
+    p.add_argument("--img-size", type=number(int, Bound(32)), help="longer image side, as fcos train's (default: --tile's, else the "
                                                 "800/1333 rule)")
     p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
     add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)

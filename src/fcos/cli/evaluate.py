@@ -8,7 +8,15 @@ import argparse
 import dataclasses
 import time
 
-from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor
+from fcos.cli.common import (
+    Command,
+    add_inference_flags,
+    add_runtime_flags,
+    build_predictor,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 
 __all__ = ["EVAL"]
 
@@ -23,15 +31,15 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                    help="folder for pr_curves.png, confusion_matrix.png, per_class.csv and per_class.json")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                    help="write the PR curves, confusion matrix and per-class table (--no-plots: metrics only)")
-    p.add_argument("--matrix-conf", type=float, default=None, metavar="X",
+    p.add_argument("--matrix-conf", type=fraction, default=None, metavar="X",
                    help="confusion matrix: minimum detection score (default 0.25)")
-    p.add_argument("--matrix-iou", type=float, default=None, metavar="X",
+    p.add_argument("--matrix-iou", type=fraction, default=None, metavar="X",
                    help="confusion matrix: minimum IoU of a detection and the box it finds (default 0.5)")
     p.add_argument("--compare", action="store_true",
                    help="evaluate the whole image and the mode the inference flags ask for side by side, with the "
                         "time per image of each")
-    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass of a whole-image checkpoint")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=positive_int, default=4, help="images per forward pass of a whole-image checkpoint")
+    p.add_argument("--workers", type=non_negative_int, default=2)
     add_runtime_flags(p)
     add_inference_flags(p)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor
+from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor, fraction
 
 __all__ = ["PREDICT"]
 
@@ -15,7 +15,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True,
                    help="an image, a video, a folder of them, or a glob pattern (quoted: 'photos/**/*.jpg')")
     p.add_argument("--out", default="runs/predict", help="output folder: drawn images and videos, predictions.json")
-    p.add_argument("--conf", type=float, default=0.3, help="minimum score of reported detections")
+    p.add_argument("--conf", type=fraction, default=0.3, help="minimum score of reported detections")
     add_runtime_flags(p)
     p.add_argument("--recursive", action="store_true", help="a folder source: its subfolders too (outputs mirror them)")
     p.add_argument("--save-txt", action="store_true",

@@ -4,7 +4,6 @@ MOTChallenge sequence (ByteTrack), with MOT metrics against ground truth."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fcos.cli.common import (
     Command,
@@ -13,6 +12,7 @@ from fcos.cli.common import (
     add_runtime_flags,
     build_predictor,
     config_values,
+    fraction,
 )
 
 __all__ = ["TRACK"]
@@ -29,7 +29,7 @@ def _track_args(p: argparse.ArgumentParser) -> None:
                         "(img1/, seqinfo.ini, gt/gt.txt)")
     p.add_argument("--out", default="runs/track", help="output folder: <name>.mp4, <name>.txt (MOT), <name>_tracks.json")
     p.add_argument("--tracker", choices=tuple(TRACKERS), default="bytetrack")
-    p.add_argument("--conf", type=float, default=None,
+    p.add_argument("--conf", type=fraction, default=None,
                    help="the detector's score threshold (default: the tracker's --low-score, which its second pass needs)")
     p.add_argument("--classes", nargs="+", metavar="NAME", help="track only these of the model's classes")
     p.add_argument("--eval", metavar="GT.txt",
@@ -50,11 +50,8 @@ def _track_args(p: argparse.ArgumentParser) -> None:
 def _track(args: argparse.Namespace) -> int:
     from fcos.track import LinkConfig, TrackerConfig, evaluate_mot, track_source
 
-    try:  # settings out of range: argparse's kind of error, before the model loads
-        config, link = TrackerConfig(**config_values(args, TrackerConfig)), LinkConfig(**config_values(args, LinkConfig))
-    except ValueError as exc:
-        print(f"fcos track: error: {exc}", file=sys.stderr)
-        return 2
+    # before the model loads: settings that contradict each other are a SettingError (exit 2)
+    config, link = TrackerConfig(**config_values(args, TrackerConfig)), LinkConfig(**config_values(args, LinkConfig))
     predictor = build_predictor(args)
     summary = track_source(predictor, args.source, args.out, config=config, tracker=args.tracker, conf=args.conf,
                            classes=args.classes, fps=args.fps, save_video=args.video, trail=args.trail,

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fcos.utils.flags import SettingError
+
 __all__ = ["CLASSES", "generate_shapes"]
 
 CLASSES = ("rectangle", "ellipse", "triangle")
@@ -72,9 +74,9 @@ def generate_shapes(
         both splits; categories are 1 rectangle, 2 ellipse, 3 triangle.
     """
     if image_size < 2 * min_object:
-        raise ValueError(f"image_size {image_size} is too small for objects of {min_object} px")
+        raise SettingError(f"image_size {image_size} is too small for objects of {min_object} px")
     if not 0.0 <= occlusion <= 1.0:
-        raise ValueError(f"occlusion is a share of the images, in [0, 1]; got {occlusion}")
+        raise SettingError(f"occlusion is a share of the images, in [0, 1]; got {occlusion}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ from PIL import Image
 from fcos.data.mot import write_mot_gt, write_seqinfo
 from fcos.data.shapes import CLASSES, _background, _hsv, _mask
 from fcos.utils.files import save_image
+from fcos.utils.flags import SettingError
 
 __all__ = ["ShapesVideo", "generate_shapes_video"]
 
@@ -123,12 +124,12 @@ def generate_shapes_video(
             also written as ``<name>.mp4``, name = ``out_dir``'s.
     """
     if frames < 1 or objects < 0 or occluders < 0 or not 0 <= crossings <= objects // 2:
-        raise ValueError(f"need frames >= 1, objects >= 0, occluders >= 0 and 0 <= crossings <= objects // 2, got "
+        raise SettingError(f"need frames >= 1, objects >= 0, occluders >= 0 and 0 <= crossings <= objects // 2, got "
                          f"{frames}, {objects}, {occluders}, {crossings}")
     if not 12 <= min_object <= max_object <= size // 2:
-        raise ValueError(f"need 12 <= min_object <= max_object <= size / 2, got {min_object}, {max_object}, {size}")
+        raise SettingError(f"need 12 <= min_object <= max_object <= size / 2, got {min_object}, {max_object}, {size}")
     if image_format not in ("jpg", "png") or not 0 < speed[0] <= speed[1]:
-        raise ValueError(f"image_format must be 'jpg' or 'png' and 0 < speed[0] <= speed[1], got {image_format!r}, "
+        raise SettingError(f"image_format must be 'jpg' or 'png' and 0 < speed[0] <= speed[1], got {image_format!r}, "
                          f"{speed}")
     root = Path(out_dir)
     rng = np.random.default_rng([seed, 1])

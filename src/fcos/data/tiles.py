@@ -21,6 +21,7 @@ from PIL import Image
 from fcos.data.dataset import decode_image
 from fcos.data.layouts import load_annotations
 from fcos.data.records import ImageRecord
+from fcos.utils.flags import SettingError
 
 __all__ = ["generate_tiles"]
 
@@ -55,9 +56,9 @@ def generate_tiles(
         ``out_dir``, ready for :func:`fcos.data.load_annotations`.
     """
     if not 8 <= cell[0] <= cell[1] <= size:
-        raise ValueError(f"cell must satisfy 8 <= min <= max <= size ({size}), got {cell}")
+        raise SettingError(f"cell must satisfy 8 <= min <= max <= size ({size}), got {cell}")
     if not 0 < fill <= 1:
-        raise ValueError(f"fill must lie in (0, 1], got {fill}")
+        raise SettingError(f"fill must lie in (0, 1], got {fill}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "annotations").mkdir(parents=True, exist_ok=True)

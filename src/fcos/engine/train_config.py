@@ -9,7 +9,18 @@ from typing import Any, Literal
 from fcos.data.pipeline import Augmentation
 from fcos.data.sampling import parse_repeat_threshold
 from fcos.engine.schedule import DEFAULT_EPOCHS
-from fcos.utils.flags import option, parse_fraction, parse_scale_range, parse_size_range
+from fcos.utils.flags import (
+    AT_LEAST_1,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIVE,
+    Bound,
+    check_bounds,
+    option,
+    parse_fraction,
+    parse_scale_range,
+    parse_size_range,
+)
 
 __all__ = ["AUGMENT", "DATA", "RUNTIME", "SCHEDULE", "TRAIN_PRESETS", "TrainConfig", "recipe_model"]
 
@@ -39,52 +50,59 @@ class TrainConfig:
     # --- length: epochs or max_iters, and a wall-clock budget; the smallest ends the run
     epochs: int | None = option(
         None, f"passes over the training split (default {DEFAULT_EPOCHS}; with --time-budget alone: as many "
-        "as fit)", group=SCHEDULE)
-    max_iters: int | None = option(None, "optimizer updates (overrides --epochs)", group=SCHEDULE)
+        "as fit)", group=SCHEDULE, bound=AT_LEAST_1)
+    max_iters: int | None = option(None, "optimizer updates (overrides --epochs)",
+                                   group=SCHEDULE, bound=AT_LEAST_1)
     time_budget: float | None = option(
         None, "seconds of training: alone, the run fills them; with --epochs or --max-iters, the shorter wins. "
-        "The schedule (warm-up, decay) is fitted to the length", group=SCHEDULE)
+        "The schedule (warm-up, decay) is fitted to the length", group=SCHEDULE, bound=POSITIVE)
     # --- batch and optimisation
-    batch_size: int = option(8, "images per process and micro-batch", group=SCHEDULE)
+    batch_size: int = option(8, "images per process and micro-batch", group=SCHEDULE, bound=AT_LEAST_1)
     # Equals one batch of accumulate * batch_size only when every micro-batch has the same number of
     # positives (each loss is normalised by its own micro-batch's positives, so sparse micro-batches
     # weigh more), BatchNorm is frozen and no image is padded differently.
-    accumulate: int = option(1, "micro-batches per update (gradient accumulation)", group=SCHEDULE)
+    accumulate: int = option(1, "micro-batches per update (gradient accumulation)",
+                             group=SCHEDULE, bound=AT_LEAST_1)
     optimizer: Literal["sgd", "adamw"] = option("sgd", "optimizer", group=SCHEDULE)
     lr: float | None = option(
         None, "learning rate (default: 0.01 per 16 images for SGD, the official linear rule; 1e-3 for AdamW)",
-        group=SCHEDULE)
+        group=SCHEDULE, bound=NON_NEGATIVE)
     lr_scale: float = option(
         1.0, "multiplies the default learning rate when --lr is not given (the finetune recipe: 0.25)",
-        group=SCHEDULE)
-    momentum: float = option(0.9, "SGD momentum", group=SCHEDULE)
-    weight_decay: float = option(1e-4, "weight decay (never on biases; norms: --decay-norms)", group=SCHEDULE)
+        group=SCHEDULE, bound=NON_NEGATIVE)
+    momentum: float = option(0.9, "SGD momentum", group=SCHEDULE, bound=Bound(0, 1, high_open=True))
+    weight_decay: float = option(1e-4, "weight decay (never on biases; norms: --decay-norms)",
+                                 group=SCHEDULE, bound=NON_NEGATIVE)
     # Official solver (fcos_core/solver/build.py, config defaults): biases learn at BIAS_LR_FACTOR 2 and
     # are the only parameters exempt from decay (WEIGHT_DECAY_BIAS 0): GroupNorm weights and Scales decay.
-    bias_lr_factor: float = option(2.0, "learning-rate multiplier of biases (official 2)", group=SCHEDULE)
+    bias_lr_factor: float = option(2.0, "learning-rate multiplier of biases (official 2)",
+                                   group=SCHEDULE, bound=NON_NEGATIVE)
     decay_norms: bool = option(
         True, "weight decay also on norm weights and the level scales (official; off: only weights decay)",
         group=SCHEDULE)
-    warmup_iters: int = option(500, "warm-up updates (official: 500 at 1/3 of the rate)", group=SCHEDULE)
+    warmup_iters: int = option(500, "warm-up updates (official: 500 at 1/3 of the rate)",
+                               group=SCHEDULE, bound=NON_NEGATIVE)
     warmup_factor: float = option(1.0 / 3.0, "learning-rate factor during (constant) or at the start of (linear) "
-                                  "the warm-up", group=SCHEDULE)
+                                  "the warm-up", group=SCHEDULE, bound=Bound(0, 1, low_open=True))
     # Official FCOS configs set WARMUP_METHOD "constant" (maskrcnn_benchmark's default is "linear").
     warmup_method: Literal["constant", "linear"] = option(
         "constant", "warm-up shape: constant at --warmup-factor (official), or linear from it to 1", group=SCHEDULE)
     schedule: Literal["step", "cosine"] = option("step", "learning-rate decay after warm-up", group=SCHEDULE)
     steps: tuple[float, ...] = option(
-        (2 / 3, 8 / 9), "step decay points, fractions of the run (official: 60k and 80k of 90k)", group=SCHEDULE)
-    gamma: float = option(0.1, "step decay factor", group=SCHEDULE)
-    clip_grad: float | None = option(None, "max gradient norm", group=SCHEDULE)
+        (2 / 3, 8 / 9), "step decay points, fractions of the run (official: 60k and 80k of 90k)",
+        group=SCHEDULE, bound=FRACTION)
+    gamma: float = option(0.1, "step decay factor", group=SCHEDULE, bound=POSITIVE)
+    clip_grad: float | None = option(None, "max gradient norm", group=SCHEDULE, bound=POSITIVE)
     ema: float | None = option(
-        None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights", group=SCHEDULE)
+        None, "EMA decay, e.g. 0.9998; evaluation then uses the averaged weights",
+        group=SCHEDULE, bound=Bound(0, 1, low_open=True, high_open=True))
     amp: bool = option(False, "mixed precision (CUDA: bf16 autocast on GPUs with native bf16, else fp16 + GradScaler; CPU: bf16 autocast where the CPU has native bf16, else fp32)", group=SCHEDULE)
     compile: bool = option(
         False, "torch.compile the network, assignment and losses (fcos.model.compiled: sizes padded to one of 8 "
         "per octave, so multi-scale training compiles a few shapes); the first updates pay the compilation (inside "
         "the time budget)", group=SCHEDULE)
     # --- augmentation (fcos.data.augment; boxes follow every geometric change)
-    hflip: float = option(0.5, "horizontal flip probability", group=AUGMENT)
+    hflip: float = option(0.5, "horizontal flip probability", group=AUGMENT, bound=FRACTION)
     # Official FCOS trains with resize and horizontal flip only (fcos_core/data/transforms/build.py).
     photometric: bool = option(False, "photometric jitter (brightness, contrast, saturation, hue)", group=AUGMENT)
     multi_scale: tuple[int, int] | None = option(
@@ -99,9 +117,9 @@ class TrainConfig:
         None, "train on SIZE x SIZE px crops of the images at native resolution (or --tile-scale), placed around "
         "objects, instead of whole images shrunk to the input size: small objects in large images keep their "
         "pixels. The model's input size becomes SIZE; predict/eval/serve then slice images into such tiles "
-        "(--slice auto)", group=AUGMENT, metavar="SIZE")
+        "(--slice auto)", group=AUGMENT, metavar="SIZE", bound=Bound(32))
     tile_scale: float = option(1.0, "with --tile: scale the image by this before cropping (1: native resolution)",
-                               group=AUGMENT, metavar="S")
+                               group=AUGMENT, metavar="S", bound=POSITIVE)
     tile_full_ratio: float = option(
         0.2, "with --tile: the share of samples that stay whole images (at the input size), so large objects keep "
         "being learned", group=AUGMENT, parse=parse_fraction, metavar="P")
@@ -112,30 +130,34 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps", group=RUNTIME)
     workers: int | None = option(
         None, "data loader worker processes (default by device: CUDA up to 8 per process, CPU 2; "
-        "fcos.data.loader.default_workers)", group=RUNTIME)
+        "fcos.data.loader.default_workers)", group=RUNTIME, bound=NON_NEGATIVE)
     seed: int = option(0, "seed of initialisation, sampling and augmentation", group=RUNTIME)
     resume: str | None = option(
         None, "continue from a checkpoint (without a value: OUT/last.pt)", group=RUNTIME, const="auto")
     weights: str | None = option(
         None, "fine-tune from a pretrained name (`fcos models`) or an fcos checkpoint: the model is theirs, "
         "classes that match theirs by name keep their rows", group="model")
-    eval_every: int = option(1, "epochs between validations (0: only at the end)", group=RUNTIME)
-    checkpoint_every: int = option(0, "also save last.pt every N updates (0: at epoch ends only)", group=RUNTIME)
+    eval_every: int = option(1, "epochs between validations (0: only at the end)",
+                             group=RUNTIME, bound=NON_NEGATIVE)
+    checkpoint_every: int = option(0, "also save last.pt every N updates (0: at epoch ends only)",
+                                   group=RUNTIME, bound=NON_NEGATIVE)
     checkpoint_interval: float = option(
-        30.0, "seconds: epoch-end checkpoints no more often than this", group=RUNTIME)
-    log_every: int = option(10, "updates between metrics.jsonl lines", group=RUNTIME)
+        30.0, "seconds: epoch-end checkpoints no more often than this", group=RUNTIME, bound=NON_NEGATIVE)
+    log_every: int = option(10, "updates between metrics.jsonl lines", group=RUNTIME, bound=AT_LEAST_1)
     on_nonfinite: Literal["stop", "skip"] = option(
         "stop", "on a NaN/inf loss or gradient: stop (keeping the last checkpoint) or skip the update", group=RUNTIME)
-    max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops", group=RUNTIME)
+    max_skips: int = option(20, "consecutive skipped updates before 'skip' gives up and stops",
+                            group=RUNTIME, bound=NON_NEGATIVE)
     collapse_patience: int = option(
         50, "updates with every predicted box of zero size (x4: no object scored above the detection threshold) "
-        "before --on-collapse acts; 0: never check", group=RUNTIME)
+        "before --on-collapse acts; 0: never check", group=RUNTIME, bound=NON_NEGATIVE)
     on_collapse: Literal["stop", "warn"] = option(
         "stop", "when a head branch has collapsed: stop with what to change, or warn once and go on", group=RUNTIME)
-    val_images: int = option(16, "validation images drawn into val_predictions.png", group=RUNTIME)
+    val_images: int = option(16, "validation images drawn into val_predictions.png",
+                             group=RUNTIME, bound=NON_NEGATIVE)
     patience: int = option(
         0, "early stopping: end the run after N evaluations in a row without a better validation AP (0: never)",
-        group=RUNTIME)
+        group=RUNTIME, bound=NON_NEGATIVE)
     tensorboard: bool = option(
         False, "log losses, learning rate, validation AP and the prediction grid for TensorBoard into the run "
         "folder (`tensorboard --logdir runs`; pip install 'fcos[tensorboard]')", group=RUNTIME)
@@ -149,8 +171,11 @@ class TrainConfig:
     ddp_timeout: float = option(
         1800.0, "seconds a process may go without progress (outside waiting for the others) before the run "
         "stops, naming it; longer than the slowest validation or checkpoint write on rank 0 (0: no watchdog)",
-        group=RUNTIME)
+        group=RUNTIME, bound=NON_NEGATIVE)
     progress: bool = option(True, "progress bar", group=RUNTIME)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)  # a bad number named here, not deep inside torch's optimizer or loader
 
     def augmentation(self) -> Augmentation:
         """The augmentation fields as the data pipeline's :class:`~fcos.data.pipeline.Augmentation`."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from fcos.config import InputConfig
 from fcos.export.host import prepare_inputs
+from fcos.utils.flags import SettingError
 
 __all__ = ["DEFAULT_CALIB_IMAGES", "Calibration", "calibration_inputs"]
 
@@ -40,12 +41,12 @@ def calibration_inputs(
     in a fixed order (sorted by the dataset's order after the seeded pick).
 
     Raises:
-        ValueError: fewer than one image asked for, or the split is empty.
+        SettingError (a ValueError): fewer than one image asked for. ValueError: the split is empty.
     """
     from fcos.data import load_annotations, load_image
 
     if calibration.images < 1:
-        raise ValueError(f"calibration needs at least one image, got {calibration.images}")
+        raise SettingError(f"calibration needs at least one image, got {calibration.images}")
     data = load_annotations(calibration.data, calibration.split)
     if not data.records:
         raise ValueError(f"no images in the {calibration.split!r} split of {calibration.data} to calibrate int8 on")

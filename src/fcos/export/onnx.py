@@ -49,12 +49,25 @@ from fcos.export.contract import ExportedModelError, Loaded
 from fcos.export.graph import DetectorGraph, fold_backbone_convs
 from fcos.export.quantize import quantize_onnx
 from fcos.model.conv import Conv3x3
+from fcos.utils.flags import Bound, SettingError
 from fcos.utils.optional import require
 from fcos.weights.resolve import load_weights
 
-__all__ = ["DEFAULT_OPSET", "decode_metadata", "export_onnx", "load_onnxruntime", "onnxruntime_devices", "read_metadata"]
+__all__ = ["DEFAULT_OPSET", "OPSETS", "decode_metadata", "export_onnx", "load_onnxruntime", "onnxruntime_devices", "read_metadata"]
 
 DEFAULT_OPSET = 17
+
+
+def _opsets() -> Bound:
+    """The opsets an export can have: from 12 (11's Clip takes no integer input: the export fails there, checked
+    with torch 2.14) to the newest the installed torch writes (23 in 2.14; a private constant, so unbounded when
+    it is gone)."""
+    from torch.onnx import _constants
+
+    return Bound(12, getattr(_constants, "ONNX_MAX_OPSET", None))
+
+
+OPSETS = _opsets()
 FORMAT = "fcos-onnx"
 VERSION = 1
 
@@ -64,7 +77,7 @@ def _conv_algorithm(conv3x3: str, img_size: tuple[int, int] | None, int8: Calibr
     tiles) and float32 (int8 quantizes the Conv nodes themselves)."""
     check_conv3x3(conv3x3)
     if conv3x3 == "winograd" and (img_size is None or int8 is not None):
-        raise ValueError("conv3x3='winograd' needs a fixed-size (img_size) float32 export: Winograd tiles are "
+        raise SettingError("conv3x3='winograd' needs a fixed-size (img_size) float32 export: Winograd tiles are "
                          "laid out for fixed level sizes, and int8 quantizes plain convolutions")
     return "direct" if img_size is None or int8 is not None else conv3x3
 
@@ -177,6 +190,7 @@ def export_onnx(
             (Conv nodes only: for GPU runtimes, which pick their own algorithms) or "winograd" (every
             level of a fixed-size fp32 export).
     """
+    OPSETS.check(opset, "opset")
     onnx = require("onnx", "ONNX export")
     model, state = load_weights(weights)
     cfg: FCOSConfig = model.config
@@ -184,7 +198,7 @@ def export_onnx(
     if img_size is not None:
         img_size = (int(img_size[0]), int(img_size[1]))
         if img_size[0] % div or img_size[1] % div or min(img_size) < min_side:
-            raise ValueError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
+            raise SettingError(f"img_size {img_size} must be multiples of {div} and at least {min_side}")
     algorithm = _conv_algorithm(conv3x3, img_size, int8)
     if algorithm != "direct":
         fold_backbone_convs(model.backbone, algorithm)  # ResNet 3x3 convs of >= 256 channels: Winograd too

@@ -12,7 +12,7 @@ from typing import Any
 from fcos import config as presets
 from fcos.config import Conv3x3Algorithm, FCOSConfig, PresetName, Regression
 from fcos.model.backbones import backbone_input_stats, check_backbone_name
-from fcos.utils.flags import option
+from fcos.utils.flags import NON_NEGATIVE, Bound, check_bounds, option
 
 __all__ = ["MODEL", "ModelOptions", "OptionConflictError", "model_config_for", "size_options"]
 
@@ -34,20 +34,24 @@ class ModelOptions:
     backbone: str | None = option(
         None, "resnet50 (default), a name `fcos models` lists, or timm:<model>", group=MODEL,
         parse=check_backbone_name, metavar="NAME")
-    img_size: int | None = option(None, "longer image side (default: the preset's 800/1333 rule)", group=MODEL)
-    fpn_channels: int | None = option(None, "FPN and head width (official 256)", group=MODEL)
-    head_convs: int | None = option(None, "convs per head tower (official 4)", group=MODEL)
+    img_size: int | None = option(None, "longer image side (default: the preset's 800/1333 rule)", group=MODEL,
+                                  bound=Bound(32))
+    fpn_channels: int | None = option(None, "FPN and head width (official 256)", group=MODEL, bound=Bound(2))
+    head_convs: int | None = option(None, "convs per head tower (official 4)", group=MODEL, bound=NON_NEGATIVE)
     backbone_weights: str | None = option(
         None, "imagenet (downloaded once to the torch hub cache), a torchvision weights name or a local state "
         "dict; freezes BatchNorm, the stem and stage 1", group=MODEL, metavar="WEIGHTS")
     freeze_stages: int | None = option(
         None, "backbone stages frozen from the input: 0 none, 1 stem, 2 + stage 1 (pretrained default), 5 all",
-        group=MODEL, metavar="N")
+        group=MODEL, metavar="N", bound=Bound(0, 5))
     regression: Regression | None = option(
         None, "box distances from the raw output: relu (official) or softplus (a gradient everywhere: no dead "
         "regression; the cpu recipe's default)", group=MODEL)
     conv3x3: Conv3x3Algorithm | None = option(
         None, "head/FPN 3x3 convolution algorithm (default: the preset's; auto = Winograd on CPU)", group=MODEL)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     def changes(self) -> dict[str, Any]:
         """The given options other than preset, backbone and backbone weights, as config changes (dotted

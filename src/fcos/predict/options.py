@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fcos.data.images import MAX_PIXELS
-from fcos.utils.flags import option, parse_fraction
+from fcos.utils.flags import AT_LEAST_1, Bound, check_bounds, option, parse_fraction
 
 __all__ = ["INFERENCE", "InferenceOptions", "TileInfo", "parse_slice"]
 
@@ -83,7 +83,7 @@ class InferenceOptions:
         "small objects keep their pixels. auto (default): the tiles a checkpoint trained with --tile was trained on, "
         "else the whole image; none: the whole image", group=INFERENCE, parse=parse_slice, nargs="+", metavar="SIZE")
     slice_overlap: float = option(0.2, "fraction of a tile shared with its neighbour", group=INFERENCE,
-                                  parse=parse_fraction, metavar="R")
+                                  parse=parse_fraction, metavar="R", bound=Bound(0, 1, high_open=True))
     full_image: bool | None = option(
         None, "with slicing, also predict the whole image as one more view (default: yes for --slice SIZE, no for "
         "--slice auto: a tile-trained model sees large objects in its tiles)", group=INFERENCE)
@@ -92,8 +92,9 @@ class InferenceOptions:
         "object cut by a tile border become their union); wbf (weighted box fusion, the ensemble-boxes package)",
         group=INFERENCE)
     merge_iou: float = option(0.5, "overlap at which the merger suppresses or merges (nmm: intersection over "
-                              "the smaller box)", group=INFERENCE, parse=parse_fraction, metavar="X")
-    slice_batch: int = option(4, "tiles per forward pass", group=INFERENCE)
+                              "the smaller box)", group=INFERENCE, parse=parse_fraction, metavar="X",
+                              bound=Bound(0, 1, low_open=True))
+    slice_batch: int = option(4, "tiles per forward pass", group=INFERENCE, bound=AT_LEAST_1)
     tta: bool = option(False, "test-time augmentation: each view also mirrored, at each --tta-scales factor",
                        group=INFERENCE)
     # Measured (docs/small-objects.md): flip at 0.83, 1 and 1.2 beat flip alone on all four small-object runs.
@@ -109,17 +110,12 @@ class InferenceOptions:
         "shapes compile; CUDA graphs on a GPU); the first images pay the compilation", group=INFERENCE)
     max_pixels: int = option(MAX_PIXELS, "largest image accepted (width x height, checked from the header: the "
                              "decompression-bomb guard); raise it for gigapixel mosaics predicted sliced",
-                             group=INFERENCE, metavar="N")
+                             group=INFERENCE, metavar="N", bound=AT_LEAST_1)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice", parse_slice(self.slice))
         object.__setattr__(self, "tta_scales", tuple(float(s) for s in self.tta_scales))
-        if not 0.0 <= self.slice_overlap < 1.0:
-            raise ValueError(f"slice_overlap must lie in [0, 1), got {self.slice_overlap}")
-        if self.slice_batch < 1:
-            raise ValueError(f"slice_batch must be at least 1, got {self.slice_batch}")
-        if not 0.0 < self.merge_iou <= 1.0:
-            raise ValueError(f"merge_iou must lie in (0, 1], got {self.merge_iou}")
+        check_bounds(self)
 
     def tiles(self, tile_info: TileInfo | None) -> tuple[int, int] | None:
         """The tile windows (h, w) in original pixels: ``slice`` as given, the model's own with ``auto``,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fcos.utils.flags import option
+from fcos.utils.flags import AT_LEAST_1, NON_NEGATIVE, POSITIVE, Bound, check_bounds, option
 
 __all__ = ["API_KEY_ENV", "SERVICE", "InsecureBindError", "ServeConfig", "ServeConfigError", "check_bind",
            "is_loopback", "read_api_key"]
@@ -44,40 +44,34 @@ class ServeConfig:
 
     host: str = option("127.0.0.1", "address to bind (default: loopback only; any other address needs an API key "
                        "or --insecure)", group=SERVICE)
-    port: int = option(8000, "port to bind", group=SERVICE)
+    port: int = option(8000, "port to bind", group=SERVICE, bound=Bound(0, 65535))
     api_key: str | None = field(default=None, repr=False)
     insecure: bool = option(False, "allow a non-loopback --host without an API key (e.g. behind a proxy that "
                             "authenticates)", group=SERVICE)
     tls_cert: str | None = option(None, "TLS certificate (PEM) to serve HTTPS; with --tls-key", group=SERVICE,
                                   metavar="PEM")
     tls_key: str | None = option(None, "TLS private key (PEM) of --tls-cert", group=SERVICE, metavar="PEM")
-    max_upload_mb: float = option(20.0, "largest accepted upload (MiB); larger: 413", group=SERVICE)
+    max_upload_mb: float = option(20.0, "largest accepted upload (MiB); larger: 413", group=SERVICE, bound=POSITIVE)
     max_pixels: int = 40_000_000  # width * height, from the header before decoding (--max-pixels in the CLI)
     min_side: int = 16
     conf: float = 0.3  # score threshold when a request gives none
-    max_concurrency: int = option(2, "forward passes running at once (worker threads)", group=SERVICE)
+    max_concurrency: int = option(2, "forward passes running at once (worker threads)", group=SERVICE,
+                                  bound=AT_LEAST_1)
     max_batch: int = option(1, "images per forward pass: concurrent requests are batched up to this many "
-                            "(1: no batching)", group=SERVICE)
+                            "(1: no batching)", group=SERVICE, bound=AT_LEAST_1)
     max_delay_ms: float = option(10.0, "longest a request waits for its batch to fill, only while another batch runs (with --max-batch > 1)",
-                                 group=SERVICE, metavar="MS")
+                                 group=SERVICE, metavar="MS", bound=NON_NEGATIVE)
     max_queue: int = option(100, "requests that may wait for a forward pass; one more gets 503 with Retry-After",
-                            group=SERVICE)
+                            group=SERVICE, bound=AT_LEAST_1)
     queue_timeout_s: float = option(10.0, "a request not started within this many seconds gets 503 (busy, retry)",
-                                    group=SERVICE, metavar="S")
+                                    group=SERVICE, metavar="S", bound=POSITIVE)
     timeout_s: float = option(60.0, "a request not answered within this many seconds gets 504", group=SERVICE,
-                              metavar="S")
+                              metavar="S", bound=POSITIVE)
     shutdown_timeout_s: float = option(30.0, "on SIGTERM, how long requests already received may take to be "
-                                       "answered", group=SERVICE, metavar="S")
+                                       "answered", group=SERVICE, metavar="S", bound=NON_NEGATIVE)
 
     def __post_init__(self) -> None:
-        positive = {"max_concurrency": self.max_concurrency, "max_batch": self.max_batch, "max_queue": self.max_queue,
-                    "max_upload_mb": self.max_upload_mb, "timeout_s": self.timeout_s,
-                    "queue_timeout_s": self.queue_timeout_s}
-        bad = [f"{name} = {value}" for name, value in positive.items() if not value > 0]
-        if self.max_delay_ms < 0:
-            bad.append(f"max_delay_ms = {self.max_delay_ms}")
-        if bad:
-            raise ServeConfigError(f"these settings must be positive: {', '.join(bad)}")
+        check_bounds(self)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ServeConfigError("TLS needs both --tls-cert and --tls-key")
         for path in (self.tls_cert, self.tls_key):

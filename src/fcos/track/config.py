@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fcos.utils.flags import option
+from fcos.utils.flags import FRACTION, NON_NEGATIVE, Bound, SettingError, check_bounds, option
 
 __all__ = ["TRACKERS", "TrackerConfig", "Tracks", "TrackerLike", "build_tracker"]
 
@@ -24,9 +24,10 @@ __all__ = ["TRACKERS", "TrackerConfig", "Tracks", "TrackerLike", "build_tracker"
 TRACKER = "tracker (ByteTrack's association)"
 
 
-def _option(default: Any, help: str) -> Any:
-    """A field with its help text, a flag of ``fcos track`` (:func:`fcos.utils.flags.option`)."""
-    return option(default, help, group=TRACKER)
+def _option(default: Any, help: str, bound: Bound | None = FRACTION) -> Any:
+    """A field with its help text, a flag of ``fcos track`` (:func:`fcos.utils.flags.option`); scores and
+    overlaps lie in [0, 1]."""
+    return option(default, help, group=TRACKER, bound=None if isinstance(default, bool) else bound)
 
 
 @dataclass(frozen=True)
@@ -52,21 +53,15 @@ class TrackerConfig:
                                      "tracks (ByteTrack on MOT17; off for its crowded MOT20 setting)")
     # --- track life
     track_buffer: int = _option(30, "frames (at 30 fps; scaled by the video's frame rate) a lost track is kept "
-                                    "so that it can come back with its ID")
+                                    "so that it can come back with its ID", NON_NEGATIVE)
     duplicate_iou: float = _option(0.85, "a tracked and a lost track overlapping this much are one object: the "
                                          "younger is dropped (ByteTrack's remove_duplicate_stracks, 0.15 cost)")
 
     def __post_init__(self) -> None:
-        for name in ("high_score", "low_score", "new_track_score", "match_iou", "low_match_iou", "new_match_iou",
-                     "duplicate_iou"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"TrackerConfig.{name} must be in [0, 1], got {value}")
+        check_bounds(self)
         if not self.low_score <= self.high_score <= self.new_track_score:
-            raise ValueError("TrackerConfig needs low_score <= high_score <= new_track_score, got "
+            raise SettingError("TrackerConfig needs low_score <= high_score <= new_track_score, got "
                              f"{self.low_score}, {self.high_score}, {self.new_track_score}")
-        if self.track_buffer < 0:
-            raise ValueError(f"TrackerConfig.track_buffer must be >= 0 frames, got {self.track_buffer}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

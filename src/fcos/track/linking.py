@@ -30,7 +30,7 @@ import numpy as np
 
 from fcos.track.bytetrack import linear_assignment
 from fcos.track.tracker import TrackHistory, TrackRecord
-from fcos.utils.flags import option
+from fcos.utils.flags import AT_LEAST_1, NON_NEGATIVE, POSITIVE, check_bounds, option
 
 __all__ = ["FIT_FRAMES", "LINKING", "LinkConfig", "link_tracks"]
 
@@ -43,16 +43,14 @@ class LinkConfig:
     """When :func:`link_tracks` joins two tracks (module doc). ``link_gap`` 0 turns linking off."""
 
     link_gap: int = option(50, "join a track to one starting up to this many frames after it ends where both are "
-                               "one object moving on (0: off)", group=LINKING)
+                               "one object moving on (0: off)", group=LINKING, bound=NON_NEGATIVE)
     link_distance: float = option(1.0, "how far, in box sizes, each track's constant-velocity extrapolation may "
-                                       "land from the other's end", group=LINKING)
+                                       "land from the other's end", group=LINKING, bound=POSITIVE)
     link_size_ratio: float = option(2.0, "the most two joined tracks' widths and heights may differ, as a ratio",
-                                    group=LINKING)
+                                    group=LINKING, bound=AT_LEAST_1)
 
     def __post_init__(self) -> None:
-        if self.link_gap < 0 or not self.link_distance > 0 or not self.link_size_ratio >= 1:
-            raise ValueError("LinkConfig needs link_gap >= 0, link_distance > 0 and link_size_ratio >= 1, got "
-                             f"{self.link_gap}, {self.link_distance}, {self.link_size_ratio}")
+        check_bounds(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
