@@ -54,9 +54,19 @@ def test_corrupt_missing_and_foreign_files(tmp_path):
     (tmp_path / "half.pt").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint(tmp_path / "half.pt")
-    (tmp_path / "text.pt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="corrupt"):
-        load_checkpoint(tmp_path / "text.pt")
+    # not torch.save's formats at all: named as such, not as "unsafe pickled objects" (the unpickler's reading)
+    (tmp_path / "text.pt").write_text("garbage\n")
+    (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))  # a JPEG's start
+    for name in ("text.pt", "photo.pt"):
+        with pytest.raises(CheckpointError, match=rf"{name} is not a PyTorch checkpoint \(not the zip archive"):
+            load_checkpoint(tmp_path / name)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pt is empty \(0 bytes\)"):
+        load_checkpoint(tmp_path / "empty.pt")
+    legacy = tmp_path / "legacy.pt"  # torch's pre-1.6 pickle format still loads
+    torch.save({**model_checkpoint(model, ["a", "b", "c"]), "format": "fcos-checkpoint"}, legacy,
+               _use_new_zipfile_serialization=False)
+    assert load_checkpoint(legacy)["format"] == "fcos-checkpoint"
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     torch.save(model.state_dict(), tmp_path / "bare.pt")

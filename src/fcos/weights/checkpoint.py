@@ -56,6 +56,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    # torch.save writes a zip archive (PK); its pre-1.6 format is a pickle (protocol byte 0x80). Anything else
+    # (an image, a text file, an ONNX model) would reach the unpickler and read as "unsafe pickled objects".
+    if not head:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if head != b"PK" and not head.startswith(b"\x80"):
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes): expected "
+                              "a .pt file written by fcos, or a name `fcos models` lists")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
