@@ -125,12 +125,12 @@ def generate_shapes_video(
     """
     if frames < 1 or objects < 0 or occluders < 0 or not 0 <= crossings <= objects // 2:
         raise SettingError(f"need frames >= 1, objects >= 0, occluders >= 0 and 0 <= crossings <= objects // 2, got "
-                         f"{frames}, {objects}, {occluders}, {crossings}")
+                           f"{frames}, {objects}, {occluders}, {crossings}")
     if not 12 <= min_object <= max_object <= size // 2:
         raise SettingError(f"need 12 <= min_object <= max_object <= size / 2, got {min_object}, {max_object}, {size}")
     if image_format not in ("jpg", "png") or not 0 < speed[0] <= speed[1]:
         raise SettingError(f"image_format must be 'jpg' or 'png' and 0 < speed[0] <= speed[1], got {image_format!r}, "
-                         f"{speed}")
+                           f"{speed}")
     root = Path(out_dir)
     rng = np.random.default_rng([seed, 1])
     background = _background(rng, size)

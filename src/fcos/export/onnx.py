@@ -78,7 +78,7 @@ def _conv_algorithm(conv3x3: str, img_size: tuple[int, int] | None, int8: Calibr
     check_conv3x3(conv3x3)
     if conv3x3 == "winograd" and (img_size is None or int8 is not None):
         raise SettingError("conv3x3='winograd' needs a fixed-size (img_size) float32 export: Winograd tiles are "
-                         "laid out for fixed level sizes, and int8 quantizes plain convolutions")
+                           "laid out for fixed level sizes, and int8 quantizes plain convolutions")
     return "direct" if img_size is None or int8 is not None else conv3x3
 
 

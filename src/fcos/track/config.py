@@ -61,7 +61,7 @@ class TrackerConfig:
         check_bounds(self)
         if not self.low_score <= self.high_score <= self.new_track_score:
             raise SettingError("TrackerConfig needs low_score <= high_score <= new_track_score, got "
-                             f"{self.low_score}, {self.high_score}, {self.new_track_score}")
+                               f"{self.low_score}, {self.high_score}, {self.new_track_score}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
