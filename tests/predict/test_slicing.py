@@ -174,3 +174,20 @@ def test_a_large_image_is_cut_without_a_float_copy_of_it(checkpoint, monkeypatch
     assert len(converted) == 8 * 10 + 1 and calls == [2] * 40 + [1]
     # never the whole image: its view, twice the model's input (256..320: 3000 x 4000 at 0.08), is 480 x 640
     assert set(converted) == {3 * 512 * 512, 3 * 480 * 640}
+
+
+@pytest.mark.filterwarnings("ignore:slicing .* shows objects at")
+def test_the_tile_progress_bar_shows_only_for_many_tiles_and_never_with_progress_off(checkpoint, capsys):
+    from fcos.predict.predictor import PROGRESS_TILES
+
+    options = InferenceOptions(slice=(32, 32), slice_overlap=0.0, full_image=False, slice_batch=8)
+    image = torch.zeros(3, 32 * 9, 32 * 8)  # 72 tiles > PROGRESS_TILES
+    assert 9 * 8 > PROGRESS_TILES
+    for progress, shown in ((True, True), (False, False)):
+        predictor = Predictor(checkpoint, options=options, progress=progress)
+        predictor.runner = OneBoxPerView()
+        predictor.detect(image)
+        assert ("tiles:" in capsys.readouterr().err) == shown
+        predictor.with_options(options).detect(torch.zeros(3, 64, 64))  # 4 tiles: never a bar
+        assert "tiles:" not in capsys.readouterr().err
+        assert predictor.with_options(options).progress == progress  # kept by with_options

@@ -194,7 +194,7 @@ def build_predictor(args: argparse.Namespace) -> Any:
     from fcos.predict import Predictor
 
     return Predictor(args.weights, device=predictor_device(args), backend=args.backend,
-                     options=inference_options(args))
+                     options=inference_options(args), progress=getattr(args, "progress", True))
 
 
 def inference_options(args: argparse.Namespace) -> Any:

@@ -101,6 +101,8 @@ class Predictor:
             for a like-for-like comparison.
         options: slicing and test-time augmentation (:class:`~fcos.predict.options.InferenceOptions`;
             default: ``slice="auto"``, the whole image unless the model was trained on tiles).
+        progress: a progress bar over the tiles of an image cut into more than ``PROGRESS_TILES`` views
+            (off for a service, or with the commands' ``--no-progress``).
 
     ``predictor(images)`` takes one image or a list (PIL, HWC uint8 numpy, CHW tensor; or a [B, 3, H, W]
     tensor) and returns one dict per image: ``boxes`` [N, 4] float32 xyxy in original pixels, ``scores``
@@ -118,6 +120,7 @@ class Predictor:
         conf: float | None = None,
         num_threads: int | None = None,
         options: InferenceOptions | None = None,
+        progress: bool = True,
     ) -> None:
         self.weights = Path(weights)
         self.backend = backend or backend_for(self.weights) or "torch"
@@ -125,7 +128,7 @@ class Predictor:
             raise ValueError(f"unknown backend {self.backend!r}; choose from {backends()}")
         if not self.weights.is_file() and not is_registered(weights):
             raise FileNotFoundError(f"weights not found: {self.weights} (neither a file nor a name `fcos models` lists)")
-        self.device, self.conf = device, conf
+        self.device, self.conf, self.progress = device, conf, progress
         self.options = options or InferenceOptions()
         if self.backend == "torch":
             exported = backend_for(self.weights)
@@ -249,7 +252,7 @@ class Predictor:
         batches = [(key, group[i : i + self.options.slice_batch]) for key, group in groups.items()
                    for i in range(0, len(group), self.options.slice_batch)]
         found: list[Detections] = []
-        bar = tqdm(batches, desc="tiles", unit="batch", leave=False, disable=len(views) <= PROGRESS_TILES)
+        bar = tqdm(batches, desc="tiles", unit="batch", leave=False, disable=not self.progress or len(views) <= PROGRESS_TILES)
         for (_, scale, _), batch in bar:
             crops = [self._crop(image, view) for view in batch]
             for view, (boxes, scores, labels) in zip(batch, self.runner.detect(crops, scale), strict=True):

@@ -121,7 +121,7 @@ def create_app(weights: str | Path | Any, config: ServeConfig | None = None, *, 
 
     config = (config or ServeConfig()).replace(**settings)
     start = time.perf_counter()
-    predictor = (Predictor(weights, device=device, backend=backend, options=options)
+    predictor = (Predictor(weights, device=device, backend=backend, options=options, progress=False)
                  if isinstance(weights, str | Path) else weights)
     load_seconds = time.perf_counter() - start
     queue = BatchQueue(lambda uploads: predict_uploads(predictor, uploads), max_batch=config.max_batch,
