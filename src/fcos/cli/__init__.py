@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from fcos.cli import data, evaluate, export, models, predict, serve, track, train
 from fcos.cli.common import Command, add_config_flags, config_values
@@ -52,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
     try:
-        return int(args.run(args) or 0)
+        with _one_line_warnings():
+            return int(args.run(args) or 0)
     except SettingError as exc:  # a value no flag type could check alone (two flags together, a generator's rule)
         command = " ".join(filter(None, ("fcos", args.command, getattr(args, "data_command", None))))
         print(f"{command}: error: {exc}", file=sys.stderr)
@@ -67,6 +71,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """fcos's own warnings (a skipped file, slicing at another scale) as ``warning: <message>`` lines, not
+    Python's ``path.py:155: UserWarning: <message>`` followed by a line of fcos's source; others as usual."""
+    package = str(Path(__file__).resolve().parents[1])
+    default = warnings.formatwarning
+
+    def one_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 line: str | None = None) -> str:
+        if str(Path(filename).resolve()).startswith(package) and issubclass(category, UserWarning):
+            return f"warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = default
 
 
 if __name__ == "__main__":
