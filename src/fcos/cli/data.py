@@ -86,7 +86,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     stats.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
     stats.add_argument("--out", help="folder for the PNGs and stats.json (default: print only)")
     stats.add_argument("--split", nargs="+", help="the splits to describe (default: every split it has)")
-    stats.add_argument("--img-size", type=number(int, Bound(32)), help="the --img-size training will use (default: the suggested one)")
+    stats.add_argument("--img-size", type=number(int, Bound(32)),
+                       help="the --img-size training will use, to judge tiling at (default 640)")
 
 
 def _show_args(p: argparse.ArgumentParser) -> None:

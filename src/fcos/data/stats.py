@@ -88,7 +88,7 @@ class Suggestions:
     """What the training split suggests (module docstring); None where nothing is advised."""
 
     img_size: int | None  # smallest --img-size keeping the median object >= MIN_OBJECT px
-    input_size: int | None  # the size judged for tiling: the given img_size, else img_size
+    input_size: int | None  # the size tiling was judged at: the given img_size, else DEFAULT_INPUT
     median_object: float | None  # px, native
     median_object_resized: float | None  # px at input_size
     tile: int | None  # advised tile side, px of the original images
@@ -159,7 +159,7 @@ def dataset_stats(
     ``image_sizes``). Reads annotations only (sizes from them or image headers: no pixel is decoded).
 
     Args:
-        img_size: the ``--img-size`` training will use, to judge tiling at; default the suggested one.
+        img_size: the ``--img-size`` training will use, to judge tiling at; default ``DEFAULT_INPUT`` (640).
 
     Raises:
         DatasetError: a problem in ``data`` (naming the file). WriteError: ``out`` cannot be written.
