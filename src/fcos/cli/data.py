@@ -17,7 +17,7 @@ from fcos.cli.common import (
     positive_int,
 )
 from fcos.data.layouts import LAYOUTS
-from fcos.utils.flags import Bound
+from fcos.utils.flags import IMAGE_SIDE
 
 __all__ = ["DATA"]
 
@@ -86,7 +86,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     stats.add_argument("--data", required=True, help="dataset folder (COCO, VOC or YOLO layout), .json or .yaml")
     stats.add_argument("--out", help="folder for the PNGs and stats.json (default: print only)")
     stats.add_argument("--split", nargs="+", help="the splits to describe (default: every split it has)")
-    stats.add_argument("--img-size", type=number(int, Bound(32)),
+    stats.add_argument("--img-size", type=number(int, IMAGE_SIDE),
                        help="the --img-size training will use, to judge tiling at (default 640)")
 
 
@@ -99,8 +99,8 @@ def _show_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--count", type=positive_int, default=16, help="samples: the first of training's first epoch")
     p.add_argument("--augment", action="store_true", help="apply the training pipeline (sizing + augmentations)")
     p.add_argument("--recipe", default="official", choices=sorted(TRAIN_PRESETS), help="augmentation defaults")
-    p.add_argument("--img-size", type=number(int, Bound(32)), help="longer image side, as fcos train's (default: --tile's, else the "
-                                                "800/1333 rule)")
+    p.add_argument("--img-size", type=number(int, IMAGE_SIDE),
+                   help="longer image side, as fcos train's (default: --tile's, else the 800/1333 rule)")
     p.add_argument("--seed", type=int, default=0, help="training's seed: the same samples as its first updates")
     add_config_flags({AUGMENT: p.add_argument_group(AUGMENT)}, TrainConfig)
 

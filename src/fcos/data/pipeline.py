@@ -26,6 +26,7 @@ from fcos.data.transforms import (
     Resize,
     Transform,
 )
+from fcos.utils.flags import IMAGE_SIDE
 
 __all__ = ["Augmentation", "sizing", "training_pipeline", "training_transforms"]
 
@@ -52,8 +53,8 @@ class Augmentation:
     tile_full_ratio: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.tile is not None and (self.tile < 32 or self.tile_scale <= 0):
-            raise ValueError(f"tile is a side of at least 32 px at a scale > 0, got {self.tile} at {self.tile_scale}")
+        if self.tile is not None and (self.tile not in IMAGE_SIDE or self.tile_scale <= 0):
+            raise ValueError(f"tile is a side of {IMAGE_SIDE} px at a scale > 0, got {self.tile} at {self.tile_scale}")
         if self.tile is not None and self.multi_scale is not None:
             raise ValueError("tile and multi_scale both size the training images: choose one")
         if not 0.0 <= self.tile_full_ratio <= 1.0:

@@ -12,6 +12,7 @@ from fcos.engine.schedule import DEFAULT_EPOCHS
 from fcos.utils.flags import (
     AT_LEAST_1,
     FRACTION,
+    IMAGE_SIDE,
     NON_NEGATIVE,
     POSITIVE,
     Bound,
@@ -117,7 +118,7 @@ class TrainConfig:
         None, "train on SIZE x SIZE px crops of the images at native resolution (or --tile-scale), placed around "
         "objects, instead of whole images shrunk to the input size: small objects in large images keep their "
         "pixels. The model's input size becomes SIZE; predict/eval/serve then slice images into such tiles "
-        "(--slice auto)", group=AUGMENT, metavar="SIZE", bound=Bound(32))
+        "(--slice auto)", group=AUGMENT, metavar="SIZE", bound=IMAGE_SIDE)
     tile_scale: float = option(1.0, "with --tile: scale the image by this before cropping (1: native resolution)",
                                group=AUGMENT, metavar="S", bound=POSITIVE)
     tile_full_ratio: float = option(

@@ -12,7 +12,7 @@ from typing import Any
 from fcos import config as presets
 from fcos.config import Conv3x3Algorithm, FCOSConfig, PresetName, Regression
 from fcos.model.backbones import backbone_input_stats, check_backbone_name
-from fcos.utils.flags import NON_NEGATIVE, Bound, check_bounds, option
+from fcos.utils.flags import IMAGE_SIDE, NON_NEGATIVE, Bound, check_bounds, option
 
 __all__ = ["MODEL", "ModelOptions", "OptionConflictError", "model_config_for", "size_options"]
 
@@ -35,7 +35,7 @@ class ModelOptions:
         None, "resnet50 (default), a name `fcos models` lists, or timm:<model>", group=MODEL,
         parse=check_backbone_name, metavar="NAME")
     img_size: int | None = option(None, "longer image side (default: the preset's 800/1333 rule)", group=MODEL,
-                                  bound=Bound(32))
+                                  bound=IMAGE_SIDE)
     fpn_channels: int | None = option(None, "FPN and head width (official 256)", group=MODEL, bound=Bound(2))
     head_convs: int | None = option(None, "convs per head tower (official 4)", group=MODEL, bound=NON_NEGATIVE)
     backbone_weights: str | None = option(

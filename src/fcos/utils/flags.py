@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AT_LEAST_1", "FRACTION", "NON_NEGATIVE", "POSITIVE", "Bound", "SettingError", "check_bounds", "option",
+__all__ = ["AT_LEAST_1", "FRACTION", "IMAGE_SIDE", "NON_NEGATIVE", "POSITIVE", "Bound", "SettingError", "check_bounds", "option",
            "parse_fraction", "parse_scale_range", "parse_size_range"]
 
 
@@ -47,6 +47,7 @@ class Bound:
 
 
 POSITIVE, NON_NEGATIVE, AT_LEAST_1, FRACTION = Bound(0, low_open=True), Bound(0), Bound(1), Bound(0, 1)
+IMAGE_SIDE = Bound(32)  # px: the smallest input size or tile side a setting may ask for
 
 
 def option(default: Any, help: str = "", *, group: str, bound: Bound | None = None, **cli: Any) -> Any:
