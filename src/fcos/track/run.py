@@ -159,7 +159,8 @@ def track_source(
     skipped: list[dict[str, Any]] = []
     size: tuple[int, int] | None = None
     linking = link is not None and link.link_gap > 0
-    with VideoWriter(outputs["video"], rate) if save_video and not linking else _NoVideo() as writer:
+    draw_now = save_video and not linking  # linked IDs are known only after the last frame: drawn then
+    with VideoWriter(outputs["video"], rate) if draw_now else _NoVideo() as writer:
         bar = tqdm(src.frames, total=src.length, desc=src.name, unit="frame", disable=not progress, dynamic_ncols=True)
         for frame, image in bar:
             while tracking.frame < frame - 1:  # a gap in the numbering: frames that are not there
@@ -180,7 +181,7 @@ def track_source(
             tracks = tracking.update(det)
             track_ms.append(1000 * (time.perf_counter() - start))
             history.add(tracks)
-            if save_video and not linking:
+            if draw_now:
                 writer.write(drawing(image, tracks))
         if not detect_ms:
             raise VideoError(src.path, f"no frame could be decoded ({len(skipped)} broken)")
