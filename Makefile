@@ -12,6 +12,9 @@ export MALLOC_TRIM_THRESHOLD_ := 4294967296
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
+	@# torch's CUDA build makes the .venv ~7 GB: say so before pip fails half-way with "No space left on device".
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free" -lt 8 ] && [ ! -f $(STAMP) ]; then echo "warning: $$free GB free here; the install needs about 8 GB (the .venv holds 7 GB)" >&2; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev,onnx,openvino,serve,timm,augment,tensorboard,video,track,mlflow]'
