@@ -107,6 +107,9 @@ def test_image_smaller_than_largest_stride_is_rejected():
         model([torch.rand(3, 50, 50)])  # -> 96 x 96
     with torch.no_grad():
         assert len(model([torch.rand(3, 50, 160)])) == 1  # -> 50 x 160: P7 still covers a full stride
+        # 5x3000 -> 0.27 x 160 under torchvision's floor (its interpolate raises): 1 x 160, boxes inside
+        (thin,) = model([torch.rand(3, 5, 3000)])
+        assert thin["boxes"].shape[1] == 4 and bool((thin["boxes"][:, 3] <= 5).all())
 
     with pytest.raises(ValueError, match="targets are required"):
         tiny_model().train()([torch.rand(3, 160, 160)])

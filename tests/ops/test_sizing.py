@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fcos.ops.sizing import pad_batch
+from fcos.ops.sizing import fit_shape, pad_batch, resized_shape
 
 
 def test_pad_batch_places_images_top_left_on_zeros_rounded_to_the_divisor():
@@ -33,3 +33,11 @@ def test_a_non_contiguous_image_at_the_padded_size_comes_back_contiguous():
     image = torch.rand(16, 24, 3).permute(2, 0, 1)  # an HWC array seen as CHW
     batch = pad_batch([image], 8)
     assert batch.is_contiguous() and torch.equal(batch[0], image)
+
+
+def test_resized_sides_are_floored_but_never_below_one_pixel():
+    assert resized_shape(417, 650, 320, 512) == (320, 498)  # 650 * 320/417 = 498.8: floored, as torchvision
+    # 5 * 267/3000 = 0.445 floors to 0 (torchvision's interpolate then fails): kept at 1 px
+    assert resized_shape(5, 3000, 160, 267) == (1, 267)
+    assert resized_shape(3000, 5, 160, 267) == (267, 1)
+    assert fit_shape(20, 5000, 800, 1333, limit=(224, 224)) == (1, 224)

@@ -46,16 +46,9 @@ def resize(image: Tensor, boxes: Tensor, min_size: float, max_size: float) -> tu
     image: [3, H, W] -> [3, H', W'] with (H', W') = resized_shape(H, W, min_size, max_size); boxes: [N, 4].
     Bilinear without antialiasing, as the model's own resize, so a pre-resized image passes through the
     model's transform unchanged in size.
-
-    Raises:
-        ValueError: the rule would give a side of 0 px.
     """
     h, w = image.shape[-2:]
     out_hw = resized_shape(h, w, min_size, max_size)
-    if min(out_hw) < 1:  # only for extreme aspect ratios with a tiny max_size; the model would fail too
-        raise ValueError(
-            f"resizing a {h}x{w} image to min_size {min_size}, max_size {max_size} leaves {out_hw}"
-        )
     if out_hw == (h, w):
         return image, boxes
     image = F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False)[0]

@@ -38,7 +38,7 @@ def prepare_inputs(
     for image in images:
         out_hw = input_shape(image.shape[-2], image.shape[-1], config, img_size)
         if out_hw != tuple(image.shape[-2:]):
-            # size= gives the same sampling as InputTransform's scale_factor + recompute_scale_factor=True.
+            # The same call as InputTransform: the model's sampling exactly.
             image = F.interpolate(image[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
         resized.append(image.float())
     batch = pad_batch(resized, config.size_divisible, img_size)

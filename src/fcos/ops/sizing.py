@@ -30,9 +30,14 @@ def resize_scale(height: int, width: int, min_size: float, max_size: float) -> f
 
 
 def resized_shape(height: int, width: int, min_size: float, max_size: float) -> tuple[int, int]:
-    """Output (h, w) of the resize: floor(side * scale), as F.interpolate(recompute_scale_factor=True)."""
+    """Output (h, w) of the resize: floor(side * scale), as F.interpolate(recompute_scale_factor=True),
+    and at least 1 px (a 5x3000 image under a small max_size would floor to 0, where torchvision fails)."""
     scale = resize_scale(height, width, min_size, max_size)
-    return int(height * scale), int(width * scale)
+    return _floor_sides(height, width, scale)
+
+
+def _floor_sides(height: int, width: int, scale: float) -> tuple[int, int]:
+    return max(1, int(height * scale)), max(1, int(width * scale))
 
 
 def fit_shape(
@@ -43,7 +48,7 @@ def fit_shape(
     if limit is None:
         return resized_shape(height, width, min_size, max_size)
     scale = min(resize_scale(height, width, min_size, max_size), limit[0] / height, limit[1] / width)
-    return int(height * scale), int(width * scale)
+    return _floor_sides(height, width, scale)
 
 
 def pad_to_multiple(size: int, divisor: int) -> int:
