@@ -2,6 +2,7 @@
 onnxruntime predictor gives the PyTorch predictor's detections on real images."""
 
 import importlib.util
+import os
 
 import numpy as np
 import onnx
@@ -252,11 +253,21 @@ def test_invalid_img_size_is_refused(checkpoint, tmp_path):
     assert not list(tmp_path.glob("*.onnx*"))
 
 
+def test_an_output_path_that_cannot_be_written_is_named_before_the_export(checkpoint, tmp_path, capsys):
+    (tmp_path / "folder.onnx").mkdir()
+    assert main(["export", "--weights", str(checkpoint), "--out", str(tmp_path / "folder.onnx")]) == 1
+    assert capsys.readouterr().err == f"error: cannot write {tmp_path / 'folder.onnx'}: it is a folder; give a file path\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.onnx"]  # nothing staged beside it
+
+
 def test_export_cli(checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert main(["export", "--weights", str(checkpoint), "--out", str(out), "--no-nms", "--img-size", "256", "320",
                  "--conv3x3", "direct"]) == 0
     assert str(out) in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by a service's user, as other files written
     meta = read_metadata(out)
     assert meta["nms"] is False and meta["preprocessing"]["img_size"] == [256, 320] and meta["conv3x3"] == "direct"
     detections = Predictor(out)(np.zeros((200, 300, 3), dtype=np.uint8))[0]

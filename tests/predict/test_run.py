@@ -140,3 +140,51 @@ def test_cli_options_and_broken_videos(checkpoint, photos, tmp_path, capsys):
     original = np.asarray(read_image(source / "a.jpg"), float)
     # boxes only, 1 px wide: far fewer pixels changed than with tags and the default width
     assert 0 < (np.abs(bare - original).max(-1) > 60).sum() < 0.5 * (np.abs(plain - original).max(-1) > 60).sum()
+
+
+def test_images_sharing_a_stem_keep_their_own_labels_and_an_unsuffixed_image_is_drawn(predictor, photos, tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(photos[0], source / "a.jpg")
+    Image.open(photos[1]).save(source / "a.png")
+    shutil.copy(photos[2], tmp_path / "d")  # a JPEG without a suffix, given as a single file
+    out = predict_source(predictor, source, tmp_path / "out", conf=0.3, save_txt=True, save_crops=True, progress=False)
+    for name, photo in (("a_jpg", photos[0]), ("a_png", photos[1])):  # before: both wrote labels/a.txt
+        (det,) = predictor(read_image(photo), conf=0.3)
+        assert (out / "labels" / f"{name}.txt").read_text().count("\n") == len(det["scores"]) > 0
+        assert len(list((out / "crops").rglob(f"{name}_*.jpg"))) == len(det["scores"])
+    assert not (out / "labels" / "a.txt").exists()
+    single = predict_source(predictor, tmp_path / "d", tmp_path / "single", conf=0.3, progress=False)
+    assert Image.open(single / "d").format == "PNG" and Image.open(single / "d").size == Image.open(photos[2]).size
+
+
+def test_frames_numbered_without_padding_are_taken_in_numeric_order(tmp_path):
+    from fcos.predict.sources import list_sources
+
+    for i in (1, 2, 10, 11, 100):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"frame_{i}.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "frame_010b.jpg")
+    names = [f.name.as_posix() for f in list_sources(tmp_path)]
+    assert names == ["frame_1.jpg", "frame_2.jpg", "frame_10.jpg", "frame_010b.jpg", "frame_11.jpg", "frame_100.jpg"]
+
+
+def test_cli_source_problems_are_one_line_errors(checkpoint, photos, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no image here")
+    code = main(["predict", "--weights", str(checkpoint), "--source", str(empty), "--out", str(tmp_path / "o")])
+    assert code == 1 and capsys.readouterr().err.startswith("error: no images (")
+    shutil.copy(photos[0], empty / "a.jpg")
+    code = main(["predict", "--weights", str(checkpoint), "--source", str(empty), "--out", str(empty)])
+    assert code == 1 and f"error: out_dir {empty} holds the sources" in capsys.readouterr().err
+    # a long thin image: predicted (before, interpolate to 0 px raised a RuntimeError), boxes inside it
+    Image.fromarray(np.full((5, 3000, 3), 128, np.uint8)).save(tmp_path / "thin.png")
+    code = main(["predict", "--weights", str(checkpoint), "--source", str(tmp_path / "thin.png"),
+                 "--out", str(tmp_path / "t")])
+    boxes = [r["bbox"] for r in json.loads((tmp_path / "t" / "predictions.json").read_text())]
+    assert code == 0 and all(x >= 0 and y >= 0 and x + w <= 3000.01 and y + h <= 5.01 for x, y, w, h in boxes)
+    # too small for the model at these settings: named, one line
+    code = main(["predict", "--weights", str(checkpoint), "--source", str(empty / "a.jpg"), "--out", str(tmp_path / "s"),
+                 "--tta", "--tta-scales", "0.01"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"error: {empty / 'a.jpg'}: ") and "Traceback" not in err

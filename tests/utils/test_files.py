@@ -20,7 +20,16 @@ import pytest
 import torch
 from PIL import Image
 
-from fcos.utils.files import WriteError, append_line, atomic_write, save_image, write_json, write_text
+from fcos.utils.files import (
+    WriteError,
+    append_line,
+    atomic_write,
+    check_output,
+    save_image,
+    staged_path,
+    write_json,
+    write_text,
+)
 from fcos.weights.checkpoint import load_checkpoint, save_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -65,6 +74,25 @@ def test_unwritable_places_name_the_path(tmp_path):
         assert isinstance(info.value, OSError) and info.value.path == blocker / "sub" / "out"
     back = pickle.loads(pickle.dumps(WriteError(tmp_path / "x", "no space left on the device", errno.ENOSPC)))
     assert str(back) == f"cannot write {tmp_path / 'x'}: no space left on the device" and back.errno == errno.ENOSPC
+
+
+def test_staged_path_for_libraries_that_write_to_a_path(tmp_path):
+    path = tmp_path / "model.onnx"
+    with staged_path(path) as tmp:
+        Path(tmp).write_bytes(b"first")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.read_bytes() == b"first" and path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    with pytest.raises(ZeroDivisionError), staged_path(path) as tmp:
+        Path(tmp).write_bytes(b"half")
+        _ = 1 / 0
+    assert path.read_bytes() == b"first" and leftovers(tmp_path, "model.onnx") == []
+    (tmp_path / "folder.onnx").mkdir()
+    ran = []
+    with pytest.raises(WriteError, match=rf"cannot write {tmp_path / 'folder.onnx'}: it is a folder"):
+        with staged_path(tmp_path / "folder.onnx"):
+            ran.append(1)  # never: the long work inside must not run for a place it cannot be written to
+    assert ran == [] and check_output(tmp_path / "new" / "m.xml") == tmp_path / "new" / "m.xml"
 
 
 _WRITER = """

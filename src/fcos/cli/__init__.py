@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fcos.data.images import ImageError
     from fcos.export import ExportedModelError
     from fcos.model.backbones import BackboneError
+    from fcos.predict import PredictInputError
     from fcos.predict.video import VideoError
     from fcos.track import TrackInputError
     from fcos.utils.devices import DeviceError
@@ -63,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Problems of the inputs, not bugs: one line, no traceback (WeightsUnavailableError is a FileNotFoundError).
     except (DatasetError, ImageError, CheckpointError, BackboneError, WriteError, DeviceError, FileNotFoundError,
-            ExportedModelError, MissingExtraError, VideoError, TrackInputError) as exc:
+            ExportedModelError, MissingExtraError, VideoError, TrackInputError, PredictInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from fcos.cli.common import Command, add_inference_flags, add_runtime_flags, build_predictor, fraction
+from fcos.cli.common import (
+    Command,
+    add_inference_flags,
+    add_runtime_flags,
+    build_predictor,
+    fraction,
+    positive_int,
+)
 
 __all__ = ["PREDICT"]
 
@@ -23,7 +30,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-crops", action="store_true", help="each detection's crop in OUT/crops/<class>/")
     p.add_argument("--hide-labels", action="store_true", help="draw boxes without class tags")
     p.add_argument("--hide-conf", action="store_true", help="tags without scores")
-    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the image size)")
+    p.add_argument("--line-width", type=positive_int, metavar="N", help="box line width in px (default: from the image size)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_inference_flags(p)
 

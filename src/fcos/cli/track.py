@@ -13,6 +13,9 @@ from fcos.cli.common import (
     build_predictor,
     config_values,
     fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 
 __all__ = ["TRACK"]
@@ -35,10 +38,10 @@ def _track_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval", metavar="GT.txt",
                    help="MOTChallenge ground truth: print MOTA, IDF1, HOTA and ID switches (a sequence folder's own "
                         "gt/gt.txt is used when this is not given)")
-    p.add_argument("--fps", type=float, help="frame rate of a folder or pattern (a video's own wins; default 25)")
+    p.add_argument("--fps", type=positive_float, help="frame rate of a folder or pattern (a video's own wins; default 25)")
     p.add_argument("--no-video", dest="video", action="store_false", help="no annotated video (MOT and JSON only)")
-    p.add_argument("--trail", type=int, default=30, help="frames of each track's trail drawn in the video")
-    p.add_argument("--line-width", type=int, metavar="N", help="box line width in px (default: from the frame size)")
+    p.add_argument("--trail", type=non_negative_int, default=30, help="frames of each track's trail drawn in the video")
+    p.add_argument("--line-width", type=positive_int, metavar="N", help="box line width in px (default: from the frame size)")
     p.add_argument("--show-conf", action="store_true", help="scores in the tags")
     add_runtime_flags(p)
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

@@ -17,6 +17,7 @@ from pathlib import Path
 from fcos.export.contract import Loaded
 from fcos.export.onnx import export_onnx, load_onnxruntime, onnxruntime_devices
 from fcos.export.openvino import export_openvino, load_openvino
+from fcos.utils.flags import SettingError
 
 __all__ = ["FORMATS", "PRECISIONS", "ExportFormat", "format_for", "format_named", "runtimes"]
 
@@ -79,4 +80,4 @@ def format_named(name: str, *, runtime: bool = False) -> ExportFormat:
         if (f.runtime if runtime else f.name) == name:
             return f
     choices = runtimes() if runtime else tuple(FORMATS)
-    raise ValueError(f"unknown {'runtime' if runtime else 'export format'} {name!r}; choose from {', '.join(choices)}")
+    raise SettingError(f"unknown {'runtime' if runtime else 'export format'} {name!r}; choose from {', '.join(choices)}")

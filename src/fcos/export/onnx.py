@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from fcos.export.contract import ExportedModelError, Loaded
 from fcos.export.graph import DetectorGraph, fold_backbone_convs
 from fcos.export.quantize import quantize_onnx
 from fcos.model.conv import Conv3x3
+from fcos.utils.files import staged_path
 from fcos.utils.flags import Bound, SettingError
 from fcos.utils.optional import require
 from fcos.weights.resolve import load_weights
@@ -207,10 +207,7 @@ def export_onnx(
             module.algorithm = algorithm
     calibration = None if int8 is None else calibration_inputs(int8, cfg.input, img_size)  # data errors before the work
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with staged_path(out) as tmp:  # a folder or an unwritable place is named before the work
         _trace(model, tmp, img_size, dynamic, nms, opset)
         quantization = None
         if calibration is not None:
@@ -235,10 +232,6 @@ def export_onnx(
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 

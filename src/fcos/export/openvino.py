@@ -28,6 +28,8 @@ import numpy as np
 from fcos.export.calibration import Calibration
 from fcos.export.contract import ExportedModelError, Loaded
 from fcos.export.onnx import DEFAULT_OPSET, decode_metadata, export_onnx, read_metadata
+from fcos.utils.files import WriteError, check_output
+from fcos.utils.flags import SettingError
 from fcos.utils.optional import require
 
 __all__ = ["FORMAT", "export_openvino", "load_openvino", "openvino_metadata"]
@@ -54,14 +56,15 @@ def export_openvino(
     ov = require("openvino", "OpenVINO export")
     out = Path(out)
     if out.suffix.lower() != ".xml":
-        raise ValueError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
+        raise SettingError(f"an OpenVINO model is written as .xml + .bin: give --out a .xml path, not {out}")
     from_onnx = Path(weights).suffix.lower() == ".onnx"
     if from_onnx and (img_size is not None or dynamic or not nms or int8 is not None or conv3x3 != "auto"
                       or opset != DEFAULT_OPSET):
-        raise ValueError(f"{weights} is already exported: its input size, batch axis, NMS, precision and "
+        raise SettingError(f"{weights} is already exported: its input size, batch axis, NMS, precision and "
                          "convolutions are fixed; "
                          "export the checkpoint instead to change them")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    for path in (out, out.with_suffix(".bin")):  # a folder or an unwritable place is named before the work
+        check_output(path)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
         onnx_path = Path(weights) if from_onnx else export_onnx(
             weights, Path(tmp) / "model.onnx", img_size=img_size, dynamic=dynamic, nms=nms, opset=opset, int8=int8,
@@ -73,8 +76,11 @@ def export_openvino(
         model.set_rt_info(FORMAT, [RT_KEY, "format"])
         staged = Path(tmp) / out.name
         ov.save_model(model, str(staged), compress_to_fp16=False)
-        os.replace(staged.with_suffix(".bin"), out.with_suffix(".bin"))
-        os.replace(staged, out)
+        for path in (out.with_suffix(".bin"), out):  # the .bin first: the .xml names it
+            try:
+                os.replace(staged.with_name(path.name), path)
+            except OSError as exc:
+                raise WriteError.from_error(path, exc) from exc
     return out
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from fcos.config import FCOSConfig
 from fcos.export.contract import ExportedModelError, check_metadata
 from fcos.export.formats import FORMATS, format_for, format_named
+from fcos.utils.flags import SettingError
 
 __all__ = ["ExportedModel", "ExportedModelError", "backend_for", "load_exported"]
 
@@ -71,7 +72,7 @@ def load_exported(path: str | Path, backend: str | None = None, device: str = "c
     fmt = format_named(backend, runtime=True) if backend else format_for(path)
     if fmt is None:
         suffixes = ", ".join(f"{f.suffix} ({f.runtime})" for f in FORMATS.values())
-        raise ValueError(f"no runtime for {path}: exported models are {suffixes}")
+        raise SettingError(f"no runtime for {path}: exported models are {suffixes}")
     if not path.is_file():
         raise FileNotFoundError(f"exported model not found: {path}")
     metadata, inputs, outputs, run = fmt.load(path, device, num_threads)

@@ -5,12 +5,13 @@ by side (:mod:`.benchmark`)."""
 
 from fcos.data.images import IMAGE_SUFFIXES, read_image
 from fcos.predict.predictor import DetectorAdapter, ImageLike, Predictor, to_tensor
-from fcos.predict.run import list_images, predict_source
+from fcos.predict.run import PredictInputError, list_images, predict_source
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "DetectorAdapter",
     "ImageLike",
+    "PredictInputError",
     "Predictor",
     "list_images",
     "predict_source",

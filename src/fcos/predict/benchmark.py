@@ -35,6 +35,7 @@ from fcos.export import (
 from fcos.predict.options import InferenceOptions
 from fcos.predict.predictor import Predictor
 from fcos.utils.files import write_json
+from fcos.utils.flags import SettingError
 
 __all__ = ["default_rows", "format_table", "run_benchmark"]
 
@@ -47,7 +48,7 @@ def _parse(row: str) -> tuple[str, str]:
     fmt, _, precision = row.partition("/")
     precision = precision or "fp32"
     if f"{fmt}/{precision}" not in default_rows():
-        raise ValueError(f"unknown benchmark row {row!r}; choose from {', '.join(default_rows())}")
+        raise SettingError(f"unknown benchmark row {row!r}; choose from {', '.join(default_rows())}")
     return fmt, precision
 
 

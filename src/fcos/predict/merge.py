@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from fcos.model.decode import class_aware_nms
+from fcos.utils.flags import SettingError
 from fcos.utils.optional import require
 
 __all__ = ["MERGERS", "merge_detections", "nmm", "nms", "wbf"]
@@ -82,7 +83,7 @@ def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, method: str 
                      iou: float = 0.5) -> tuple[Tensor, Tensor, Tensor]:
     """The views' detections merged by ``method`` (a key of :data:`MERGERS`), in descending score order."""
     if method not in MERGERS:
-        raise ValueError(f"unknown merge method {method!r}; choose from {', '.join(MERGERS)}")
+        raise SettingError(f"unknown merge method {method!r}; choose from {', '.join(MERGERS)}")
     if len(boxes) == 0:
         return boxes.reshape(0, 4), scores, labels
     return MERGERS[method](boxes, scores, labels, iou)

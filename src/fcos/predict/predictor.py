@@ -34,6 +34,7 @@ from fcos.predict.backends import Detections, ExportedBackend, TorchBackend
 from fcos.predict.merge import merge_detections
 from fcos.predict.options import InferenceOptions, TileInfo
 from fcos.predict.slicing import View, map_back, tile_grid
+from fcos.utils.flags import SettingError
 from fcos.weights.pretrained import is_registered
 
 __all__ = ["DetectorAdapter", "ImageLike", "Predictor", "as_float", "backends", "image_tensor", "to_tensor"]
@@ -125,7 +126,7 @@ class Predictor:
         self.weights = Path(weights)
         self.backend = backend or backend_for(self.weights) or "torch"
         if self.backend not in backends():
-            raise ValueError(f"unknown backend {self.backend!r}; choose from {backends()}")
+            raise SettingError(f"unknown backend {self.backend!r}; choose from {backends()}")
         if not self.weights.is_file() and not is_registered(weights):
             raise FileNotFoundError(f"weights not found: {self.weights} (neither a file nor a name `fcos models` lists)")
         self.device, self.conf, self.progress = device, conf, progress
@@ -133,7 +134,7 @@ class Predictor:
         if self.backend == "torch":
             exported = backend_for(self.weights)
             if exported:
-                raise ValueError(f"{self.weights} is an exported {self.weights.suffix} model: use backend={exported!r}")
+                raise SettingError(f"{self.weights} is an exported {self.weights.suffix} model: use backend={exported!r}")
             self.runner: TorchBackend | ExportedBackend = TorchBackend(weights, device, half=self.options.half,
                                                                       compile=self.options.compile)
             record = self.runner.state

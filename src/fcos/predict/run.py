@@ -9,6 +9,7 @@ into the output folder, mirroring the sources' relative paths:
 ``<name stem>.json``           each video's detections per frame: ``frames: [{frame, time, detections}]``
 ``labels/<name stem>.txt``     with ``save_txt``: YOLO labels per image; ``<stem>_<frame>.txt`` per video frame
 ``crops/<class>/<stem>_k.jpg`` with ``save_crops``: each detection's crop (:mod:`fcos.predict.save`)
+(``a.jpg`` beside ``a.png``)   their labels and crops under ``a_jpg`` and ``a_png``
 =============================  ===============================================================
 
 Broken inputs are named and skipped, the rest predicted (as ultralytics' predict mode does): an image
@@ -19,6 +20,7 @@ file that cannot be read raises instead. Progress bars count files and, inside a
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,13 @@ from fcos.predict.video import (
 )
 from fcos.utils.files import save_image, write_json
 
-__all__ = ["list_images", "predict_source"]
+__all__ = ["PredictInputError", "list_images", "predict_source"]
+
+
+class PredictInputError(ValueError):
+    """What ``predict_source`` was given cannot be predicted: a source with no images or videos, an
+    ``out_dir`` whose drawn outputs would overwrite the sources, or a folder none of whose files could be
+    read. The CLI prints it as one line."""
 
 
 def list_images(source: str | Path, *, recursive: bool = False) -> list[Path]:
@@ -64,27 +72,28 @@ def predict_source(
 ) -> Path:
     """Run ``predictor`` on what ``source`` names and write the outputs of the module doc to ``out_dir``.
 
-    ``predictions.json`` records: ``image_id`` (1-based position among the images, sorted by relative
+    ``predictions.json`` records: ``image_id`` (1-based position among the images, in natural order of
     path), ``file_name`` (that path), ``category_id`` (the checkpoint's ``category_ids``),
     ``category_name``, ``bbox`` [x, y, w, h] in original pixels and ``score``.
 
     A single unreadable source file raises :class:`fcos.data.images.ImageError` or
     :class:`fcos.predict.video.VideoError` naming it. Otherwise broken files (empty, truncated, corrupt, not an
     image whatever the suffix, too many pixels, too small for the model) and broken video frames are
-    skipped with a warning naming each and why, then a warning with the count; ValueError if nothing
-    could be read. A failed write raises :class:`fcos.utils.files.WriteError` naming the file. Returns ``out_dir``.
+    skipped with a warning naming each and why, then a warning with the count; PredictInputError if
+    nothing could be read (or no file, or out_dir holds the sources). A failed write raises :class:`fcos.utils.files.WriteError` naming the file. Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     files = list_sources(source, recursive=recursive, exclude=out_dir)
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) or videos ({', '.join(VIDEO_SUFFIXES)}), "
+        raise PredictInputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) or videos ({', '.join(VIDEO_SUFFIXES)}), "
                          f"any case, in {source}")
     single = Path(source).is_file()
     outputs = _video_outputs(files)
+    stems = _image_stems(files)
     for item in files:
         target = out_dir / outputs.get(item.name, item.name)
         if target.resolve() == item.path.resolve():
-            raise ValueError(f"out_dir {out_dir} holds the sources: drawn output would overwrite {item.path}")
+            raise PredictInputError(f"out_dir {out_dir} holds the sources: drawn output would overwrite {item.path}")
     if any(f.video for f in files):
         require_av()  # a missing extra stops here, before any work, with one line naming it
     draw = {"line_width": line_width, "show_labels": show_labels, "show_conf": show_conf}
@@ -99,17 +108,19 @@ def predict_source(
                 _predict_video(predictor, item, out_dir, outputs[item.name], conf, draw, extras, progress)
             else:
                 image_id += 1
-                records += _predict_image(predictor, item, image_id, out_dir, conf, draw, extras)
+                records += _predict_image(predictor, item, image_id, out_dir, stems[item.name], conf, draw, extras)
         except ValueError as exc:  # ImageError, VideoError, an image too small for the model
-            if single:
+            if single and isinstance(exc, ImageError | VideoError):
                 raise
+            if single:  # an image the model cannot take at these settings (e.g. too small): one line, named
+                raise PredictInputError(f"{item.path}: {exc}") from exc
             problem = exc.problem if isinstance(exc, ImageError | VideoError) else exc
             warnings.warn(f"skipping {item.path}: {problem}", stacklevel=2)
             skipped.append(item.name.as_posix())
     if skipped:
         warnings.warn(f"skipped {len(skipped)} of {len(files)} files that could not be read: {skipped}", stacklevel=2)
         if len(skipped) == len(files):
-            raise ValueError(f"none of the {len(files)} files in {source} could be read")
+            raise PredictInputError(f"none of the {len(files)} files in {source} could be read")
     write_json(out_dir / "predictions.json", records)
     return out_dir
 
@@ -129,15 +140,24 @@ def _video_outputs(files: Sequence[SourceFile]) -> dict[Path, Path]:
     return names
 
 
-def _predict_image(predictor: Predictor, item: SourceFile, image_id: int, out_dir: Path, conf: float | None,
-                   draw: dict[str, Any], extras: dict[str, bool]) -> list[dict[str, Any]]:
+def _image_stems(files: Sequence[SourceFile]) -> dict[Path, Path]:
+    """Each image's name for its labels and crops: its relative path without suffix, unless another image
+    shares it (``a.jpg`` beside ``a.png`` -> ``a_jpg``, ``a_png``: neither overwrites the other)."""
+    images = [f.name for f in files if not f.video]
+    shared = Counter(name.with_suffix("") for name in images)
+    return {name: name.with_suffix("") if shared[name.with_suffix("")] == 1
+            else name.with_name(f"{name.stem}_{name.suffix.lstrip('.').lower()}") for name in images}
+
+
+def _predict_image(predictor: Predictor, item: SourceFile, image_id: int, out_dir: Path, stem: Path,
+                   conf: float | None, draw: dict[str, Any], extras: dict[str, bool]) -> list[dict[str, Any]]:
     from fcos.utils.draw import draw_detections
 
     image = read_image(item.path, max_pixels=getattr(getattr(predictor, "options", None), "max_pixels", MAX_PIXELS))
     (det,) = predictor(image, conf=conf)
     save_image(draw_detections(image, det["boxes"], det["labels"], det["scores"], predictor.class_names, **draw),
                out_dir / item.name)
-    _save_extras(image, det, predictor.class_names, out_dir, item.name.with_suffix(""), extras)
+    _save_extras(image, det, predictor.class_names, out_dir, stem, extras)
     return _coco_records(det, image_id, item.name.as_posix(), predictor.category_ids)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def _kind(path: Path) -> bool | None:
 
 
 def list_sources(source: str | Path, *, recursive: bool = False, exclude: str | Path | None = None) -> list[SourceFile]:
-    """The files ``source`` names (module doc), sorted by their relative path.
+    """The files ``source`` names (module doc), sorted by relative path in natural order (``frame_2``
+    before ``frame_10``).
 
     A single file is a source whatever its suffix (a video by its suffix, else an image). ``exclude``: a
     folder whose files are not sources when it lies inside the searched folder (the output folder of a
@@ -80,7 +82,14 @@ def list_sources(source: str | Path, *, recursive: bool = False, exclude: str | 
         if kind is None or not path.is_file() or (skip is not None and skip in path.resolve().parents):
             continue
         files.append(SourceFile(path, Path(os.path.relpath(path, base)), kind))
-    return sorted(files, key=lambda f: f.name.as_posix())
+    return sorted(files, key=lambda f: natural_key(f.name.as_posix()))
+
+
+def natural_key(text: str) -> list[str | int]:
+    """Sort key that reads runs of digits as numbers: ``frame_2`` before ``frame_10``, as frames numbered
+    by ffmpeg's ``%d`` must be tracked; zero-padded names keep their order."""
+    # re.split with a group alternates text and digits, text first: lists compare str with str, int with int
+    return [int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text))]
 
 
 def _fixed_prefix(pattern: str) -> Path:

@@ -119,7 +119,7 @@ TRACKERS: dict[str, Callable[[TrackerConfig, float], TrackerLike]] = {"bytetrack
 def build_tracker(name: str = "bytetrack", config: TrackerConfig | None = None, frame_rate: float = 30.0) -> TrackerLike:
     """The tracker registered as ``name`` in :data:`TRACKERS`; ValueError naming the choices otherwise."""
     if name not in TRACKERS:
-        raise ValueError(f"unknown tracker {name!r}; choose from {sorted(TRACKERS)}")
+        raise SettingError(f"unknown tracker {name!r}; choose from {sorted(TRACKERS)}")
     if not frame_rate > 0:
-        raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
+        raise SettingError(f"frame_rate must be > 0, got {frame_rate}")
     return TRACKERS[name](config or TrackerConfig(), float(frame_rate))

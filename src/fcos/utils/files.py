@@ -26,7 +26,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["WriteError", "append_line", "atomic_write", "save_image", "write_json", "write_text"]
+__all__ = [
+    "WriteError",
+    "append_line",
+    "atomic_write",
+    "check_output",
+    "save_image",
+    "staged_path",
+    "write_json",
+    "write_text",
+]
 
 _HINTS = {
     errno.ENOSPC: "no space left on the device",
@@ -93,6 +102,46 @@ class _Recorder:
         return getattr(self.file, name)
 
 
+def check_output(path: str | Path) -> Path:
+    """``path`` as a file to write, its folder made: WriteError naming it if it is a folder or its folder
+    cannot be made. For writers that check before long work (an export) rather than fail after it."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(path, "it is a folder; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError.from_error(path, exc) from None
+    return path
+
+
+@contextlib.contextmanager
+def staged_path(path: str | Path) -> Iterator[str]:
+    """``with staged_path(out) as tmp: library.save(tmp)``: :func:`atomic_write` for libraries that write
+    to a path (``onnx.save``). ``tmp`` sits beside ``path`` with a new file's usual mode and replaces it
+    when the block ends without error; otherwise it is removed and ``path`` keeps its previous content.
+
+    Raises:
+        WriteError: naming ``path``, before the block if it cannot be written there, or for an OSError in it.
+    """
+    path = check_output(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private: a model file must be readable by a service
+    except OSError as exc:
+        raise WriteError.from_error(path, exc) from None
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError.from_error(path, exc) from exc
+        raise
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """``with atomic_write(path) as f: f.write(...)``: ``path`` holds all of it, or its previous content.
@@ -138,11 +187,12 @@ def write_json(path: str | Path, value: Any, indent: int | None = 1) -> Path:
 
 
 def save_image(image: Any, path: str | Path, **params: Any) -> Path:
-    """Save a PIL image atomically, in the format its suffix names (``params`` go to ``Image.save``)."""
+    """Save a PIL image atomically, in the format its suffix names, PNG where it names none (an image file
+    without a suffix, read by its content) (``params`` go to ``Image.save``)."""
     from PIL import Image
 
     path = Path(path)
-    image_format = Image.registered_extensions().get(path.suffix.lower())
+    image_format = Image.registered_extensions().get(path.suffix.lower(), "PNG")
     with atomic_write(path) as f:
         image.save(f, format=image_format, **params)
     return path

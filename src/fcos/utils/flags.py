@@ -27,6 +27,8 @@ class Bound:
     high_open: bool = False
 
     def __contains__(self, value: float) -> bool:
+        if value != value:  # NaN compares false with everything: it would pass every bound
+            return False
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return self.high is None or (value < self.high if self.high_open else value <= self.high)
