@@ -45,6 +45,24 @@ def test_coco_json_elsewhere_and_named_like_instances(shared_data, tmp_path):
         load_annotations(tmp_path, "test")
 
 
+def test_the_official_coco_2017_folder_reads_as_unzipped(shared_data, tmp_path):
+    """annotations/ holds captions_, instances_ and person_keypoints_ files per split and the unlabelled
+    image_info_test-dev2017.json; the images sit in val2017/ beside it (or in images/val2017/)."""
+    fruit = shared_data / "fruit"
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    for kind in ("captions", "instances", "person_keypoints"):
+        shutil.copy(fruit / "annotations" / "val.json", annotations / f"{kind}_val2017.json")
+    (annotations / "captions_val2017.json").write_text('{"images": [], "annotations": [{"caption": "a"}]}')
+    (annotations / "image_info_test-dev2017.json").write_text('{"images": [], "categories": []}')
+    (tmp_path / "val2017").symlink_to(fruit / "images", target_is_directory=True)
+    data = load_annotations(tmp_path, "val")
+    assert data.report.images == 13 and data.report.boxes == 25
+    assert data.records[0].path.parent == tmp_path / "val2017"
+    with pytest.raises(DatasetError, match=r"no annotation file for split 'test'"):
+        load_annotations(tmp_path, "test")  # the test-dev image list is not a labelled split
+
+
 def test_unknown_layouts_explain_the_three_layouts(tmp_path):
     with pytest.raises(DatasetError) as info:
         load_annotations(tmp_path)

@@ -67,7 +67,19 @@ def _coco_read(path: Path, split: str | None, class_names: list[str] | None, ima
         return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
     if split is None:
         raise DatasetError(path / "annotations", "a COCO folder's annotations are per split: name the split")
-    return read_coco(_coco_split(path / "annotations", split), image_dir or path / "images", class_names=class_names)
+    json_file = _coco_split(path / "annotations", split)
+    return read_coco(json_file, image_dir or _coco_split_images(path, json_file), class_names=class_names)
+
+
+def _coco_split_images(path: Path, json_file: Path) -> Path:
+    """``DIR/images``; for the official zip's ``instances_val2017.json`` its folder ``val2017`` in
+    ``DIR/images`` or ``DIR`` where it is one (COCO's own layout, no link needed)."""
+    if json_file.name.startswith("instances_"):
+        tag = json_file.stem.removeprefix("instances_")
+        for candidate in (path / "images" / tag, path / tag):
+            if candidate.is_dir():
+                return candidate
+    return path / "images"
 
 
 def _coco_images(json_file: Path) -> Path:
@@ -78,13 +90,16 @@ def _coco_images(json_file: Path) -> Path:
 
 
 def _coco_split(annotations: Path, split: str) -> Path:
-    """``<split>.json``, else the one file whose name contains the split (``instances_val2017.json``)."""
+    """``<split>.json``, else the one file whose name contains the split (``instances_val2017.json``), or
+    the one of those named ``instances_*`` (the official zip holds captions_ and person_keypoints_ beside)."""
     exact = annotations / f"{split}.json"
     if exact.is_file():
         return exact
-    matches = sorted(annotations.glob(f"*{split}*.json"))
-    if len(matches) == 1:
-        return matches[0]
+    # image_info_test-dev2017.json: COCO's list of unlabelled test images, not a split to train or evaluate on
+    matches = sorted(m for m in annotations.glob(f"*{split}*.json") if not m.name.startswith("image_info_"))
+    boxes = [m for m in matches if m.name.startswith("instances_")]
+    if len(matches) == 1 or len(boxes) == 1:
+        return matches[0] if len(matches) == 1 else boxes[0]
     available = ", ".join(sorted(p.name for p in annotations.glob("*.json")))
     raise DatasetError(exact, f"no annotation file for split {split!r} (found: {available})")
 
