@@ -237,17 +237,17 @@ def test_missing_file():
 def test_bombs_are_refused_from_the_header_everywhere(tmp_path, make_yolo, fmt):
     data = bomb(fmt)
     assert len(data) < 1000
-    with pytest.raises(ImageTooLargeError, match="too many pixels"):
-        open_image(data)
+    with pytest.raises(ImageTooLargeError, match=r"declares .*[\d,]{11} pixels; the limit is 178,956,970"):
+        open_image(data)  # WebP's largest side is 16,383: 268,435,456 pixels; the others 1,600,000,000
     path = tmp_path / f"bomb.{fmt}"
     path.write_bytes(data)
     with pytest.raises(ImageTooLargeError):
         read_image(path)
-    with pytest.raises(DatasetError, match=r"bomb\.\w+: .*too many pixels"):
+    with pytest.raises(DatasetError, match=r"bomb\.\w+: .*[\d,]{11} pixels; the limit"):
         decode_image(path, BOMB_SIDE, BOMB_SIDE)
     root = make_yolo({"a": ""})
     (root / "images" / "train" / "a.png").write_bytes(data)
-    with pytest.raises(DatasetError, match=r"a\.png: .*too many pixels"):
+    with pytest.raises(DatasetError, match=r"a\.png: .*[\d,]{11} pixels; the limit"):
         read_yolo(root, "train")  # the header read of the annotation load refuses it already
 
 
@@ -256,6 +256,19 @@ def test_own_pixel_limit_below_pillows(tmp_path):
     with pytest.raises(ImageTooLargeError, match=r"declares 200x300 = 60,000 pixels; the limit is 50,000"):
         open_image(data, max_pixels=50_000)
     assert read_image(data, max_pixels=60_000).size == (200, 300)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])  # a TIFF's load checks Pillow's limit again
+def test_own_pixel_limit_above_pillows(monkeypatch, fmt):
+    """--max-pixels for a mosaic larger than Pillow's own limit (Pillow refuses above twice it, before the
+    check by max_pixels): here Pillow's limit is lowered to 1,000 so that a 200x300 image stands for one."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000)
+    data = encode(Image.fromarray(np.zeros((300, 200, 3), np.uint8)), fmt)
+    with pytest.raises(ImageTooLargeError, match=r"declares 60,000 pixels; the limit is 1,500"):
+        open_image(data, max_pixels=1_500)  # Pillow's refusal, in fcos's words and limit
+    assert read_image(data, max_pixels=60_000).size == (200, 300)
+    with pytest.raises(ImageTooLargeError, match=r"declares 200x300 = 60,000 pixels; the limit is 59,999"):
+        open_image(data, max_pixels=59_999)  # still checked by the caller's own limit
 
 
 _NO_ALLOCATION = """
@@ -279,7 +292,7 @@ for path in map(Path, sys.argv[1:]):
         try:
             read(path)
         except (ImageTooLargeError, DatasetError) as exc:
-            assert "too many pixels" in str(exc), exc
+            assert "pixels; the limit is 178,956,970" in str(exc), exc
         else:
             sys.exit(f"{path} was decoded")
 print("refused", len(sys.argv) - 1)

@@ -28,6 +28,7 @@ corrupt). Nothing else escapes (``tests/data/test_image_fuzz.py`` checks it on t
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -125,12 +126,19 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_P
             raise ImageError(where, "image file not found") from None
         except OSError as exc:
             raise ImageError(where, f"cannot read the file: {exc.strerror or exc}") from None
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > 2 * Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses (at open, and a TIFF's load) above twice its process-wide limit, before the check
+        # by max_pixels below could speak: a caller allowing more (--max-pixels for a mosaic) raises it for
+        # the process so that Pillow refuses just above max_pixels. Not higher: WebP allocates at open.
+        Image.MAX_IMAGE_PIXELS = -(-max_pixels // 2)
     try:
-        # Pillow may warn about damaged metadata (EXIF, DPI) or a large image; the warnings are left alone:
-        # silencing them would change process-wide filters, from threads (scan_images, serve) too.
+        # Pillow may warn about damaged metadata (EXIF, DPI); the warnings are left alone: silencing
+        # them would change process-wide filters, from threads (scan_images, serve) too.
         image = Image.open(source, formats=FORMATS)
-    except Image.DecompressionBombError as exc:  # Pillow's own check, at its own (higher) limit
-        raise ImageTooLargeError(where, f"the header declares too many pixels to decode safely ({exc})") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own check: over twice the limit above
+        declared = re.search(r"Image size \((\d+) pixels\)", str(exc))
+        count = f"{int(declared.group(1)):,}" if declared else "too many"
+        raise ImageTooLargeError(where, f"the header declares {count} pixels; the limit is {max_pixels:,}") from None
     except UnidentifiedImageError:
         raise NotAnImageError(where, "not an image in a supported format (JPEG, PNG, BMP, TIFF, WebP, GIF)") from None
     except (PermissionError, IsADirectoryError, FileNotFoundError) as exc:  # the file, not its content
