@@ -91,7 +91,6 @@ def test_class_names_argument_fixes_order_and_rejects_unknown(make_voc):
             "<annotation><size><width>4</width><height>4</height></size><object><name>c</name></object></annotation>",
             "object 1 (c) has no <bndbox>",
         ),
-        (_xml(filename="missing.jpg"), "missing.jpg: image file not found (named by"),
     ],
 )
 def test_broken_xml_raises_naming_the_file(make_voc, text, problem):
@@ -114,4 +113,22 @@ def test_split_file_problems(make_voc, tmp_path):
         read_voc(root, "val")
     (root / "ImageSets" / "Main" / "train.txt").write_text("a\na\n")
     with pytest.raises(DatasetError, match=r"train\.txt line 2: image id 'a' repeats line 1"):
+        read_voc(root)
+
+
+def test_split_ids_may_hold_spaces_and_class_split_files_their_flag_column(make_voc):
+    root = make_voc({"ñ val_00000": _xml(), "b": _xml()}, split_lines=["ñ val_00000", "  b  "])
+    assert [r.path.name for r in read_voc(root).records] == ["ñ val_00000.jpg", "b.jpg"]
+    (root / "ImageSets" / "Main" / "cat_train.txt").write_text("ñ val_00000  1\nb -1\n")  # a class split file
+    assert [r.path.name for r in read_voc(root, "cat_train").records] == ["ñ val_00000.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize("filename", ["a", "A.JPG", "a.png", "C:\\data\\a.jpg", "elsewhere.jpg"])
+def test_a_filename_naming_no_file_falls_back_to_the_image_of_the_id(make_voc, filename):
+    """torchvision's rule (JPEGImages/<id>.jpg) where <filename> names no file: no suffix, another case or
+    suffix, a path from the machine that wrote the XML."""
+    root = make_voc({"a": _xml(filename=filename)})
+    assert read_voc(root).records[0].path == root / "JPEGImages" / "a.jpg"
+    (root / "JPEGImages" / "a.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"image file not found \(named by .*a\.xml\)"):
         read_voc(root)

@@ -5,7 +5,8 @@ import pytest
 
 from fcos.data.coco import read_coco
 from fcos.data.errors import DatasetError
-from fcos.data.yolo import NO_LABEL_FILE, ORPHAN_LABEL, label_path, read_yolo
+from fcos.data.layouts import layout_named, load_annotations
+from fcos.data.yolo import NO_LABEL_FILE, ORPHAN_LABEL, POLYGON, label_path, read_yolo
 
 
 @pytest.mark.parametrize("split", ["train", "val"])
@@ -42,6 +43,31 @@ def test_boxes_negatives_and_notes(make_yolo):
     assert "image without a label file (no objects): 1" in data.report.summary()
 
 
+def test_polygon_labels_are_read_as_their_boxes_and_a_bom_is_not_text(make_yolo):
+    # ultralytics' segment rows (class x1 y1 ... xn yn) train a detector on their bounding boxes
+    root = make_yolo({"a": "\ufeff1 0.5 0.5 0.5 0.5\r\n0 0.1 0.2 0.4 0.1 0.3 0.6 0.2 0.5\n"})
+    data = read_yolo(root, "train")
+    (a,) = data.records
+    # polygon x in [0.1, 0.4] * 40, y in [0.1, 0.6] * 20
+    np.testing.assert_allclose(a.boxes, [[10, 5, 30, 15], [4, 2, 16, 12]], atol=1e-5)
+    assert a.labels.tolist() == [1, 0] and data.report.notes == {POLYGON: 1}
+
+
+def test_roboflow_paths_quoted_name_keys_and_an_empty_split_value(tmp_path, write_image):
+    """A Roboflow export: data.yaml beside train/ and valid/, naming them '../train/images'."""
+    root = tmp_path / "export"
+    for split in ("train", "valid"):
+        write_image(root / split / "images" / "a.jpg", 40, 20)
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ''\n"
+                                    "nc: 2\nnames: {'0': cat, '1': dog}\n")
+    data = load_annotations(root, "val")
+    assert data.class_names == ["cat", "dog"] and data.records[0].path == root / "valid" / "images" / "a.jpg"
+    assert data.records[0].labels.tolist() == [1]
+    assert not layout_named("yolo").has_split(root, "test")  # 'test: ""' names no split
+
+
 @pytest.mark.parametrize(
     "yaml",
     [
@@ -72,12 +98,10 @@ def test_yaml_path_relative_to_yaml_and_class_names(make_yolo, tmp_path):
 @pytest.mark.parametrize(
     "text,line,problem",
     [
-        ("0 0.5 0.5 0.5\n", 1, "expected 5 fields 'class cx cy w h', got 4"),
-        (
-            "0 0.5 0.5 0.5 0.5\n0 0.1 0.1 0.2 0.1 0.3 0.3 0.1 0.4\n",
-            2,
-            "got 9 (polygon/segment labels are not supported)",
-        ),
+        ("0 0.5 0.5 0.5\n", 1, "expected 5 fields 'class cx cy w h' (or a polygon"),
+        ("0 0.5 0.5 0.5 0.5\n0 0.5 0.5 0.5 0.5 0.9\n", 2, "(or a polygon 'class x1 y1 x2 y2 x3 y3 ...'), got 6"),
+        ("0 0.1 0.1 0.2 0.1 0.3\n", 1, "got 6"),  # two points are no polygon
+        ("0 0.1 0.1 0.2 0.1 0.3 0.3 0.4\n", 1, "got 8"),  # an odd coordinate count
         ("\n\n0 0.5 abc 0.5 0.5\n", 3, "non-numeric field in '0 0.5 abc 0.5 0.5'"),
         ("2 0.5 0.5 0.5 0.5\n", 1, "class 2 is out of range 0..1"),
         ("-1 0.5 0.5 0.5 0.5\n", 1, "class -1 is out of range"),

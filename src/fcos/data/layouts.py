@@ -135,7 +135,7 @@ def _yolo_has_split(path: Path, split: str) -> bool:
         config = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError):
         return split == "train"  # unreadable: let load_annotations report it, once
-    return isinstance(config, dict) and config.get(split) is not None
+    return isinstance(config, dict) and config.get(split) not in (None, "")
 
 
 def _yolo_read(path: Path, split: str | None, class_names: list[str] | None, **_: Any) -> DetectionData:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
+from fcos.data.images import IMAGE_SUFFIXES
 from fcos.data.records import DetectionData, ImageRecord, LoadReport
 from fcos.data.writing import (
     WriteReport,
@@ -200,7 +201,8 @@ def _all_annotations(folder: Path) -> list[tuple[int, str]]:
 
 
 def _read_split(split_file: Path) -> list[tuple[int, str]]:
-    """(line number, image id) for each non-blank line; extra columns (class split files) are ignored."""
+    """(line number, image id) for each non-blank line: the line, less the trailing -1/0/1 column of a
+    class split file (``aeroplane_train.txt``); an id may hold spaces."""
     try:
         lines = split_file.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -209,18 +211,28 @@ def _read_split(split_file: Path) -> list[tuple[int, str]]:
         raise DatasetError(split_file, f"cannot read the split file: {e}") from None
     out, seen = [], {}
     for number, text in enumerate(lines, start=1):
-        fields = text.split()
-        if not fields:
+        image_id = text.strip()
+        fields = image_id.rsplit(None, 1)
+        if len(fields) == 2 and fields[1] in ("-1", "0", "1"):
+            image_id = fields[0]
+        if not image_id:
             continue
-        if fields[0] in seen:
-            raise DatasetError(
-                split_file, f"image id {fields[0]!r} repeats line {seen[fields[0]]}", line=number
-            )
-        seen[fields[0]] = number
-        out.append((number, fields[0]))
+        if image_id in seen:
+            raise DatasetError(split_file, f"image id {image_id!r} repeats line {seen[image_id]}", line=number)
+        seen[image_id] = number
+        out.append((number, image_id))
     if not out:
         raise DatasetError(split_file, "the split file lists no images")
     return out
+
+
+def _image_of_id(folder: Path, stem: str) -> Path | None:
+    """``<stem>.jpg`` (torchvision's VOC rule), else ``<stem>`` with another image suffix, in ``folder``:
+    where a <filename> names no file there (no suffix, another case or suffix, a Windows path)."""
+    for suffix in (".jpg", *IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)):
+        if (folder / f"{stem}{suffix}").is_file():
+            return folder / f"{stem}{suffix}"
+    return None
 
 
 def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
@@ -242,6 +254,8 @@ def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
         raise DatasetError(xml, f"<size> is {width}x{height}; it must be the real image size")
     filename = (top.findtext("filename") or "").strip() or f"{stem}.jpg"
     image = root / "JPEGImages" / filename
+    if not image.is_file():
+        image = _image_of_id(root / "JPEGImages", stem) or image
     if not image.is_file():
         raise DatasetError(image, f"image file not found (named by {xml})")
     objects = []

@@ -39,6 +39,7 @@ from fcos.utils.files import write_text
 __all__ = ["label_path", "read_yolo", "write_yolo"]
 
 NO_LABEL_FILE = "image without a label file (no objects)"
+POLYGON = "polygon (segment) label read as its bounding box"
 ORPHAN_LABEL = "label file without an image (not used)"
 CROWD_NOT_WRITTEN = "crowd / difficult boxes (YOLO has no crowd flag)"
 _SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp", "GIF": ".gif"}
@@ -191,6 +192,8 @@ def _load_yaml(path: Path) -> dict[str, Any]:
 def _names(config: dict[str, Any], path: Path) -> list[str]:
     names = config.get("names")
     if isinstance(names, dict):
+        # {'0': a} (quoted keys, as some exporters write them) means {0: a}
+        names = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v for k, v in names.items()}
         keys = list(names)
         if not all(type(k) is int for k in keys) or sorted(keys) != list(range(len(keys))):
             raise DatasetError(
@@ -222,7 +225,7 @@ def _root(config: dict[str, Any], path: Path) -> Path:
 
 def _split_sources(config: dict[str, Any], split: str, root: Path, path: Path) -> list[Path]:
     value = config.get(split)
-    if value is None:
+    if value is None or value == "":  # 'test: ""' names no split, as in ultralytics
         default = root / "images" / split
         if default.is_dir():
             return [default]
@@ -230,7 +233,16 @@ def _split_sources(config: dict[str, Any], split: str, root: Path, path: Path) -
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, str) for v in values):
         raise DatasetError(path, f"'{split}' must be a path or a list of paths, got {value!r}")
-    return [root / v for v in values]
+    return [_split_path(root, v) for v in values]
+
+
+def _split_path(root: Path, value: str) -> Path:
+    """``root / value``; for Roboflow's exports (``train: ../train/images`` in a data.yaml beside
+    ``train/``) the path without its leading ``../`` where only that exists, as ultralytics reads them."""
+    path = root / value
+    if not path.exists() and value.startswith("../") and (root / value[3:]).exists():
+        return root / value[3:]
+    return path
 
 
 def _list_images(source: Path) -> list[Path]:
@@ -273,7 +285,7 @@ def _record(image: Path, image_id: int, num_classes: int, report: LoadReport) ->
     label = label_path(image)
     boxes, labels = [], []
     try:
-        lines = label.read_text(encoding="utf-8").splitlines()
+        lines = label.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Windows editors) is not text
     except FileNotFoundError:
         report.notes[NO_LABEL_FILE] += 1
         lines = []
@@ -284,6 +296,8 @@ def _record(image: Path, image_id: int, num_classes: int, report: LoadReport) ->
         if not fields:
             continue
         cls, cx, cy, w, h = _parse_line(fields, num_classes, label, number)
+        if len(fields) > 5:
+            report.notes[POLYGON] += 1
         box = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
         box = fit_box(
             box, width, height, report, label, line=number, shown=f"box 'cx cy w h' = {' '.join(fields[1:])}"
@@ -297,11 +311,10 @@ def _record(image: Path, image_id: int, num_classes: int, report: LoadReport) ->
 def _parse_line(
     fields: list[str], num_classes: int, label: Path, number: int
 ) -> tuple[int, float, float, float, float]:
-    if len(fields) != 5:
-        extra = " (polygon/segment labels are not supported)" if len(fields) > 5 else ""
-        raise DatasetError(
-            label, f"expected 5 fields 'class cx cy w h', got {len(fields)}{extra}", line=number
-        )
+    polygon = len(fields) >= 7 and len(fields) % 2 == 1  # class x1 y1 ... xn yn (n >= 3): ultralytics' segments
+    if len(fields) != 5 and not polygon:
+        raise DatasetError(label, f"expected 5 fields 'class cx cy w h' (or a polygon 'class x1 y1 x2 y2 x3 y3 ...'), "
+                                  f"got {len(fields)}", line=number)
     try:
         values = [float(v) for v in fields]
     except ValueError:
@@ -311,6 +324,10 @@ def _parse_line(
     cls = values[0]
     if not cls.is_integer() or not 0 <= cls < num_classes:
         raise DatasetError(label, f"class {fields[0]} is out of range 0..{num_classes - 1}", line=number)
+    if polygon:  # its bounding box, as ultralytics trains a detector on segment labels (segments2boxes)
+        xs, ys = values[1::2], values[2::2]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        return int(cls), (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
     return int(cls), values[1], values[2], values[3], values[4]
 
 
