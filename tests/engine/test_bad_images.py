@@ -47,3 +47,17 @@ def test_skip_bad_images_trains_on_the_rest(broken_shapes, tmp_path, capsys):
     assert "images: 5 (" in out and "unreadable images skipped (--skip-bad-images): 1" in out
     assert f"{broken}: cannot decode the image" in out
     assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_a_broken_validation_image_keeps_the_updates_made(tmp_path, capsys):
+    """Met at the first evaluation, after the updates: they are saved in last.pt and the run resumes."""
+    root = generate_shapes(tmp_path / "shapes", num_train=4, num_val=2, image_size=96)
+    broken = load_annotations(root, "val").records[1].path
+    broken.write_bytes(broken.read_bytes()[:1500])
+    args = [a for a in tiny_train(root, tmp_path / "run", "--workers", "0") if a not in ("--val-split", "none")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {broken}: cannot decode the image") and "the 2 updates so far are in" in err
+    from fcos.weights.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 2

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
-from fcos.data import DetectionData, DetectionDataset, build_loader, load_annotations
+from fcos.data import DatasetError, DetectionData, DetectionDataset, build_loader, load_annotations
 from fcos.data.check import scan_images
 from fcos.data.loader import default_workers
 from fcos.data.pipeline import training_pipeline
@@ -330,9 +330,17 @@ class Trainer:
         the ``after_eval`` hooks."""
         assert self.val_data is not None
         self.check_updates()
-        self.val_result = run_evaluation(
-            self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.workers, 2),
-            device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
+        try:
+            self.val_result = run_evaluation(
+                self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.workers, 2),
+                device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
+        except DatasetError as exc:  # a validation image that cannot be decoded, met after hours of training
+            if D.world_size() > 1:
+                raise  # the other ranks are not here: no collective (save) can be entered
+            self.save("last.pt")
+            raise DatasetError(f"{exc}; the {self.iteration} updates so far are in {self.out / 'last.pt'}: mend or "
+                               "remove the image (or train with --skip-bad-images, which checks every image first) "
+                               "and --resume") from None
         self.val_metrics = metrics = self.val_result.metrics
         self._evaluated_at = self.iteration
         self._call("after_eval", metrics)
