@@ -239,3 +239,13 @@ def test_tls_needs_both_files(tmp_path):
         ServeConfig(tls_cert=str(tmp_path / "c.pem"))
     with pytest.raises(ServeConfigError, match="not found"):
         ServeConfig(tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem"))
+    # files that exist but are not a PEM pair: named before the model loads, not ssl's traceback at start-up
+    cert, key = self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_cert, _ = self_signed(tmp_path / "other")
+    (tmp_path / "notes.txt").write_text("not a certificate")
+    for pair, reason in (((str(tmp_path / "notes.txt"), key), "PEM"), ((other_cert, key), "KEY_VALUES_MISMATCH")):
+        with pytest.raises(ServeConfigError, match=rf"--tls-cert {pair[0]} and --tls-key {pair[1]} are not a PEM "
+                                                   rf"certificate and its private key \(.*{reason}"):
+            ServeConfig(tls_cert=pair[0], tls_key=pair[1])
+    assert ServeConfig(tls_cert=cert, tls_key=key).scheme == "https"

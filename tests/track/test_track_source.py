@@ -190,3 +190,17 @@ def test_the_cli_lets_a_bug_surface(sequence, tmp_path, monkeypatch):
     weights = tiny_checkpoint(tmp_path / "tiny.pt")
     with pytest.raises(ValueError, match="a bug deep inside"):
         main(["track", "--weights", str(weights), "--source", str(sequence.root), "--out", str(tmp_path / "o")])
+
+
+def test_a_missing_ground_truth_file_is_named_before_any_frame_is_tracked(sequence, tmp_path, monkeypatch, capsys):
+    import fcos.track
+    from fcos.cli import main
+
+    def tracked(*args, **kwargs):
+        raise AssertionError("tracked before the --eval file was checked")
+
+    monkeypatch.setattr(fcos.track, "track_source", tracked)
+    weights = tiny_checkpoint(tmp_path / "tiny.pt")
+    assert main(["track", "--weights", str(weights), "--source", str(sequence.root), "--out", str(tmp_path / "o"),
+                 "--eval", str(tmp_path / "gt.txt")]) == 1
+    assert capsys.readouterr().err == f"error: --eval {tmp_path / 'gt.txt'}: ground-truth file not found\n"

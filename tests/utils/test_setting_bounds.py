@@ -65,7 +65,7 @@ def test_library_configs_check_their_ranges():
         (lambda: cpu_from_scratch(ema=1.0), "TrainConfig.ema must be in (0, 1), got 1"),
         (lambda: TrainConfig(tile=16), "TrainConfig.tile must be at least 32, got 16"),
         (lambda: ModelOptions(fpn_channels=1), "ModelOptions.fpn_channels must be at least 2, got 1"),
-        (lambda: InferenceOptions(slice_overlap=1.0), "InferenceOptions.slice_overlap must be in [0, 1), got 1"),
+        (lambda: InferenceOptions(slice_overlap=1.0), "InferenceOptions.slice_overlap must be in [0, 0.9], got 1"),
         (lambda: TrackerConfig(track_buffer=-1), "TrackerConfig.track_buffer must be at least 0, got -1"),
         (lambda: LinkConfig(link_distance=0), "LinkConfig.link_distance must be > 0, got 0"),
     ]:

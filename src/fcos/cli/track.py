@@ -4,6 +4,7 @@ MOTChallenge sequence (ByteTrack), with MOT metrics against ground truth."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from fcos.cli.common import (
     Command,
@@ -55,6 +56,8 @@ def _track(args: argparse.Namespace) -> int:
 
     # before the model loads: settings that contradict each other are a SettingError (exit 2)
     config, link = TrackerConfig(**config_values(args, TrackerConfig)), LinkConfig(**config_values(args, LinkConfig))
+    if args.eval and not Path(args.eval).is_file():  # not only after the whole source is tracked
+        raise FileNotFoundError(f"--eval {args.eval}: ground-truth file not found")
     predictor = build_predictor(args)
     summary = track_source(predictor, args.source, args.out, config=config, tracker=args.tracker, conf=args.conf,
                            classes=args.classes, fps=args.fps, save_video=args.video, trail=args.trail,

@@ -82,8 +82,9 @@ class InferenceOptions:
         "auto", "cut the image into tiles of SIZE (or H W) px, predict each at the model's input size and merge: "
         "small objects keep their pixels. auto (default): the tiles a checkpoint trained with --tile was trained on, "
         "else the whole image; none: the whole image", group=INFERENCE, parse=parse_slice, nargs="+", metavar="SIZE")
-    slice_overlap: float = option(0.2, "fraction of a tile shared with its neighbour", group=INFERENCE,
-                                  parse=parse_fraction, metavar="R", bound=Bound(0, 1, high_open=True))
+    # at most 0.9: beyond, every pixel is predicted over 100 times (0.99 cut a 256-px image into 37k tiles)
+    slice_overlap: float = option(0.2, "fraction of a tile shared with its neighbour (at most 0.9)", group=INFERENCE,
+                                  parse=parse_fraction, metavar="R", bound=Bound(0, 0.9))
     full_image: bool | None = option(
         None, "with slicing, also predict the whole image as one more view (default: yes for --slice SIZE, no for "
         "--slice auto: a tile-trained model sees large objects in its tiles)", group=INFERENCE)

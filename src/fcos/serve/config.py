@@ -77,6 +77,8 @@ class ServeConfig:
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not Path(path).is_file():
                 raise ServeConfigError(f"TLS file not found: {path}")
+        if self.tls_cert is not None:
+            _check_tls_pair(self.tls_cert, self.tls_key)
         if self.api_key is not None:
             check_api_key(self.api_key)
 
@@ -86,6 +88,18 @@ class ServeConfig:
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert else "http"
+
+
+def _check_tls_pair(cert: str, key: str | None) -> None:
+    """Load the pair as the server will, before the model loads: a file that is not PEM, or a key that
+    is not the certificate's, is a ServeConfigError naming both files, not ssl's traceback at start-up."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ServeConfigError(f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its private "
+                               f"key ({exc})") from None
 
 
 def check_api_key(key: str, source: str = "the API key") -> str:
