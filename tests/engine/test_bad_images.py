@@ -61,3 +61,13 @@ def test_a_broken_validation_image_keeps_the_updates_made(tmp_path, capsys):
     from fcos.weights.checkpoint import load_checkpoint
 
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 2
+
+
+def test_a_dataset_without_the_validation_split_says_how_to_go_on(tmp_path, capsys):
+    root = generate_shapes(tmp_path / "shapes", num_train=2, num_val=1, image_size=96)
+    (root / "annotations" / "val.json").unlink()
+    args = [a for a in tiny_train(root, tmp_path / "run") if a not in ("--val-split", "none")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no annotation file for split 'val'" in err
+    assert "--val-split none" in err and not (tmp_path / "run" / "last.pt").exists()

@@ -56,3 +56,11 @@ def test_single_files_and_missing_sources(tree, tmp_path):
     star.mkdir()
     (star / "x.jpg").write_bytes(b"x")
     assert names(list_sources(star)) == [("x.jpg", False)]
+
+
+def test_every_jpeg_suffix_pillow_reads_is_a_source(tmp_path):
+    from PIL import Image
+
+    for name in ("a.jfif", "b.jpe", "c.JPG", "d.txt"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name, format="JPEG")
+    assert [f.name.as_posix() for f in list_sources(tmp_path)] == ["a.jfif", "b.jpe", "c.JPG"]

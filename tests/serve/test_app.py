@@ -81,6 +81,9 @@ def photo(shared_data):
 def test_health_and_self_contained_page(client):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["classes"] == CLASS_NAMES and health["backend"] == "torch"
+    for path in ("/health", "/ready"):  # HEAD, as load balancers probe: GET's status, no body
+        head = client.head(path)
+        assert head.status_code == client.get(path).status_code != 405 and head.content == b""
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text

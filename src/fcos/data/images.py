@@ -51,7 +51,7 @@ __all__ = [
     "read_image",
 ]
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # lower case
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jfif", ".jpe", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")  # lower case
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")  # Pillow format names opened (JPEG includes MPO)
 # Pillow's own refusal threshold (2 * Image.MAX_IMAGE_PIXELS, about 13,400 x 13,400): nothing Pillow
 # accepted before is refused, and the check now happens here, by name, before decoding.

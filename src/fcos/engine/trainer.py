@@ -28,7 +28,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from fcos.config import FCOSConfig, override
-from fcos.data import DatasetError, DetectionData, DetectionDataset, build_loader, load_annotations
+from fcos.data import (
+    DatasetError,
+    DetectionData,
+    DetectionDataset,
+    build_loader,
+    find_splits,
+    load_annotations,
+)
 from fcos.data.check import scan_images
 from fcos.data.loader import default_workers
 from fcos.data.pipeline import training_pipeline
@@ -208,7 +215,7 @@ class Trainer:
         seed_everything(config.seed)
         train_data = _load(config, config.train_split)
         # The validation split is indexed by the training split's class order (VOC/YOLO derive it per split).
-        val_data = _load(config, config.val_split, train_data.class_names) if config.val_split else None
+        val_data = _load_validation(config, train_data.class_names) if config.val_split else None
         if D.is_main():
             print(train_data.report.summary())
             if config.tile is None:
@@ -481,6 +488,17 @@ def _load(config: TrainConfig, split: str, class_names: list[str] | None = None)
     if config.skip_bad_images:
         data = scan_images(data, skip_bad_images=True, progress=config.progress and D.is_main())
     return data
+
+
+def _load_validation(config: TrainConfig, class_names: list[str]) -> DetectionData:
+    """The validation split; a dataset without it is named with the two ways on (most have none by default)."""
+    try:
+        return _load(config, config.val_split, class_names)
+    except DatasetError as exc:
+        if config.val_split in find_splits(config.data):
+            raise  # the split is there and broken: its own error
+        raise DatasetError(f"{exc}; name the split to validate on with --val-split, or train without validation: "
+                           "--val-split none (or make one: fcos data split)") from None
 
 
 def _build_model(config: FCOSConfig, weights: str | None, class_names: Sequence[str], device: torch.device) -> FCOS:

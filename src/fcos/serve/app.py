@@ -175,7 +175,7 @@ def create_app(weights: str | Path | Any, config: ServeConfig | None = None, *, 
     async def page() -> HTMLResponse:
         return HTMLResponse(resources.files("fcos.serve").joinpath("static/index.html").read_text(encoding="utf-8"))
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' and uptime checkers' probe
     async def health(request: Request) -> dict[str, Any]:
         """Liveness. Without the key (when one is required): only the status."""
         auth = "api_key" if config.api_key is not None else "none"
@@ -185,7 +185,7 @@ def create_app(weights: str | Path | Any, config: ServeConfig | None = None, *, 
                 "classes": list(predictor.class_names), "active": queue.active, "waiting": queue.waiting,
                 "max_concurrency": config.max_concurrency, "max_batch": config.max_batch}
 
-    @app.get("/ready")
+    @app.api_route("/ready", methods=["GET", "HEAD"])
     async def is_ready() -> JSONResponse:
         """Readiness: 200 once the model is loaded and one warm-up forward pass has run, 503 before."""
         return JSONResponse({"ready": ready.is_set()}, status_code=200 if ready.is_set() else 503)
