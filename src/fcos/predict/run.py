@@ -186,7 +186,7 @@ def _predict_video(predictor: Predictor, item: SourceFile, out_dir: Path, output
                 del record["image_id"], record["file_name"]
             frames.append({"frame": frame.index, "time": round(frame.time, 4), "detections": detections})
         if writer.frames == 0:
-            raise VideoError(item.path, f"no frame could be decoded ({len(broken)} broken)")
+            raise VideoError(item.path, f"no frame could be decoded ({len(broken)} broken)" if broken else "the video holds no frame")
     write_json(out_dir / output.with_suffix(".json"),
                {"file_name": item.name.as_posix(), "video": output.as_posix(), "fps": info["fps"], "width": info["width"],
                 "height": info["height"], "frames": frames, "skipped_frames": broken})
