@@ -119,3 +119,33 @@ def test_data_check_cli_default_is_every_split(shared_data, tmp_path, capsys):
     assert main(["data", "check", "--data", str(root)]) == 1
     assert f"{val.records[0].path}: not an image" in capsys.readouterr().err
     assert main(["data", "check", "--data", str(root), "--split", "train"]) == 0
+
+
+def test_skip_bad_images_also_leaves_out_images_that_are_not_there(shared_data, tmp_path, make_voc):
+    """A scraped dataset whose annotations name files that never arrived: COCO and VOC."""
+    root = _copy_fruit(shared_data, tmp_path)
+    before = check_dataset(root, "val", progress=False, out=io.StringIO())
+    gone = before.records[1].path
+    gone.unlink()
+    with pytest.raises(DatasetError, match=rf"{gone.name}: image file not found"):
+        check_dataset(root, "val", progress=False, out=io.StringIO())
+    out = io.StringIO()
+    data = check_dataset(root, "val", skip_bad_images=True, progress=False, out=out)
+    assert [r.path for r in data.records] == [r.path for r in before.records if r.path != gone]
+    assert data.report.boxes == before.report.boxes - len(before.records[1].boxes)
+    assert "unreadable images skipped (--skip-bad-images): 1" in out.getvalue()
+    assert f"{gone}: image file not found" in out.getvalue()
+
+    xml = ("<annotation><filename>{}.jpg</filename><size><width>40</width><height>30</height></size><object>"
+           "<name>cat</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>25</ymax></bndbox></object>"
+           "</annotation>")
+    voc = make_voc({stem: xml.format(stem) for stem in ("a", "b", "c")})
+    (voc / "JPEGImages" / "a.jpg").unlink()
+    kept = check_dataset(voc, "train", skip_bad_images=True, progress=False, out=io.StringIO())
+    assert [r.path.name for r in kept.records] == ["b.jpg", "c.jpg"] and kept.class_names == ["cat"]
+    assert kept.report.skipped_images == [f"{voc / 'JPEGImages' / 'a.jpg'}: image file not found (named by "
+                                          f"{voc / 'Annotations' / 'a.xml'})"]
+    for stem in ("b", "c"):
+        (voc / "JPEGImages" / f"{stem}.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"none of the 3 images it lists is there"):
+        check_dataset(voc, "train", skip_bad_images=True, progress=False, out=io.StringIO())

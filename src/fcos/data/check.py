@@ -80,8 +80,8 @@ def check_dataset(
     Raises:
         DatasetError: the first problem found, naming the file.
     """
-    loaded = scan_images(load_annotations(data, split, class_names), skip_bad_images=skip_bad_images,
-                         progress=progress)
+    annotations = load_annotations(data, split, class_names, skip_missing=skip_bad_images)
+    loaded = scan_images(annotations, skip_bad_images=skip_bad_images, progress=progress)
     out = out or sys.stdout
     print(loaded.report.summary(), file=out)
     print(f"  all {len(loaded.records)} images decode at their declared size", file=out)

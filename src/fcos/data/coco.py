@@ -17,7 +17,7 @@ from typing import Any
 
 from fcos.data.errors import DatasetError
 from fcos.data.geometry import fit_box
-from fcos.data.records import DetectionData, ImageRecord, LoadReport, remap_classes, to_coco
+from fcos.data.records import DetectionData, ImageRecord, LoadReport, left_out_missing, remap_classes, to_coco
 from fcos.data.writing import WriteReport, image_names, named_splits, place_image, staged_folder
 from fcos.utils.files import write_json
 
@@ -28,7 +28,8 @@ MAX_SIDE = 2**31 - 1  # beyond any real image; keeps sizes exact as floats
 
 
 def read_coco(
-    annotation_json: str | Path, image_dir: str | Path | None = None, *, class_names: list[str] | None = None
+    annotation_json: str | Path, image_dir: str | Path | None = None, *, class_names: list[str] | None = None,
+    skip_missing: bool = False,
 ) -> DetectionData:
     """Read a COCO detection file.
 
@@ -36,6 +37,7 @@ def read_coco(
         annotation_json: e.g. ``DIR/annotations/train.json``.
         image_dir: folder that ``file_name`` is relative to; default ``DIR/images`` (the json's grandparent).
         class_names: optional class order to map onto (by name), e.g. the training split's.
+        skip_missing: images whose file is not there are left out, named in ``report.skipped_images``.
 
     Raises:
         DatasetError: naming the file (and annotation id) for any structural or geometric problem.
@@ -44,13 +46,15 @@ def read_coco(
     image_dir = Path(image_dir) if image_dir is not None else path.parent.parent / "images"
     doc = _load_json(path)
     category_ids, names = _categories(doc["categories"], path)
-    images = _images(doc["images"], path, image_dir)
+    images = _images(doc["images"], path, image_dir, skip_missing)
     report = LoadReport(title=f"coco {path}")
     objects = _annotations(doc["annotations"], path, images, category_ids, report)
     records = [
         ImageRecord(image.path, image_id, image.width, image.height, *objects[image_id])
         for image_id, image in images.items()
     ]
+    if skip_missing:
+        records = left_out_missing(records, report, path)
     report.tally(records, names)
     data = DetectionData(records, names, category_ids, report, path, "coco")
     return remap_classes(data, class_names) if class_names is not None else data
@@ -224,8 +228,9 @@ def _categories(categories: list[Any], path: Path) -> tuple[list[int], list[str]
     return ids, [by_id[i] for i in ids]
 
 
-def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRecord]:
-    """image id -> record without boxes, in file order; checks ids, sizes and that each file exists."""
+def _images(images: list[Any], path: Path, image_dir: Path, missing_ok: bool = False) -> dict[int, ImageRecord]:
+    """image id -> record without boxes, in file order; checks ids, sizes and that each file exists
+    (``missing_ok``: the caller leaves out those that do not)."""
     out: dict[int, ImageRecord] = {}
     for i, img in enumerate(images):
         if not isinstance(img, dict):
@@ -243,7 +248,7 @@ def _images(images: list[Any], path: Path, image_dir: Path) -> dict[int, ImageRe
                 path, f"images[{i}] (id {image_id}) needs a string 'file_name', got {file_name!r}"
             )
         file = image_dir / file_name
-        if not file.is_file():
+        if not file.is_file() and not missing_ok:
             raise DatasetError(file, f"image file not found (image id {image_id} in {path})")
         out[image_id] = ImageRecord(file, image_id, width, height)
     return out

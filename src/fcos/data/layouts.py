@@ -62,13 +62,14 @@ def _coco_has_split(path: Path, split: str) -> bool:
 
 
 def _coco_read(path: Path, split: str | None, class_names: list[str] | None, image_dir: str | Path | None = None,
-               **_: Any) -> DetectionData:
+               skip_missing: bool = False, **_: Any) -> DetectionData:
     if path.is_file():
-        return read_coco(path, image_dir or _coco_images(path), class_names=class_names)
+        return read_coco(path, image_dir or _coco_images(path), class_names=class_names, skip_missing=skip_missing)
     if split is None:
         raise DatasetError(path / "annotations", "a COCO folder's annotations are per split: name the split")
     json_file = _coco_split(path / "annotations", split)
-    return read_coco(json_file, image_dir or _coco_split_images(path, json_file), class_names=class_names)
+    return read_coco(json_file, image_dir or _coco_split_images(path, json_file), class_names=class_names,
+                     skip_missing=skip_missing)
 
 
 def _coco_split_images(path: Path, json_file: Path) -> Path:
@@ -113,8 +114,9 @@ def _voc_has_split(path: Path, split: str) -> bool:
     return (path / "ImageSets" / "Main" / f"{split}.txt").is_file()
 
 
-def _voc_read(path: Path, split: str | None, class_names: list[str] | None, **_: Any) -> DetectionData:
-    return read_voc(path, split, class_names=class_names)  # split None: every Annotations/*.xml
+def _voc_read(path: Path, split: str | None, class_names: list[str] | None, skip_missing: bool = False,
+              **_: Any) -> DetectionData:
+    return read_voc(path, split, class_names=class_names, skip_missing=skip_missing)  # split None: every xml
 
 
 # ---------------------------------------------------------------------------------------- YOLO
@@ -183,6 +185,7 @@ def load_annotations(
     class_names: list[str] | None = None,
     *,
     image_dir: str | Path | None = None,
+    skip_missing: bool = False,
 ) -> DetectionData:
     """Read a dataset split in whichever layout ``data`` has (:data:`LAYOUTS`).
 
@@ -192,8 +195,10 @@ def load_annotations(
         class_names: optional class order, e.g. ``train.class_names`` when loading ``val``.
         image_dir: images folder for a COCO .json (default: ``../images`` beside its folder, else ``images/``
             beside the file).
+        skip_missing: leave out the images the annotations name but that are not there, listed in
+            ``report.skipped_images`` (``--skip-bad-images``), instead of a DatasetError naming the first.
     """
-    return layout_of(data).read(Path(data), split, class_names, image_dir=image_dir)
+    return layout_of(data).read(Path(data), split, class_names, image_dir=image_dir, skip_missing=skip_missing)
 
 
 def find_splits(data: str | Path) -> list[str]:

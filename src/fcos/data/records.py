@@ -21,7 +21,7 @@ import numpy as np
 
 from fcos.data.errors import DatasetError
 
-__all__ = ["DetectionData", "ImageRecord", "LoadReport", "remap_classes", "to_coco"]
+__all__ = ["DetectionData", "ImageRecord", "LoadReport", "left_out_missing", "remap_classes", "to_coco"]
 
 SHOWN_SKIPPED = 20  # skipped images named one per line in the summary; the rest are counted
 
@@ -185,6 +185,16 @@ def to_coco(data: DetectionData) -> dict[str, Any]:
                 )
     categories = [{"id": int(i), "name": n} for i, n in zip(data.category_ids, data.class_names, strict=True)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def left_out_missing(records: list[ImageRecord], report: LoadReport, source: Path) -> list[ImageRecord]:
+    """``records`` less those whose image file is not there, each named in ``report.skipped_images``
+    (a reader's ``skip_missing``); a DatasetError naming ``source`` when none is left."""
+    kept = [r for r in records if r.path.is_file()]
+    report.skipped_images.extend(f"{r.path}: image file not found" for r in records if not r.path.is_file())
+    if records and not kept:
+        raise DatasetError(source, f"none of the {len(records)} images it names is there ({records[0].path}, ...)")
+    return kept
 
 
 def remap_classes(data: DetectionData, class_names: list[str]) -> DetectionData:

@@ -54,7 +54,7 @@ class _Annotation:
 
 
 def read_voc(
-    root: str | Path, split: str | None = "train", *, class_names: list[str] | None = None
+    root: str | Path, split: str | None = "train", *, class_names: list[str] | None = None, skip_missing: bool = False
 ) -> DetectionData:
     """Read one split of a VOC-layout dataset.
 
@@ -64,6 +64,7 @@ def read_voc(
             ``Annotations/*.xml`` in name order (a folder not divided into splits yet).
         class_names: class order; default the sorted names found in this split. Pass the training split's
             names when loading validation so that indices agree. Unknown names are then an error.
+        skip_missing: images whose file is not there are left out, named in ``report.skipped_images``.
 
     Image ids are 1..N in split-file order.
     """
@@ -74,7 +75,11 @@ def read_voc(
     else:
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         entries = _read_split(split_file)
-    annotations = [_parse(root, stem, split_file, line) for line, stem in entries]
+    annotations = [_parse(root, stem, split_file, line, skip_missing) for line, stem in entries]
+    missing = [f"{ann.image}: image file not found (named by {ann.xml})" for ann in annotations if not ann.image.is_file()]
+    if missing and len(missing) == len(annotations):
+        raise DatasetError(split_file, f"none of the {len(missing)} images it lists is there ({missing[0]}, ...)")
+    annotations = [ann for ann in annotations if ann.image.is_file()]
     found = sorted({obj.name for ann in annotations for obj in ann.objects})
     names = list(class_names) if class_names is not None else found
     index = {name: i for i, name in enumerate(names)}
@@ -82,7 +87,7 @@ def read_voc(
         raise DatasetError(split_file, f"the given class_names {names} contain duplicates")
     if not names:
         raise DatasetError(split_file, "no objects in this split, so no class names: pass class_names")
-    report = LoadReport(title=f"voc {split_file}")
+    report = LoadReport(title=f"voc {split_file}", skipped_images=missing)
     records = []
     for image_id, ann in enumerate(annotations, start=1):
         boxes, labels, crowd, crowd_labels = [], [], [], []
@@ -235,7 +240,7 @@ def _image_of_id(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
+def _parse(root: Path, stem: str, split_file: Path, line: int, missing_ok: bool = False) -> _Annotation:
     xml = root / "Annotations" / f"{stem}.xml"
     try:
         tree = ET.parse(xml)
@@ -256,7 +261,7 @@ def _parse(root: Path, stem: str, split_file: Path, line: int) -> _Annotation:
     image = root / "JPEGImages" / filename
     if not image.is_file():
         image = _image_of_id(root / "JPEGImages", stem) or image
-    if not image.is_file():
+    if not image.is_file() and not missing_ok:
         raise DatasetError(image, f"image file not found (named by {xml})")
     objects = []
     for k, obj in enumerate(top.iter("object"), start=1):

@@ -484,7 +484,7 @@ def _advise_tiles(data: DetectionData, input_size: int) -> None:
 
 
 def _load(config: TrainConfig, split: str, class_names: list[str] | None = None) -> DetectionData:
-    data = load_annotations(config.data, split, class_names)
+    data = load_annotations(config.data, split, class_names, skip_missing=config.skip_bad_images)
     if config.skip_bad_images:
         data = scan_images(data, skip_bad_images=True, progress=config.progress and D.is_main())
     return data
