@@ -76,7 +76,7 @@ def read_voc(
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         entries = _read_split(split_file)
     annotations = [_parse(root, stem, split_file, line, skip_missing) for line, stem in entries]
-    missing = [f"{ann.image}: image file not found (named by {ann.xml})" for ann in annotations if not ann.image.is_file()]
+    missing = [f"{a.image}: image file not found (named by {a.xml})" for a in annotations if not a.image.is_file()]
     if missing and len(missing) == len(annotations):
         raise DatasetError(split_file, f"none of the {len(missing)} images it lists is there ({missing[0]}, ...)")
     annotations = [ann for ann in annotations if ann.image.is_file()]

@@ -80,7 +80,8 @@ def predict_source(
     :class:`fcos.predict.video.VideoError` naming it. Otherwise broken files (empty, truncated, corrupt, not an
     image whatever the suffix, too many pixels, too small for the model) and broken video frames are
     skipped with a warning naming each and why, then a warning with the count; PredictInputError if
-    nothing could be read (or no file, or out_dir holds the sources). A failed write raises :class:`fcos.utils.files.WriteError` naming the file. Returns ``out_dir``.
+    nothing could be read (or no file, or out_dir holds the sources). A failed write raises
+    :class:`fcos.utils.files.WriteError` naming the file. Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     files = list_sources(source, recursive=recursive, exclude=out_dir)
@@ -186,7 +187,8 @@ def _predict_video(predictor: Predictor, item: SourceFile, out_dir: Path, output
                 del record["image_id"], record["file_name"]
             frames.append({"frame": frame.index, "time": round(frame.time, 4), "detections": detections})
         if writer.frames == 0:
-            raise VideoError(item.path, f"no frame could be decoded ({len(broken)} broken)" if broken else "the video holds no frame")
+            raise VideoError(item.path, f"no frame could be decoded ({len(broken)} broken)" if broken
+                             else "the video holds no frame")
     write_json(out_dir / output.with_suffix(".json"),
                {"file_name": item.name.as_posix(), "video": output.as_posix(), "fps": info["fps"], "width": info["width"],
                 "height": info["height"], "frames": frames, "skipped_frames": broken})

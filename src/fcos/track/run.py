@@ -184,7 +184,8 @@ def track_source(
             if draw_now:
                 writer.write(drawing(image, tracks))
         if not detect_ms:
-            raise VideoError(src.path, f"no frame could be decoded ({len(skipped)} broken)" if skipped else "the video holds no frame")
+            raise VideoError(src.path, f"no frame could be decoded ({len(skipped)} broken)" if skipped
+                             else "the video holds no frame")
     unlinked = len(history)
     if linking:
         assert link is not None
