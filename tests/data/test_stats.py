@@ -49,6 +49,13 @@ def test_input_size_suggestion_follows_the_models_resize():
     assert suggest(data).input_size == 640  # tiling is judged at 640 unless an input size is given
 
 
+def test_the_median_object_reads_the_same_in_every_line():
+    side = math.sqrt(64.949 ** 2)  # printed "64.9"; rounded to 2 decimals first (64.95) it printed "65.0"
+    stats = compute_stats({"train": _images(8000, 8000, side)}, img_size=640)
+    text = stats.summary()
+    assert "median 64.9 px;" in text and "(64.9 px natively)" in text and "65.0" not in text
+
+
 def test_tiles_when_the_input_size_shrinks_objects_of_larger_images():
     # At --img-size 128 the 40 px objects of 400 px images have 12.8 px: 128 px tiles at native
     # resolution keep their 40 px.

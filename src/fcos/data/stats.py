@@ -219,7 +219,8 @@ def suggest(data: DetectionData, img_size: int | None = None) -> Suggestions:
         notes.append(f"the median object has {median:.1f} px in images no larger than the input: only a larger "
                      "--img-size (upsampling) enlarges it")
     rare, threshold = rare_classes(data)
-    return Suggestions(best, size, round(median, 2), round(resized, 2), tile, rare, threshold, notes)
+    # the median as the size line prints it (.1f): rounded twice (to 2, then 1 decimal) 64.949 read 65.0 there
+    return Suggestions(best, size, round(median, 1), round(resized, 2), tile, rare, threshold, notes)
 
 
 def rare_classes(data: DetectionData) -> tuple[list[str], float | None]:
