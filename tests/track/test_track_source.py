@@ -204,3 +204,12 @@ def test_a_missing_ground_truth_file_is_named_before_any_frame_is_tracked(sequen
     assert main(["track", "--weights", str(weights), "--source", str(sequence.root), "--out", str(tmp_path / "o"),
                  "--eval", str(tmp_path / "gt.txt")]) == 1
     assert capsys.readouterr().err == f"error: --eval {tmp_path / 'gt.txt'}: ground-truth file not found\n"
+
+
+def test_classes_match_exactly_or_by_the_one_name_equal_ignoring_case():
+    from fcos.track.run import _class_indices
+
+    assert _class_indices(["Ellipse", "rectangle"], ["rectangle", "ellipse"]).tolist() == [1, 0]
+    assert _class_indices(["car"], ["Car", "car"]).tolist() == [1]  # exact wins
+    with pytest.raises(TrackInputError, match=r"unknown classes \['CAR'\]"):
+        _class_indices(["CAR"], ["Car", "car"])  # two names equal ignoring case: ambiguous

@@ -232,13 +232,23 @@ def _draw_again(src: _Source, history: TrackHistory, drawing: _Drawing, path: Pa
 
 
 def _class_indices(classes: Sequence[str] | None, class_names: Sequence[str]) -> np.ndarray | None:
-    """The indices of ``classes`` in ``class_names``; TrackInputError naming any unknown name and the choices."""
+    """The indices of ``classes`` in ``class_names``, exact or else the one name equal ignoring case
+    (``Car`` for ``car``); TrackInputError naming any unknown name and the choices."""
     if classes is None:
         return None
-    unknown = [c for c in classes if c not in class_names]
+    names = list(class_names)
+
+    def index(name: str) -> int:
+        if name in names:
+            return names.index(name)
+        same = [i for i, known in enumerate(names) if known.casefold() == name.casefold()]
+        return same[0] if len(same) == 1 else -1  # ambiguous (Car and car both classes): unknown
+
+    indices = [index(c) for c in classes]
+    unknown = [c for c, i in zip(classes, indices, strict=True) if i < 0]
     if unknown:
-        raise TrackInputError(f"unknown classes {unknown}; the model has {list(class_names)}")
-    return np.array([list(class_names).index(c) for c in classes], np.int64)
+        raise TrackInputError(f"unknown classes {unknown}; the model has {names}")
+    return np.array(indices, np.int64)
 
 
 def _open(source: str | Path, out_dir: Path) -> _Source:
