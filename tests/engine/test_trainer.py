@@ -201,3 +201,24 @@ def test_deferred_checks_read_the_flags_at_the_log_interval_and_before_a_checkpo
     with pytest.raises(NonFiniteLossError, match="update 2 "):
         stop.run()  # read before the checkpoint of update 4
     assert load_checkpoint(tmp_path / "stop" / "last.pt")["iteration"] == 2
+
+
+def test_with_ema_checkpoints_hold_the_validated_average_and_resume_bit_identically(shared_data, tmp_path):
+    """Evaluation (and best.pt's choice) uses the EMA: inference must read the same weights."""
+    data = shared_data / "fruit"
+    trainer = Trainer.from_config(tiny(3), config(data, tmp_path / "a", ema=0.9))
+    trainer.run()
+    saved = load_checkpoint(tmp_path / "a" / "last.pt")
+    average, raw = trainer.ema.module.state_dict(), trainer.model.state_dict()
+    assert all(torch.equal(saved["model"][k], average[k]) for k in average)
+    assert all(torch.equal(saved["train_model"][k], raw[k]) for k in raw)
+    assert any(not torch.equal(average[k], raw[k]) for k in raw)  # the two differ: the test can tell them apart
+    from fcos.weights.checkpoint import load_model
+
+    model, _ = load_model(tmp_path / "a" / "last.pt")
+    assert all(torch.equal(v, average[k]) for k, v in model.state_dict().items())
+    Trainer.from_config(tiny(3), config(data, tmp_path / "b", ema=0.9)).run(stop_at=3)
+    Trainer.from_config(tiny(3), config(data, tmp_path / "b", ema=0.9, resume="auto")).run()
+    b = load_checkpoint(tmp_path / "b" / "last.pt")
+    for key in ("model", "train_model"):
+        assert all(torch.equal(saved[key][k], b[key][k]) for k in saved[key])

@@ -413,8 +413,10 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (a checkpoint, with the model's own part for inference)."""
+        # "model" is what evaluation validated and inference reads: the average with --ema (best.pt was
+        # chosen by it); the training weights, which resuming needs, are then kept beside it.
         state = {
-            **model_checkpoint(self.model, self.class_names, self.category_ids, tile=self.tile,
+            **model_checkpoint(self.eval_model, self.class_names, self.category_ids, tile=self.tile,
                                input_scale=self.input_scale),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"total": self.total, "warmup": self._warmup()},
@@ -424,7 +426,8 @@ class Trainer:
             "train_config": dataclasses.asdict(self.cfg), "launch": launch.launch_id(),
         }
         if self.ema:
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = {"updates": self.ema.updates, "decay": self.ema.decay}
+            state["train_model"] = getattr(self.model, "module", self.model).state_dict()
         return state
 
     def save(self, name: str) -> None:
@@ -444,11 +447,12 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any], path: Path | str = "the checkpoint") -> None:
         """Continue from a checkpoint :meth:`state_dict` wrote (every rank; ends in a collective)."""
-        self.model.load_state_dict(state["model"])
+        self.model.load_state_dict(state.get("train_model", state["model"]))
         self.optimizer.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state["scaler"])
-        if self.ema and "ema" in state:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema and "ema" in state:  # older checkpoints kept the average in state["ema"]["module"]
+            self.ema.load_state_dict({"module": state["model"], **state["ema"]} if "train_model" in state
+                                     else state["ema"])
         self.length.total = state["scheduler"]["total"]
         previous = state.get("train_config", {})
         if (previous.get("max_iters"), previous.get("epochs")) != (self.cfg.max_iters, self.cfg.epochs):
