@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -222,3 +223,36 @@ def test_with_ema_checkpoints_hold_the_validated_average_and_resume_bit_identica
     b = load_checkpoint(tmp_path / "b" / "last.pt")
     for key in ("model", "train_model"):
         assert all(torch.equal(saved[key][k], b[key][k]) for k in saved[key])
+
+
+def test_a_tile_trained_run_validates_sliced_by_its_tiles_as_its_checkpoint_evaluates(shared_data, tmp_path):
+    """Validation (and so best.pt and --patience) must score the mode the checkpoint is used in: --slice auto."""
+    from fcos.engine.run_config import run_configs
+    from fcos.evaluation import run_evaluation
+    from fcos.model.options import ModelOptions
+    from fcos.predict import Predictor
+    from fcos.predict.options import InferenceOptions
+
+    data = shared_data / "raccoon"
+    values = dict(data=str(data), out=str(tmp_path / "a"), batch_size=3, max_iters=4, workers=0, progress=False,
+                  log_every=2, lr=1e-3, warmup_iters=2, tile=128, tile_scale=0.5, tile_full_ratio=0.25)
+    model_cfg, cfg = run_configs(train_values=values, recipe="cpu",
+                                 options=ModelOptions(backbone="resnet18", fpn_channels=32, head_convs=1))
+    # 4 updates leave every score near the prior (0.01): keep them, to compare what the two modes predict
+    model_cfg = dataclasses.replace(model_cfg, decode=dataclasses.replace(model_cfg.decode, score_thresh=0.001))
+    trainer = Trainer.from_config(model_cfg, cfg)
+    summary = trainer.run()
+    checkpoint = tmp_path / "a" / "last.pt"
+    sliced = Predictor(checkpoint)  # --slice auto: its own tiles
+    whole = sliced.with_options(InferenceOptions(slice="none"))
+    assert sliced.tiles is not None
+    runs = {name: run_evaluation(p.as_detector() if name == "sliced" else p.model, trainer.val_data, progress=False)
+            for name, p in (("sliced", sliced), ("whole", whole))}
+    assert summary["val"]["AP"] == pytest.approx(runs["sliced"].metrics["AP"], abs=1e-3)
+
+    def top_scores(result):  # each image's best scores: what the two modes predict differs here after 4 updates
+        return torch.cat([p["scores"].sort(descending=True).values[:20] for p in result.predictions])
+
+    validated = top_scores(trainer.val_result)
+    assert torch.allclose(validated, top_scores(runs["sliced"]), atol=1e-3)
+    assert not torch.allclose(validated, top_scores(runs["whole"]), atol=1e-3)

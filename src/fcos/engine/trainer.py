@@ -63,6 +63,7 @@ from fcos.engine.train_config import TrainConfig
 from fcos.evaluation import EvalResult, run_evaluation
 from fcos.model.detector import FCOS
 from fcos.ops.sizing import resize_scale
+from fcos.predict.predictor import Predictor
 from fcos.utils import distributed as D
 from fcos.utils.files import WriteError
 from fcos.utils.hub import WeightsUnavailableError
@@ -338,9 +339,11 @@ class Trainer:
         assert self.val_data is not None
         self.check_updates()
         try:
-            self.val_result = run_evaluation(
-                self.eval_model, self.val_data, batch_size=self.cfg.batch_size, workers=min(self.workers, 2),
-                device=self.device, amp_dtype=self.precision.dtype, progress=self.cfg.progress)
+            with D.evaluating(self.eval_model) as model:
+                self.val_result = run_evaluation(
+                    self._validated(model), self.val_data, batch_size=self.cfg.batch_size,
+                    workers=min(self.workers, 2), device=self.device, amp_dtype=self.precision.dtype,
+                    progress=self.cfg.progress)
         except DatasetError as exc:  # a validation image that cannot be decoded, met after hours of training
             if D.world_size() > 1:
                 raise  # the other ranks are not here: no collective (save) can be entered
@@ -352,6 +355,15 @@ class Trainer:
         self._evaluated_at = self.iteration
         self._call("after_eval", metrics)
         return metrics
+
+    def _validated(self, model: nn.Module) -> Any:
+        """What validation predicts with: the model itself, or for a tile-trained run the model sliced by
+        its own tiles, as its checkpoint predicts and evaluates (``--slice auto``): its AP chooses best.pt."""
+        if self.tile is None:
+            return model
+        record = {"class_names": self.class_names, "category_ids": self.category_ids, "tile": self.tile,
+                  "input_scale": self.input_scale}
+        return Predictor.from_model(model, record, device=self.device, dtype=self.precision.dtype).as_detector()
 
     def _count_boxes(self, micro_batches: list[MicroBatch]) -> None:
         for _, targets in micro_batches:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from fcos.config import STRIDES, FCOSConfig, InputConfig
 from fcos.export.host import finish, input_shape, prepare_inputs
@@ -59,6 +59,16 @@ class TorchBackend:
             self.model.compile(mode=default_mode(device, fixed_size=True))
         self.img_size: list[int] | None = None  # the model's own size rule, no fixed input
         self.batched = True
+
+    @classmethod
+    def from_model(cls, model: nn.Module, device: str | torch.device, dtype: torch.dtype | None) -> TorchBackend:
+        """A model already in memory (no checkpoint read), autocast to ``dtype`` (None: fp32)."""
+        self = cls.__new__(cls)
+        self.model, self.device, self.config, self.state, self.metadata = model, device, model.config, {}, {}
+        self.dtype = dtype
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+        self.img_size, self.batched = None, True
+        return self
 
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         """The padded shape an image of this size enters the network at (alone)."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from fcos.export.formats import runtimes
@@ -145,6 +145,24 @@ class Predictor:
             self.runner = ExportedBackend(weights, self.backend, device, num_threads or torch.get_num_threads())
             self.exported = self.runner.exported
             record = self.runner.metadata
+        self._describe_model(record)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, record: dict[str, Any], *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype | None = None, options: InferenceOptions | None = None) -> Predictor:
+        """A predictor over an FCOS model in memory, in whatever mode the caller keeps it (eval for
+        predictions): how training validates a tile-trained model as its checkpoint will be used.
+        ``record``: what a checkpoint holds beside the weights (``class_names``, ``category_ids``, ``tile``,
+        ``input_scale``); ``dtype``: the autocast dtype, None for fp32."""
+        self = cls.__new__(cls)
+        self.weights, self.backend, self.device, self.conf, self.progress = Path("<model>"), "torch", device, None, False
+        self.options = options or InferenceOptions()
+        self.runner = TorchBackend.from_model(model, device, dtype)
+        self._describe_model(record)
+        return self
+
+    def _describe_model(self, record: dict[str, Any]) -> None:
+        """What the model's record says (classes, tiles, scale), then the inference options."""
         self.config = self.runner.config
         self.input_config, self.decode_config = self.config.input, self.config.decode
         self.class_names = [str(n) for n in record["class_names"]]
