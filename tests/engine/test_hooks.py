@@ -140,6 +140,14 @@ def budget_run(tmp_path, **changes):
     return trainer.run()
 
 
+def test_a_larger_time_budget_extends_a_resumed_run(tmp_path):
+    # 10 s at 0.25 s per update: 40 updates; resumed with 15 s, the 5 s left fill 20 more (it ended at once)
+    assert budget_run(tmp_path, time_budget=10.0)["iteration"] == 40
+    summary = budget_run(tmp_path, time_budget=15.0, resume="auto")
+    assert summary["iteration"] == 60 and summary["ended_by"] == "time_budget"
+    assert budget_run(tmp_path, time_budget=12.0, resume="auto")["iteration"] == 60  # 15 s trained: nothing left
+
+
 def test_time_budget_alone_fills_the_budget(tmp_path):
     # 6 samples at batch 2: 3 updates per epoch. 10 s at 0.25 s per update = 40 updates (13+ epochs,
     # beyond the default 12 epochs' 36): the budget alone sets the length.

@@ -256,3 +256,29 @@ def test_a_tile_trained_run_validates_sliced_by_its_tiles_as_its_checkpoint_eval
     validated = top_scores(trainer.val_result)
     assert torch.allclose(validated, top_scores(runs["sliced"]), atol=1e-3)
     assert not torch.allclose(validated, top_scores(runs["whole"]), atol=1e-3)
+
+
+def test_resume_checks_the_network_and_classes_and_takes_the_new_learning_rate(shared_data, tmp_path):
+    from fcos.data import load_annotations
+    from fcos.weights.checkpoint import CheckpointError
+
+    data = shared_data / "fruit"
+    Trainer.from_config(tiny(3), config(data, tmp_path / "a", log_every=1)).run(stop_at=3)
+    wider = model_config_for(3, backbone="resnet18", img_size=128, fpn_channels=64, head_convs=1)
+    with pytest.raises(CheckpointError, match=r"last\.pt was trained with fpn\.channels 32 \(given 64\); head\.norm_groups 16 \(given 32\): resume it "
+                                              r"with its own settings, --config .*config\.yaml --resume"):
+        Trainer.from_config(wider, config(data, tmp_path / "a", resume="auto"))
+    # the same classes in another order (a VOC copy sorts them): the classifier rows would be relabelled
+    from fcos.engine.trainer import _check_same_model
+
+    state = load_checkpoint(tmp_path / "a" / "last.pt")
+    names = load_annotations(data, "train").class_names
+    with pytest.raises(CheckpointError, match=rf"classes {names} \(given {names[::-1]}\)".replace("[", r"\[")):
+        _check_same_model(state, state["config"], names[::-1], tmp_path / "a" / "last.pt")
+    _check_same_model(state, {**state["config"], "decode": {"score_thresh": 0.5}}, names, "x")  # not the network
+    resumed = Trainer.from_config(tiny(3), config(data, tmp_path / "a", resume="auto", lr=5e-3, log_every=1))
+    assert {g["initial_lr"] for g in resumed.optimizer.param_groups} == {5e-3}  # before: the checkpoint's 1e-3
+    resumed.run()
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+           if json.loads(x)["event"] == "train"]
+    assert lrs[3] > 2e-3  # update 4 at the new rate's schedule (the old one gave < 1e-3)

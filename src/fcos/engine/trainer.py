@@ -67,7 +67,7 @@ from fcos.predict.predictor import Predictor
 from fcos.utils import distributed as D
 from fcos.utils.files import WriteError
 from fcos.utils.hub import WeightsUnavailableError
-from fcos.weights.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from fcos.weights.checkpoint import CheckpointError, load_checkpoint, model_checkpoint, save_checkpoint
 from fcos.weights.finetune import initialise_from
 from fcos.weights.pretrained import prefetch
 
@@ -458,9 +458,22 @@ class Trainer:
             raise failure
 
     def load_state_dict(self, state: dict[str, Any], path: Path | str = "the checkpoint") -> None:
-        """Continue from a checkpoint :meth:`state_dict` wrote (every rank; ends in a collective)."""
+        """Continue from a checkpoint :meth:`state_dict` wrote (every rank; ends in a collective). The
+        model and classes must be the checkpoint's (CheckpointError naming what differs); the optimizer
+        continues with its state, at the learning rate and weight decay this run was given."""
+        _check_same_model(state, getattr(self.model, "module", self.model).config.to_dict(), self.class_names, path)
+        given = [(group["initial_lr"], group["weight_decay"]) for group in self.optimizer.param_groups]
         self.model.load_state_dict(state.get("train_model", state["model"]))
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:  # other parameter groups: another --optimizer, --recipe or bias rule
+            raise CheckpointError(f"cannot resume {path} with these optimizer settings ({exc}); resume with the run's "
+                                  f"own settings: --config {Path(path).parent / 'config.yaml'} --resume") from None
+        for group, (lr, weight_decay) in zip(self.optimizer.param_groups, given, strict=True):
+            if (group["initial_lr"], group["weight_decay"]) != (lr, weight_decay) and D.is_main():
+                print(f"resuming with {group.get('name', 'group')} lr {lr:g} (was {group['initial_lr']:g}), weight decay "
+                      f"{weight_decay:g} (was {group['weight_decay']:g})", flush=True)
+            group["initial_lr"], group["weight_decay"] = lr, weight_decay
         self.precision.load_state_dict(state["scaler"])
         if self.ema and "ema" in state:  # older checkpoints kept the average in state["ema"]["module"]
             self.ema.load_state_dict({"module": state["model"], **state["ema"]} if "train_model" in state
@@ -471,6 +484,11 @@ class Trainer:
             # Resuming with a new length extends (or shortens) the run (a time budget then re-fits it);
             # the same length resumes exactly, with the schedule the checkpoint was fitted to.
             self.length.total = self.planned_updates() or self.length.total
+        elif self.cfg.time_budget and previous.get("time_budget") != self.cfg.time_budget:
+            # A new budget: the updates it leaves are measured and fitted again (from the seconds trained).
+            left = self.cfg.time_budget > state["train_seconds"]
+            self.length.total = (self.planned_updates() or state["iteration"] + max(100, self.updates_per_epoch)
+                                 if left else state["iteration"])
         self.epoch, self.iteration, self.position = state["epoch"], state["iteration"], state["position"]
         self.train_seconds = state["train_seconds"]
         hooks = state.get("hooks") or _legacy_hook_states(state)
@@ -482,6 +500,32 @@ class Trainer:
         if D.is_main():
             restart = f", restart {launch.restart_count()}" if launch.restart_count() else ""
             print(f"resumed from {path} at update {self.iteration} (epoch {self.epoch}{restart})", flush=True)
+
+
+# The config keys that shape the weights: a resumed run must have the checkpoint's (the rest, e.g. the
+# input size or the decoding, may change between stages of a run).
+_NETWORK = ("num_classes", "backbone.name", "backbone.norm", "fpn.", "head.")
+
+
+def _check_same_model(state: dict[str, Any], config: dict[str, Any], class_names: list[str], path: Path | str) -> None:
+    """Resuming needs the checkpoint's network and classes: CheckpointError naming what differs (instead of
+    load_state_dict's size mismatches, or classifier rows silently relabelled by another class order)."""
+    differ = [f"{key} {a!r} (given {b!r})" for key, a, b in _diff(state.get("config", {}), config)
+              if key.startswith(_NETWORK) and key != "head.prior_prob"]  # prior_prob: only the initialisation
+    if state.get("class_names") is not None and list(state["class_names"]) != list(class_names):
+        differ.append(f"classes {list(state['class_names'])} (given {list(class_names)})")
+    if differ:
+        raise CheckpointError(f"{path} was trained with {'; '.join(differ)}: resume it with its own settings, "
+                              f"--config {Path(path).parent / 'config.yaml'} --resume")
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted key, a's value, b's) where two nested dicts differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b), key=str)
+                for d in _diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))]
+    return [] if a == b or (isinstance(a, list | tuple) and isinstance(b, list | tuple) and list(a) == list(b)) \
+        else [(prefix, a, b)]
 
 
 def _legacy_hook_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:
