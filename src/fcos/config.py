@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 __all__ = [
     "AssignConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "PointsConfig",
     "STRIDES",
     "check_conv3x3",
+    "check_field_type",
     "official",
     "override",
     "preset",
@@ -231,7 +233,8 @@ class FCOSConfig:
 
 
 def _from_dict(kind: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a (nested) config dataclass from plain dicts/lists, rejecting unknown keys."""
+    """Rebuild a (nested) config dataclass from plain dicts/lists, rejecting unknown keys and values of
+    another type than the field's (a YAML ``channels: wide``)."""
     names = {f.name: f for f in dataclasses.fields(kind)}
     unknown = set(data) - set(names)
     if unknown:
@@ -242,11 +245,53 @@ def _from_dict(kind: type, data: Mapping[str, Any]) -> Any:
         default = getattr(defaults, name)
         if dataclasses.is_dataclass(default) and isinstance(value, Mapping):
             values[name] = _from_dict(type(default), value)
-        elif isinstance(value, list):
-            values[name] = _to_tuple(value)
         else:
-            values[name] = value
+            values[name] = check_field_type(kind, name, _to_tuple(value) if isinstance(value, list) else value)
     return kind(**values)
+
+
+def check_field_type(kind: type, name: str, value: Any) -> Any:
+    """``value`` if it has the type of the dataclass ``kind``'s field ``name`` (an int is a float; a bool
+    is not a number), else ValueError naming the field, its type and the value."""
+    hint = get_type_hints(kind)[name]
+    if not _fits(value, hint):
+        raise ValueError(f"{kind.__name__}.{name} must be {_describe(hint)}, got {value!r}")
+    return value
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else int | float) and not isinstance(value, bool)
+    if hint in (bool, str):
+        return isinstance(value, hint)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return not args or (len(value) == len(args) and all(_fits(v, a) for v, a in zip(value, args, strict=True)))
+    return True  # anything else (a nested config, Any): its own constructor checks it
+
+
+def _describe(hint: Any) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if hint is type(None):
+        return "null"
+    if origin is tuple:
+        return "a list" + (f", each {_describe(args[0])}" if len(args) == 2 and args[1] is Ellipsis else
+                           f" of {len(args)}" if args else "")
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
 def _to_tuple(value: Any) -> Any:

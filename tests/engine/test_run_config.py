@@ -4,6 +4,7 @@ with `fcos train --config runs/x/config.yaml [--flag value ...]`."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -64,6 +65,27 @@ def test_unusable_config_files_name_the_problem(tmp_path, text):
     path = tmp_path / "config.yaml"
     path.write_text(text)
     with pytest.raises(RunConfigError, match=str(path)):
+        read_run_config(path)
+
+
+@pytest.mark.parametrize("section,line,message", [
+    ("train", "batch_size: two", "TrainConfig.batch_size must be an integer, got 'two'"),
+    ("train", "batch_size: 2.5", "TrainConfig.batch_size must be an integer, got 2.5"),
+    ("train", "max_iters: 1.5", "TrainConfig.max_iters must be an integer or null, got 1.5"),
+    ("train", "amp: 'no'", "TrainConfig.amp must be true or false, got 'no'"),
+    ("train", "optimizer: adam", "TrainConfig.optimizer must be one of 'sgd', 'adamw', got 'adam'"),
+    ("train", "seed: null", "TrainConfig.seed must be an integer, got None"),
+    ("train", "steps: [a, 0.9]", "TrainConfig.steps must be a list, each a number, got ('a', 0.9)"),
+    ("model", "fpn: {channels: wide}", "FPNConfig.channels must be an integer, got 'wide'"),
+])
+def test_values_of_another_type_name_the_field(tmp_path, section, line, message):
+    """A hand-edited config.yaml: each value is checked against its field's type, as the flags are."""
+    model, train = model_config_for(3, backbone="resnet18"), TRAIN_PRESETS["cpu"](data="d", out="o")
+    path = write_run_config(tmp_path / "config.yaml", model, train)
+    doc = yaml.safe_load(path.read_text())
+    doc[section].update(yaml.safe_load(line))
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RunConfigError, match=re.escape(message)):
         read_run_config(path)
 
 

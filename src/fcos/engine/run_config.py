@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from fcos import __version__
-from fcos.config import FCOSConfig
+from fcos.config import FCOSConfig, check_field_type
 from fcos.engine.train_config import RECIPE_MODEL, TRAIN_PRESETS, TrainConfig
 from fcos.model.options import ModelOptions
 from fcos.utils.files import write_text
@@ -129,7 +129,7 @@ def read_run_config(path: str | Path) -> tuple[FCOSConfig, TrainConfig, dict[str
     if unknown:
         raise RunConfigError(f"{path}: unknown 'train' settings {unknown} (written by a newer fcos?)")
     try:
-        train = TrainConfig(**{k: _tuples(v) for k, v in doc["train"].items()})
+        train = TrainConfig(**{k: check_field_type(TrainConfig, k, _tuples(v)) for k, v in doc["train"].items()})
     except (TypeError, ValueError) as exc:
         raise RunConfigError(f"{path}: invalid 'train' section: {exc}") from None
     return model, train, dict(doc.get("fcos") or {})
