@@ -50,6 +50,21 @@ def test_mlflow_run_reads_back_through_mlflows_client(shapes, tmp_path, monkeypa
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6]
 
 
+@pytest.mark.parametrize("as_uri", [True, False])
+def test_mlflow_into_a_file_store_named_by_the_environment(shapes, tmp_path, monkeypatch, as_uri):
+    """MLFLOW_TRACKING_URI=file:///... or a folder: MLflow 3 refuses its file store unless allowed."""
+    mlflow = pytest.importorskip("mlflow")
+    store = tmp_path / "store"
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.as_uri() if as_uri else str(store))
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "fcos-uri")
+    assert main(["train", "--data", str(shapes), "--out", str(tmp_path / "run"), "--max-iters", "2", "--mlflow",
+                 "--val-split", "none", *TINY]) == 0
+    client = mlflow.tracking.MlflowClient(tracking_uri=store.as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("fcos-uri").experiment_id])
+    assert run.info.status == "FINISHED" and [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+
+
 def test_wandb_offline_run(shapes, tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.chdir(tmp_path)
