@@ -30,11 +30,10 @@ class MLflowTracker(Tracker):
         self.run: Any = None
 
     def start(self, out: Path, params: Mapping[str, Any], resumed_at: int) -> None:
-        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-        if not uri or uri.startswith(("file:", "/", ".")):  # a file store: the default, a file: URI or a path
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
+        if uri.startswith(("file:", "/", ".")):  # a file store: the default, a file: URI or a folder
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        if not uri:
-            self.mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+        self.mlflow.set_tracking_uri(uri)  # also over a URI an earlier run in this process set
         experiment = self.mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", "fcos"))
         folder = str(out.resolve())
         earlier = self._run_of(experiment.experiment_id, folder) if resumed_at else None
