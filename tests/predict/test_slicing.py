@@ -152,6 +152,12 @@ def test_cli_predict_and_eval_compare_sliced(checkpoint, shared_data, tmp_path, 
     out = capsys.readouterr().out
     assert code == 0 and "whole image" in out and "tiles 320x320 (overlap 0.2) + whole image, TTA flip" in out
     assert out.count("ms/image") == 1 and "APs" in out
+    # a whole-image model compared with itself: one row and a note, not two identical rows
+    code = main(["eval", "--weights", str(checkpoint), "--data", str(shared_data / "fruit"), "--compare",
+                 "--no-plots", "--workers", "0", "--device", "cpu", "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0 and "one mode to evaluate; add --slice SIZE or --tta" in captured.out
+    assert "ms/image" not in captured.out and "eval:" not in captured.err  # no table; no progress bar
     with pytest.raises(SystemExit):
         main(["predict", "--weights", str(checkpoint), "--source", str(image), "--slice", "big"])
     assert "--slice takes auto, none, SIZE or H W" in capsys.readouterr().err

@@ -40,6 +40,7 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
                         "time per image of each")
     p.add_argument("--batch-size", type=positive_int, default=4, help="images per forward pass of a whole-image checkpoint")
     p.add_argument("--workers", type=non_negative_int, default=2)
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_runtime_flags(p)
     add_inference_flags(p)
 
@@ -56,7 +57,10 @@ def _eval(args: argparse.Namespace) -> int:
     data = remap_classes(load_annotations(args.data, args.split), predictor.class_names)
     print(f"{len(data)} images, {data.report.boxes} boxes, {data.num_classes} classes")
     modes = [predictor]
-    if args.compare:
+    if args.compare and predictor.plain:  # the mode asked for is the whole image: one row, said so
+        print("--compare: the model predicts the whole image at these settings (no tiles, no TTA): one mode to "
+              "evaluate; add --slice SIZE or --tta to compare")
+    elif args.compare:
         modes = [predictor.with_options(dataclasses.replace(options, slice="none", tta=False)), predictor]
     results = []
     for mode in modes:
@@ -64,10 +68,11 @@ def _eval(args: argparse.Namespace) -> int:
         model = mode.model if mode.plain and mode.backend == "torch" else mode.as_detector()
         start = time.perf_counter()
         result = run_evaluation(model, data, batch_size=args.batch_size, workers=args.workers, device=device,
-                                amp_dtype=mode.dtype if mode.plain and mode.backend == "torch" else None)
+                                amp_dtype=mode.dtype if mode.plain and mode.backend == "torch" else None,
+                                progress=args.progress)
         ms = (time.perf_counter() - start) * 1000 / max(1, len(data))
         results.append((mode.options.describe(mode.tile), result, ms))
-    if args.compare:
+    if len(results) > 1:
         print(f"  {'mode':56s} " + " ".join(f"{n:>6s}" for n in METRIC_NAMES[:6]) + "  ms/image")
         for name, result, ms in results:
             print(f"  {name:56s} " + " ".join(f"{result.metrics[n]:6.4f}" for n in METRIC_NAMES[:6]) + f"  {ms:8.1f}")
