@@ -9,6 +9,7 @@ Configs are frozen dataclasses; derive variants with :func:`dataclasses.replace`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import warnings
@@ -253,10 +254,13 @@ def _from_dict(kind: type, data: Mapping[str, Any]) -> Any:
 def check_field_type(kind: type, name: str, value: Any) -> Any:
     """``value`` if it has the type of the dataclass ``kind``'s field ``name`` (an int is a float; a bool
     is not a number), else ValueError naming the field, its type and the value."""
-    hint = get_type_hints(kind)[name]
+    hint = _field_types(kind)[name]
     if not _fits(value, hint):
         raise ValueError(f"{kind.__name__}.{name} must be {_describe(hint)}, got {value!r}")
     return value
+
+
+_field_types = functools.cache(get_type_hints)  # a class's hints: evaluated once, not per field read
 
 
 def _fits(value: Any, hint: Any) -> bool:

@@ -98,9 +98,9 @@ def _coco_split(annotations: Path, split: str) -> Path:
         return exact
     # image_info_test-dev2017.json: COCO's list of unlabelled test images, not a split to train or evaluate on
     matches = sorted(m for m in annotations.glob(f"*{split}*.json") if not m.name.startswith("image_info_"))
-    boxes = [m for m in matches if m.name.startswith("instances_")]
-    if len(matches) == 1 or len(boxes) == 1:
-        return matches[0] if len(matches) == 1 else boxes[0]
+    for candidates in (matches, [m for m in matches if m.name.startswith("instances_")]):
+        if len(candidates) == 1:
+            return candidates[0]
     available = ", ".join(sorted(p.name for p in annotations.glob("*.json")))
     raise DatasetError(exact, f"no annotation file for split {split!r} (found: {available})")
 

@@ -190,8 +190,10 @@ def to_coco(data: DetectionData) -> dict[str, Any]:
 def left_out_missing(records: list[ImageRecord], report: LoadReport, source: Path) -> list[ImageRecord]:
     """``records`` less those whose image file is not there, each named in ``report.skipped_images``
     (a reader's ``skip_missing``); a DatasetError naming ``source`` when none is left."""
-    kept = [r for r in records if r.path.is_file()]
-    report.skipped_images.extend(f"{r.path}: image file not found" for r in records if not r.path.is_file())
+    there = [r.path.is_file() for r in records]
+    kept = [r for r, found in zip(records, there, strict=True) if found]
+    report.skipped_images.extend(f"{r.path}: image file not found" for r, found in zip(records, there, strict=True)
+                                 if not found)
     if records and not kept:
         raise DatasetError(source, f"none of the {len(records)} images it names is there ({records[0].path}, ...)")
     return kept

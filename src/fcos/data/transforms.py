@@ -14,10 +14,9 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from fcos.ops.sizing import resized_shape, scale_boxes
+from fcos.ops.sizing import resize_image, resized_shape, scale_boxes
 
 __all__ = [
     "Compose",
@@ -51,7 +50,7 @@ def resize(image: Tensor, boxes: Tensor, min_size: float, max_size: float) -> tu
     out_hw = resized_shape(h, w, min_size, max_size)
     if out_hw == (h, w):
         return image, boxes
-    image = F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False)[0]
+    image = resize_image(image, out_hw)
     return image, scale_boxes(boxes, (h, w), out_hw)
 
 

@@ -76,10 +76,13 @@ def read_voc(
         split_file = root / "ImageSets" / "Main" / f"{split}.txt"
         entries = _read_split(split_file)
     annotations = [_parse(root, stem, split_file, line, skip_missing) for line, stem in entries]
-    missing = [f"{a.image}: image file not found (named by {a.xml})" for a in annotations if not a.image.is_file()]
-    if missing and len(missing) == len(annotations):
-        raise DatasetError(split_file, f"none of the {len(missing)} images it lists is there ({missing[0]}, ...)")
-    annotations = [ann for ann in annotations if ann.image.is_file()]
+    missing = []
+    if skip_missing:  # without it, _parse raised for the first missing image
+        there = [ann.image.is_file() for ann in annotations]
+        missing = [f"{a.image}: image file not found (named by {a.xml})" for a, ok in zip(annotations, there) if not ok]
+        if annotations and not any(there):
+            raise DatasetError(split_file, f"none of the {len(missing)} images it lists is there ({missing[0]}, ...)")
+        annotations = [ann for ann, ok in zip(annotations, there, strict=True) if ok]
     found = sorted({obj.name for ann in annotations for obj in ann.objects})
     names = list(class_names) if class_names is not None else found
     index = {name: i for i, name in enumerate(names)}

@@ -524,8 +524,9 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for key in sorted(set(a) | set(b), key=str)
                 for d in _diff(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))]
-    return [] if a == b or (isinstance(a, list | tuple) and isinstance(b, list | tuple) and list(a) == list(b)) \
-        else [(prefix, a, b)]
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        a, b = list(a), list(b)  # a checkpoint's lists and a config's tuples hold the same values
+    return [] if a == b else [(prefix, a, b)]
 
 
 def _legacy_hook_states(state: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -12,12 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fcos.config import DecodeConfig, InputConfig
 from fcos.model.decode import class_aware_nms
-from fcos.ops.sizing import fit_shape, pad_batch, scale_boxes
+from fcos.ops.sizing import fit_shape, pad_batch, resize_image, scale_boxes
 
 __all__ = ["finish", "input_shape", "prepare_inputs"]
 
@@ -38,8 +37,7 @@ def prepare_inputs(
     for image in images:
         out_hw = input_shape(image.shape[-2], image.shape[-1], config, img_size)
         if out_hw != tuple(image.shape[-2:]):
-            # The same call as InputTransform: the model's sampling exactly.
-            image = F.interpolate(image[None].float(), size=out_hw, mode="bilinear", align_corners=False)[0]
+            image = resize_image(image.float(), out_hw)  # the model's own resize
         resized.append(image.float())
     batch = pad_batch(resized, config.size_divisible, img_size)
     sizes = torch.tensor([im.shape[-2:] for im in resized], dtype=torch.float32)

@@ -16,11 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fcos.config import InputConfig
-from fcos.ops.sizing import pad_batch, resized_shape, scale_boxes
+from fcos.ops.sizing import pad_batch, resize_image, resized_shape, scale_boxes
 from fcos.structures import ImageBatch
 
 __all__ = ["InputTransform"]
@@ -54,9 +53,7 @@ class InputTransform(nn.Module):
             min_size = (self._min_size() if sizes is None else sizes[0]) if resize else 0.0
             out_hw = resized_shape(h, w, min_size, max_size) if resize else (h, w)
             if out_hw != (h, w):  # bilinear at scale 1 is the identity: skip it
-                # size= samples as torchvision's scale_factor + recompute_scale_factor=True (both use in/out),
-                # and keeps the 1-px floor of resized_shape where the scale would floor a side to 0.
-                image = F.interpolate(image[None], size=out_hw, mode="bilinear", align_corners=False)[0]
+                image = resize_image(image, out_hw)
             resized.append(image)
             if targets is not None:
                 target = dict(targets[i])

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "fit_shape",
     "pad_batch",
     "pad_to_multiple",
+    "resize_image",
     "resize_scale",
     "resized_shape",
     "scale_boxes",
@@ -38,6 +40,13 @@ def resized_shape(height: int, width: int, min_size: float, max_size: float) -> 
 
 def _floor_sides(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(1, int(height * scale)), max(1, int(width * scale))
+
+
+def resize_image(image: Tensor, size: Sequence[int]) -> Tensor:
+    """[C, H, W] -> [C, h, w] at ``size`` (a shape of the rule above), bilinear without antialiasing: the
+    model's own sampling, equal to torchvision's ``scale_factor`` + ``recompute_scale_factor=True`` (both
+    sample at in/out), and defined where that scale would floor a side to 0."""
+    return F.interpolate(image[None], size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)[0]
 
 
 def fit_shape(

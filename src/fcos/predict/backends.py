@@ -45,30 +45,30 @@ class TorchBackend:
 
     def __init__(self, weights: str | Path, device: str, *, half: bool = False, compile: bool = False) -> None:
         model, state = load_weights(weights, map_location=device)
-        self.model, self.device = model.to(device), device
-        self.config: FCOSConfig = model.config
-        self.state = state  # the checkpoint dict: class names, category ids, training records
-        self.metadata: dict[str, Any] = {}
         # Autocast rather than bf16 weights: the same speed on an AMX CPU (docs/performance.md), and the
         # decoding, NMS and box mapping stay in float32.
-        self.dtype, note = half_dtype(device) if half else (None, "precision: fp32")
-        if half and self.dtype is None:
+        dtype, note = half_dtype(device) if half else (None, "precision: fp32")
+        if half and dtype is None:
             warnings.warn(note, stacklevel=3)
-        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+        self._hold(model.to(device), state, device, dtype)
         if compile:
             self.model.compile(mode=default_mode(device, fixed_size=True))
-        self.img_size: list[int] | None = None  # the model's own size rule, no fixed input
-        self.batched = True
 
     @classmethod
     def from_model(cls, model: nn.Module, device: str | torch.device, dtype: torch.dtype | None) -> TorchBackend:
         """A model already in memory (no checkpoint read), autocast to ``dtype`` (None: fp32)."""
         self = cls.__new__(cls)
-        self.model, self.device, self.config, self.state, self.metadata = model, device, model.config, {}, {}
-        self.dtype = dtype
-        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
-        self.img_size, self.batched = None, True
+        self._hold(model, {}, device, dtype)
         return self
+
+    def _hold(self, model: nn.Module, state: dict[str, Any], device: Any, dtype: torch.dtype | None) -> None:
+        self.model, self.device, self.dtype = model, device, dtype
+        self.config: FCOSConfig = model.config
+        self.state = state  # the checkpoint dict: class names, category ids, training records
+        self.metadata: dict[str, Any] = {}
+        self.precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
+        self.img_size: list[int] | None = None  # the model's own size rule, no fixed input
+        self.batched = True
 
     def input_shape(self, height: int, width: int) -> tuple[int, int]:
         """The padded shape an image of this size enters the network at (alone)."""

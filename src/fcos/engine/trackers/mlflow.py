@@ -4,7 +4,8 @@ evaluation, the pictures, the per-class table and the best checkpoint as artifac
 Where to: ``MLFLOW_TRACKING_URI`` when set (a server, a database), else a local file store ``mlruns/``
 in the working folder (MLflow's classic default; ``mlflow ui --backend-store-uri mlruns`` shows it). MLflow
 3 keeps its file store in maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE``, which this tracker sets for
-a file store only (that default, or a ``file:`` URI or plain folder in ``MLFLOW_TRACKING_URI``). The experiment is ``MLFLOW_EXPERIMENT_NAME`` (default ``fcos``), the run named after
+a file store only (that default, or a ``file:`` URI or plain folder in ``MLFLOW_TRACKING_URI``). The
+experiment is ``MLFLOW_EXPERIMENT_NAME`` (default ``fcos``), the run named after
 the run folder. Installed by ``pip install 'fcos[mlflow]'`` (``mlflow-skinny``: the client and the file
 store without the server's dependencies; the full ``mlflow`` works the same).
 """
